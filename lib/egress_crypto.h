@@ -1,0 +1,41 @@
+/*
+ * egress_crypto.h: secrets, ids and their comparison (OpenSSL underneath).
+ */
+
+#ifndef EGRESS_CRYPTO_H
+#define EGRESS_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "egress_error.h"
+
+#define EGRESS_SHA256_LEN     32
+#define EGRESS_SHA256_HEX_LEN 64
+
+/* Fills buf with n bytes from OpenSSL's CSPRNG. Returns 0 or -1 (EGRESS_ERR_SYSTEM). */
+int egress_random_bytes(void *buf, size_t n, egress_error_t *err);
+
+/*
+ * Writes a fresh secret of nbytes random bytes as unpadded base64url, with an
+ * optional prefix ("egt_" for tickets, ...), NUL-terminated, into out (cap bytes).
+ * Returns the length, or -1 (EGRESS_ERR_NO_SPACE / EGRESS_ERR_SYSTEM).
+ */
+int egress_token_new(char *out, size_t cap, const char *prefix, size_t nbytes,
+                     egress_error_t *err);
+
+/* Constant-time equality of two equal-length buffers (1 equal, 0 not). */
+int egress_ct_equal(const void *a, const void *b, size_t n);
+
+/* Constant-time equality of two strings of possibly different lengths. */
+int egress_ct_streq(const char *a, size_t alen, const char *b, size_t blen);
+
+void egress_sha256(uint8_t out[EGRESS_SHA256_LEN], const void *data, size_t len);
+
+/* Lower-case hex digest plus NUL (out has EGRESS_SHA256_HEX_LEN + 1 bytes). */
+void egress_sha256_hex(char out[EGRESS_SHA256_HEX_LEN + 1], const void *data, size_t len);
+
+void egress_hmac_sha256(uint8_t out[EGRESS_SHA256_LEN], const void *key, size_t keylen,
+                        const void *data, size_t len);
+
+#endif /* EGRESS_CRYPTO_H */

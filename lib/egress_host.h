@@ -1,0 +1,73 @@
+/*
+ * egress_host.h: destination names and addresses.
+ *
+ * One definition of "a valid destination host" shared by the proxy request
+ * parser (module), the frame decoder and the allowlist, plus the address
+ * classification the host agent applies to resolved addresses.
+ */
+
+#ifndef EGRESS_HOST_H
+#define EGRESS_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "egress_error.h"
+
+/* Longest DNS name we accept, without the optional trailing dot. */
+#define EGRESS_HOST_MAX 253
+
+/* Large enough for any normalized host plus NUL (an IPv6 literal is shorter). */
+#define EGRESS_HOST_BUF (EGRESS_HOST_MAX + 1)
+
+typedef enum {
+    EGRESS_HOST_NAME = 1, /* DNS name: LDH labels (and '_'), 1..63 chars each */
+    EGRESS_HOST_IPV4,     /* dotted quad, four decimal octets, no leading zeros */
+    EGRESS_HOST_IPV6      /* IPv6 literal without brackets and without zone */
+} egress_host_kind_e;
+
+/*
+ * Validates and normalizes a destination host: lower-cases it, drops one
+ * trailing dot, and for IPv6 strips surrounding brackets and rewrites it in
+ * canonical (inet_ntop) form. Writes a NUL-terminated result to out (at least
+ * EGRESS_HOST_BUF bytes). Returns the kind, or -1 with err = EGRESS_ERR_HOST.
+ */
+int egress_host_normalize(char *out, const char *host, size_t len, egress_error_t *err);
+
+/*
+ * Splits "host:port", "[v6]:port" or a bare host (when default_port is not 0)
+ * as found in a CONNECT line or URL authority; normalizes the host into out.
+ * Returns the host kind, or -1 with err set (EGRESS_ERR_HOST or
+ * EGRESS_ERR_PORT_RANGE).
+ */
+int egress_hostport_parse(char *out, uint16_t *port, const char *s, size_t len,
+                          uint16_t default_port, egress_error_t *err);
+
+/* Address classes; an address may be "public" only when no other bit is set. */
+enum {
+    EGRESS_ADDR_PUBLIC = 0,
+    EGRESS_ADDR_LOOPBACK = 1 << 0,    /* 127/8, ::1 */
+    EGRESS_ADDR_PRIVATE = 1 << 1,     /* 10/8, 172.16/12, 192.168/16, fc00::/7 (ULA) */
+    EGRESS_ADDR_LINK_LOCAL = 1 << 2,  /* 169.254/16 (incl. metadata), fe80::/10 */
+    EGRESS_ADDR_CGNAT = 1 << 3,       /* 100.64/10 */
+    EGRESS_ADDR_MULTICAST = 1 << 4,   /* 224/4, ff00::/8 */
+    EGRESS_ADDR_UNSPECIFIED = 1 << 5, /* 0/8, ::, 255.255.255.255 and 240/4 */
+    EGRESS_ADDR_MAPPED = 1 << 6       /* ::ffff:a.b.c.d classified as its IPv4 */
+};
+
+/*
+ * Classifies a resolved address (AF_INET or AF_INET6; IPv4-mapped and NAT64
+ * well-known-prefix IPv6 addresses are judged by their embedded IPv4).
+ * Returns a bit set of EGRESS_ADDR_*; EGRESS_ADDR_PUBLIC (0) means dialable
+ * without --allow-private.
+ */
+unsigned egress_addr_classify(const struct sockaddr *sa);
+
+/* Human word for the most significant class bit ("loopback", "private", ...). */
+const char *egress_addr_class_name(unsigned classes);
+
+/* Returns 1 when the textual address is loopback (127.0.0.0/8, ::1) or "localhost". */
+int egress_host_is_loopback(const char *host, size_t len);
+
+#endif /* EGRESS_HOST_H */

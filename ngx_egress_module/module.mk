@@ -1,0 +1,39 @@
+# ngx_stream_egress_module: built as a dynamic module against Debian's nginx-dev.
+#
+# Debian ships nginx's configure script and headers (not its .c files) in
+# /usr/share/nginx/src, so we configure a private copy of that tree with the
+# same --with-compat ABI as Debian's nginx and build only our module target.
+
+NGX_SRC       ?= /usr/share/nginx/src
+NGX_BUILD     := $(BUILD)/nginx
+NGX_OBJS      := $(abspath $(NGX_BUILD))/objs
+MODULE_SO     := $(BUILD)/ngx_stream_egress_module.so
+MODULE_SRCS   := $(wildcard ngx_egress_module/*.c ngx_egress_module/*.h)
+NGX_CC_OPT    := -g -O2 -fPIC -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+NGX_LD_OPT    := -fPIC
+ifeq ($(SAN),1)
+NGX_CC_OPT    := -g -O1 -fPIC -fno-omit-frame-pointer $(SANFLAGS) -Wno-unused-parameter \
+                 -Wno-missing-field-initializers
+NGX_LD_OPT    := -fPIC $(SANFLAGS)
+endif
+
+# The configure flags that shape the ABI match Debian's nginx build.
+NGX_CONF_FLAGS := --with-compat --with-threads --with-debug --with-http_ssl_module \
+                  --with-stream=dynamic --with-stream_ssl_module \
+                  --with-stream_ssl_preread_module --with-stream_realip_module
+
+all: $(MODULE_SO)
+
+$(NGX_BUILD)/.configured: config ngx_egress_module/module.mk
+	rm -rf $(NGX_BUILD)
+	@mkdir -p $(dir $(NGX_BUILD))
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && ./configure $(NGX_CONF_FLAGS) \
+	    --with-cc-opt='$(NGX_CC_OPT)' --with-ld-opt='$(NGX_LD_OPT)' \
+	    --builddir=$(NGX_OBJS) --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || { cat configure.log; exit 1; }
+	touch $@
+
+$(MODULE_SO): $(NGX_BUILD)/.configured $(MODULE_SRCS) $(LIB_SRCS) lib/*.h
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile $(NGX_OBJS)/ngx_stream_egress_module.so
+	cp $(NGX_OBJS)/ngx_stream_egress_module.so $@
