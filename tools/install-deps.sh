@@ -10,7 +10,7 @@ libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libsqlite3-de
 libwslay-dev libcmocka-dev
 curl openssl ca-certificates openssh-server openssh-client iproute2 procps psmisc
 perl libio-socket-ssl-perl libprotocol-websocket-perl libjson-pp-perl libhttp-tiny-perl
-chromium
+
 "
 
 missing=""
