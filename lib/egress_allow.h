@@ -49,7 +49,8 @@ int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_err
 /* Returns 1 if host:port is allowed, 0 if not (including an invalid host). */
 int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port);
 
-/* Number of patterns, and the i-th in normalized text form (deduplicated, in insertion order). */
+/* Number of patterns, and the i-th in normalized text form (deduplicated, in insertion order).
+ */
 size_t egress_allow_count(const egress_allow_t *al);
 const char *egress_allow_pattern(const egress_allow_t *al, size_t i);
 

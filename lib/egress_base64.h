@@ -31,8 +31,8 @@ size_t egress_base64url_encode(char *dst, const uint8_t *src, size_t len);
  * Returns 0 and stores the decoded size in *out_len, or -1 with err set
  * (EGRESS_ERR_BASE64 or EGRESS_ERR_NO_SPACE).
  */
-int egress_base64_decode(uint8_t *dst, size_t cap, size_t *out_len, const char *src,
-                         size_t len, egress_error_t *err);
+int egress_base64_decode(uint8_t *dst, size_t cap, size_t *out_len, const char *src, size_t len,
+                         egress_error_t *err);
 int egress_base64url_decode(uint8_t *dst, size_t cap, size_t *out_len, const char *src,
                             size_t len, egress_error_t *err);
 

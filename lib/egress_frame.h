@@ -28,14 +28,14 @@
 #define EGRESS_SUBPROTO_V2 "egress.v2"
 #define EGRESS_SUBPROTO_V1 "egress.v1"
 
-#define EGRESS_MAX_MESSAGE     (2 * 1024 * 1024) /* any one WebSocket message */
-#define EGRESS_DATA_CHUNK      (32 * 1024)       /* largest data body a sender emits */
-#define EGRESS_INITIAL_WINDOW  (256 * 1024)      /* default per-stream send credit */
-#define EGRESS_MAX_WINDOW      0x7fffffffu       /* window and credit ceiling */
-#define EGRESS_ID_MAX          0xffffffffu       /* stream ids are 1..EGRESS_ID_MAX */
-#define EGRESS_MAX_ERROR_TEXT  512               /* error.message, bytes */
-#define EGRESS_MAX_TOKEN_TEXT  256               /* sessionID, role, resume, bytes */
-#define EGRESS_V2_DATA_HEADER  4
+#define EGRESS_MAX_MESSAGE    (2 * 1024 * 1024) /* any one WebSocket message */
+#define EGRESS_DATA_CHUNK     (32 * 1024)       /* largest data body a sender emits */
+#define EGRESS_INITIAL_WINDOW (256 * 1024)      /* default per-stream send credit */
+#define EGRESS_MAX_WINDOW     0x7fffffffu       /* window and credit ceiling */
+#define EGRESS_ID_MAX         0xffffffffu       /* stream ids are 1..EGRESS_ID_MAX */
+#define EGRESS_MAX_ERROR_TEXT 512               /* error.message, bytes */
+#define EGRESS_MAX_TOKEN_TEXT 256               /* sessionID, role, resume, bytes */
+#define EGRESS_V2_DATA_HEADER 4
 
 typedef enum {
     EGRESS_FRAME_OPEN = 1, /* client -> host: {id, host, port [, window]} */
@@ -44,39 +44,39 @@ typedef enum {
     EGRESS_FRAME_CLOSE,    /* both: {id [, half]} */
     EGRESS_FRAME_ERROR,    /* host -> client: {id, message} */
     EGRESS_FRAME_WINDOW,   /* v2, both: {id, increment} */
-    EGRESS_FRAME_HELLO,    /* v2, coordinator -> agent: {sessionID, role, peerConnected, resume} */
-    EGRESS_FRAME_PEER      /* v2, coordinator -> agent: {connected} */
+    EGRESS_FRAME_HELLO, /* v2, coordinator -> agent: {sessionID, role, peerConnected, resume} */
+    EGRESS_FRAME_PEER   /* v2, coordinator -> agent: {connected} */
 } egress_frame_type_e;
 
 typedef struct {
     const char *data; /* NUL-terminated */
-    size_t      len;
+    size_t len;
 } egress_str_t;
 
 typedef struct {
     egress_frame_type_e type;
-    uint32_t            id;             /* all stream frames (not hello/peer) */
+    uint32_t id; /* all stream frames (not hello/peer) */
 
-    egress_str_t        host;           /* open: normalized (see egress_host.h) */
-    uint16_t            port;           /* open */
-    uint32_t            window;         /* open/open_ok: advertised initial window, 0 if absent */
-    uint32_t            increment;      /* window: 1..EGRESS_MAX_WINDOW */
-    unsigned            half : 1;       /* close: write-side EOF only */
-    unsigned            peer_connected : 1; /* hello */
-    unsigned            connected : 1;  /* peer */
+    egress_str_t host;           /* open: normalized (see egress_host.h) */
+    uint16_t port;               /* open */
+    uint32_t window;             /* open/open_ok: advertised initial window, 0 if absent */
+    uint32_t increment;          /* window: 1..EGRESS_MAX_WINDOW */
+    unsigned half : 1;           /* close: write-side EOF only */
+    unsigned peer_connected : 1; /* hello */
+    unsigned connected : 1;      /* peer */
 
-    egress_str_t        message;        /* error */
-    egress_str_t        session_id;     /* hello */
-    egress_str_t        role;           /* hello: "host" or "client" */
-    egress_str_t        resume;         /* hello: may be empty */
+    egress_str_t message;    /* error */
+    egress_str_t session_id; /* hello */
+    egress_str_t role;       /* hello: "host" or "client" */
+    egress_str_t resume;     /* hello: may be empty */
 
-    const uint8_t      *body;           /* data */
-    size_t              body_len;
+    const uint8_t *body; /* data */
+    size_t body_len;
 
     /* private: storage owned by a decoded frame */
-    void               *owned_json;
-    uint8_t            *owned_body;
-    char                host_buf[256];
+    void *owned_json;
+    uint8_t *owned_body;
+    char host_buf[256];
 } egress_frame_t;
 
 /* "open", "open_ok", ...; "?" for an unknown value. */

@@ -36,6 +36,12 @@ typedef enum {
 int egress_host_normalize(char *out, const char *host, size_t len, egress_error_t *err);
 
 /*
+ * The same, but on failure stores only the bare reason ("empty label", a
+ * static string) in *reason, for callers that phrase their own message.
+ */
+int egress_host_normalize_reason(char *out, const char *host, size_t len, const char **reason);
+
+/*
  * Splits "host:port", "[v6]:port" or a bare host (when default_port is not 0)
  * as found in a CONNECT line or URL authority; normalizes the host into out.
  * Returns the host kind, or -1 with err set (EGRESS_ERR_HOST or
