@@ -111,7 +111,7 @@ static void test_normalize_names(void **state)
     ok(long_name, EGRESS_HOST_NAME, long_name);
     /* A trailing dot does not count against the limit. */
     {
-        char dotted[300];
+        char dotted[310];
         snprintf(dotted, sizeof(dotted), "%s.", long_name);
         ok(dotted, EGRESS_HOST_NAME, long_name);
     }
