@@ -419,6 +419,9 @@ static int decode_json(egress_frame_t *f, int version, const uint8_t *msg, size_
                                 "unknown frame type \"%s\" in protocol v%d", ex, version);
     }
     f->type = (egress_frame_type_e) type;
+    if (f->type == EGRESS_FRAME_HELLO || f->type == EGRESS_FRAME_PEER) {
+        f->id = 0; /* session frames have no stream; an "id" there is an ignored extra */
+    }
     switch (f->type) {
     case EGRESS_FRAME_OPEN:
         return decode_open(f, version, root, err);

@@ -267,6 +267,13 @@ static void test_decode_basic(void **state)
     assert_non_null(f.body);
     egress_frame_release(&f);
 
+    /* An "id" on a session frame is an ignored extra. */
+    assert_int_equal(dec_text(&f, 2, "{\"type\":\"peer\",\"connected\":true,\"id\":3}", &err),
+                     0);
+    assert_int_equal(f.id, 0);
+    assert_int_equal(f.connected, 1);
+    egress_frame_release(&f);
+
     /* hello without resume. */
     assert_int_equal(dec_text(&f, 2,
                               "{\"type\":\"hello\",\"sessionID\":\"s\",\"role\":\"client\","
