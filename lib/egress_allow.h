@@ -30,7 +30,11 @@ void egress_allow_free(egress_allow_t *al);
 /* Adds one pattern. Returns 0, or -1 with err naming the pattern and the defect. */
 int egress_allow_add(egress_allow_t *al, const char *pattern, size_t len, egress_error_t *err);
 
-/* Adds a comma-separated list ("a.com,*.b.com"); empty items are errors. */
+/*
+ * Adds a comma-separated list ("a.com,*.b.com"); blanks around items are
+ * ignored, empty items are errors. All or nothing: on failure no item of the
+ * list has been added.
+ */
 int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *err);
 
 /* Adds the patterns of a built-in profile; unknown names fail with EGRESS_ERR_PROFILE. */
@@ -43,7 +47,7 @@ int egress_allow_add_profile(egress_allow_t *al, const char *name, egress_error_
 int egress_allow_set_ports(egress_allow_t *al, const uint16_t *ports, size_t n,
                            egress_error_t *err);
 
-/* Parses "80,443,8443" and calls egress_allow_set_ports(). */
+/* Parses "80,443,8443" (blanks around items ignored) and calls egress_allow_set_ports(). */
 int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_error_t *err);
 
 /* Returns 1 if host:port is allowed, 0 if not (including an invalid host). */

@@ -26,11 +26,18 @@ typedef struct {
     unsigned unlimited : 1;
 } egress_flow_t;
 
-/* send_window: what the peer advertised; recv_window: what we advertised. */
+/*
+ * send_window: what the peer advertised; recv_window: what we advertised.
+ * 0 (a "window" field that was absent) means EGRESS_INITIAL_WINDOW; values
+ * above EGRESS_MAX_WINDOW are clamped.
+ */
 void egress_flow_init(egress_flow_t *fl, uint32_t send_window, uint32_t recv_window);
 void egress_flow_init_unlimited(egress_flow_t *fl);
 
-/* Bytes we may send now (at most EGRESS_DATA_CHUNK per message is the caller's job). */
+/*
+ * Bytes we may send now (at most EGRESS_DATA_CHUNK per message is the caller's job).
+ * SIZE_MAX in unlimited mode.
+ */
 size_t egress_flow_send_room(const egress_flow_t *fl);
 
 /* We sent n bytes (n <= send room). */
@@ -45,6 +52,7 @@ int egress_flow_on_received(egress_flow_t *fl, size_t n, egress_error_t *err);
 /*
  * n received bytes reached our socket. Returns the increment to grant now
  * (send a window frame with it), or 0 when it is not yet worth a frame.
+ * A grant never raises the peer's outstanding credit above recv_window.
  */
 uint32_t egress_flow_on_drained(egress_flow_t *fl, size_t n);
 

@@ -10,7 +10,8 @@
  * Ownership: egress_frame_decode() may make the frame point into the message
  * (v2 data body) and into memory it allocates itself; call
  * egress_frame_release() when done. Strings are NUL-terminated and contain no
- * NUL byte. Encoding never allocates.
+ * NUL byte; absent ones are "" (never NULL), and body is never NULL after a
+ * successful decode. Encoding never allocates.
  */
 
 #ifndef EGRESS_FRAME_H
@@ -68,7 +69,7 @@ typedef struct {
     egress_str_t message;    /* error */
     egress_str_t session_id; /* hello */
     egress_str_t role;       /* hello: "host" or "client" */
-    egress_str_t resume;     /* hello: may be empty */
+    egress_str_t resume;     /* hello: may be absent (then empty) */
 
     const uint8_t *body; /* data */
     size_t body_len;
@@ -106,7 +107,10 @@ size_t egress_frame_encoded_max(const egress_frame_t *f, int version);
  * when the message must go out as a binary WebSocket message; returns 0 with
  * err set when f is invalid for that version or does not fit. Fields are
  * validated as strictly as on decode, so an encoder bug cannot emit a frame
- * the peer would reject.
+ * the peer would reject. open's host is written in normalized form. v1
+ * output omits window fields (v1 has no credit), and close with half set
+ * fails on v1 (a half-close cannot be expressed there). window 0 on
+ * open/open_ok means "not advertised" and is omitted.
  */
 size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, size_t cap,
                            int *binary, egress_error_t *err);

@@ -66,7 +66,11 @@ enum {
  * Classifies a resolved address (AF_INET or AF_INET6; IPv4-mapped and NAT64
  * well-known-prefix IPv6 addresses are judged by their embedded IPv4).
  * Returns a bit set of EGRESS_ADDR_*; EGRESS_ADDR_PUBLIC (0) means dialable
- * without --allow-private.
+ * without --allow-private. EGRESS_ADDR_MAPPED is added only to a non-public
+ * embedded IPv4 (::ffff:127.0.0.1 is LOOPBACK|MAPPED, ::ffff:8.8.8.8 is
+ * PUBLIC). Documentation and benchmark ranges (192.0.2/24, 198.51.100/24,
+ * 203.0.113/24, 198.18/15) and 192.0.0/24 count as public: tests use them as
+ * the internet. Other families are UNSPECIFIED.
  */
 unsigned egress_addr_classify(const struct sockaddr *sa);
 
