@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -446,13 +447,294 @@ static void test_decode_errors(void **state)
     expect_fail(2, "{\"type\":\"peer\",\"connected\":\"yes\"}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
 }
 
+/* Asserts that encoding f under version fails with code and a message containing want. */
+static void enc_fail(const egress_frame_t *f, int version, egress_err_e code, const char *want)
+{
+    uint8_t buf[4096];
+    egress_error_t err;
+    int binary = 7;
+
+    memset(&err, 0, sizeof(err));
+    if (egress_frame_encode(f, version, buf, sizeof(buf), &binary, &err) != 0) {
+        print_error("encoded unexpectedly (type %d, v%d)\n", f->type, version);
+        fail();
+    }
+    if (err.code != code || (want != NULL && strstr(err.message, want) == NULL)) {
+        print_error("got %s \"%s\", want %s \"%s\"\n", egress_err_name(err.code), err.message,
+                    egress_err_name(code), want ? want : "");
+        fail();
+    }
+    assert_int_equal(binary, 0);
+}
+
+static void test_encode_refuses(void **state)
+{
+    static const uint8_t big_body[1];
+    egress_frame_t f;
+    char long_text[600];
+
+    (void) state;
+    memset(long_text, 'x', sizeof(long_text));
+
+    frame_init(&f, EGRESS_FRAME_WINDOW, 1);
+    f.increment = 5;
+    enc_fail(&f, 1, EGRESS_ERR_UNKNOWN_TYPE,
+             "frame type \"window\" does not exist in protocol v1");
+    assert_int_equal(egress_frame_encoded_max(&f, 1), 0);
+    f.increment = 0;
+    enc_fail(&f, 2, EGRESS_ERR_WINDOW_RANGE, "window: field \"increment\" must be an integer");
+    f.increment = EGRESS_MAX_WINDOW + 1u;
+    enc_fail(&f, 2, EGRESS_ERR_WINDOW_RANGE, NULL);
+
+    frame_init(&f, EGRESS_FRAME_PEER, 0);
+    enc_fail(&f, 1, EGRESS_ERR_UNKNOWN_TYPE, NULL);
+    frame_init(&f, (egress_frame_type_e) 0, 1);
+    enc_fail(&f, 2, EGRESS_ERR_UNKNOWN_TYPE, NULL);
+    assert_int_equal(egress_frame_encoded_max(&f, 2), 0);
+    frame_init(&f, (egress_frame_type_e) 99, 1);
+    enc_fail(&f, 2, EGRESS_ERR_UNKNOWN_TYPE, NULL);
+    frame_init(&f, EGRESS_FRAME_CLOSE, 1);
+    enc_fail(&f, 0, EGRESS_ERR_VALUE, "unsupported protocol version");
+    enc_fail(&f, 3, EGRESS_ERR_VALUE, NULL);
+    assert_int_equal(egress_frame_encoded_max(&f, 3), 0);
+    f.id = 0;
+    enc_fail(&f, 2, EGRESS_ERR_ID_RANGE,
+             "close: field \"id\" must be an integer 1..4294967295");
+    f.id = 1;
+    f.half = 1;
+    enc_fail(&f, 1, EGRESS_ERR_VALUE, "half-close cannot be expressed in protocol v1");
+
+    frame_init(&f, EGRESS_FRAME_OPEN, 1);
+    f.host = S("a..b");
+    f.port = 80;
+    enc_fail(&f, 1, EGRESS_ERR_HOST, "open: invalid host \"a..b\": empty label");
+    f.host = S("");
+    enc_fail(&f, 2, EGRESS_ERR_HOST, NULL);
+    f.host.data = NULL;
+    f.host.len = 3;
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, NULL);
+    f.host = S("a.com");
+    f.port = 0;
+    enc_fail(&f, 2, EGRESS_ERR_PORT_RANGE, "open: field \"port\" must be an integer 1..65535");
+    f.port = 1;
+    f.window = EGRESS_MAX_WINDOW + 1u;
+    enc_fail(&f, 2, EGRESS_ERR_WINDOW_RANGE, "open: field \"window\"");
+    frame_init(&f, EGRESS_FRAME_OPEN_OK, 1);
+    f.window = EGRESS_MAX_WINDOW + 1u;
+    enc_fail(&f, 2, EGRESS_ERR_WINDOW_RANGE, "open_ok: field \"window\"");
+
+    frame_init(&f, EGRESS_FRAME_ERROR, 1);
+    f.message.data = long_text;
+    f.message.len = EGRESS_MAX_ERROR_TEXT + 1;
+    enc_fail(&f, 1, EGRESS_ERR_TOO_LARGE, "error: field \"message\" is longer than 512 bytes");
+    f.message = S("bad \xc3 utf8");
+    enc_fail(&f, 1, EGRESS_ERR_VALUE, "error: field \"message\" is not valid UTF-8");
+    f.message = S("overlong \xc0\xaf");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "not valid UTF-8");
+    f.message = S("surrogate \xed\xa0\x80");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "not valid UTF-8");
+    f.message = S("too high \xf4\x90\x80\x80");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "not valid UTF-8");
+    f.message = S("truncated \xe2\x82");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "not valid UTF-8");
+    f.message.data = "nul\0byte";
+    f.message.len = 8;
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "error: field \"message\" contains a NUL byte");
+
+    frame_init(&f, EGRESS_FRAME_HELLO, 0);
+    f.session_id = S("s");
+    f.role = S("admin");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "hello: field \"role\" must be \"host\" or \"client\"");
+    f.role = S("host");
+    f.session_id = S("");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "hello: field \"sessionID\" must not be empty");
+    f.session_id = S("s");
+    f.resume.data = long_text;
+    f.resume.len = EGRESS_MAX_TOKEN_TEXT + 1;
+    enc_fail(&f, 2, EGRESS_ERR_TOO_LARGE, "hello: field \"resume\" is longer than 256 bytes");
+    f.resume = S("\xff");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "hello: field \"resume\" is not valid UTF-8");
+
+    frame_init(&f, EGRESS_FRAME_DATA, 1);
+    f.body = NULL;
+    f.body_len = 1;
+    enc_fail(&f, 1, EGRESS_ERR_VALUE, "data: body is NULL");
+    enc_fail(&f, 2, EGRESS_ERR_VALUE, "data: body is NULL");
+    /* Sizes are checked before the body is touched. */
+    f.body = big_body;
+    f.body_len = EGRESS_MAX_MESSAGE - EGRESS_V2_DATA_HEADER + 1;
+    enc_fail(&f, 2, EGRESS_ERR_TOO_LARGE, "exceeds the message limit");
+    f.body_len = EGRESS_MAX_MESSAGE / 4 * 3;
+    enc_fail(&f, 1, EGRESS_ERR_TOO_LARGE, "exceeds the message limit");
+}
+
+static void test_encode_exact(void **state)
+{
+    uint8_t buf[512];
+    egress_frame_t f;
+    egress_error_t err;
+    int binary;
+    size_t n;
+
+    (void) state;
+    frame_init(&f, EGRESS_FRAME_OPEN, 1);
+    f.host = S("Example.COM.");
+    f.port = 443;
+    f.window = EGRESS_INITIAL_WINDOW;
+    n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(binary, 0);
+    assert_int_equal(n,
+                     strlen("{\"type\":\"open\",\"id\":1,\"host\":\"example.com\",\"port\":443,"
+                            "\"window\":262144}"));
+    assert_memory_equal(buf,
+                        "{\"type\":\"open\",\"id\":1,\"host\":\"example.com\",\"port\":443,"
+                        "\"window\":262144}",
+                        n);
+    /* v1 leaves the window out. */
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_memory_equal(
+        buf, "{\"type\":\"open\",\"id\":1,\"host\":\"example.com\",\"port\":443}", n);
+
+    frame_init(&f, EGRESS_FRAME_ERROR, 4294967295u);
+    f.message = S("a\"b\\c\n\x01\x7f\xc3\xa9");
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(n, strlen("{\"type\":\"error\",\"id\":4294967295,\"message\":"
+                               "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}"));
+    assert_memory_equal(buf,
+                        "{\"type\":\"error\",\"id\":4294967295,\"message\":"
+                        "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}",
+                        n);
+
+    frame_init(&f, EGRESS_FRAME_DATA, 258);
+    f.body = (const uint8_t *) "hello";
+    f.body_len = 5;
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(binary, 0);
+    assert_memory_equal(buf, "{\"type\":\"data\",\"id\":258,\"body\":\"aGVsbG8=\"}", n);
+    n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(binary, 1);
+    assert_int_equal(n, 9);
+    assert_memory_equal(buf, "\x00\x00\x01\x02hello", 9);
+    assert_int_equal(egress_frame_encoded_max(&f, 2), 9);
+    /* binary may be NULL. */
+    assert_int_equal(egress_frame_encode(&f, 2, buf, sizeof(buf), NULL, &err), 9);
+
+    frame_init(&f, EGRESS_FRAME_CLOSE, 3);
+    f.half = 1;
+    n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
+    assert_memory_equal(buf, "{\"type\":\"close\",\"id\":3,\"half\":true}", n);
+    frame_init(&f, EGRESS_FRAME_PEER, 0);
+    n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
+    assert_memory_equal(buf, "{\"type\":\"peer\",\"connected\":false}", n);
+}
+
+/* The largest v1 data frame that fits the 2 MiB message limit, and one byte more. */
+static void test_limits(void **state)
+{
+    egress_frame_t f, g;
+    egress_error_t err;
+    uint8_t *body, *buf;
+    size_t cap = EGRESS_MAX_MESSAGE + 64, n, max_body;
+    int binary;
+    char text[1400];
+
+    (void) state;
+    body = calloc(1, EGRESS_MAX_MESSAGE);
+    buf = malloc(cap);
+    frame_init(&f, EGRESS_FRAME_DATA, 1);
+    f.body = body;
+    /* {"type":"data","id":1,"body":"..."}: 32 bytes around the base64. */
+    max_body = (EGRESS_MAX_MESSAGE - 32) / 4 * 3;
+    f.body_len = max_body;
+    n = egress_frame_encode(&f, 1, buf, cap, &binary, &err);
+    assert_true(n > 0 && n <= EGRESS_MAX_MESSAGE);
+    assert_int_equal(egress_frame_decode(&g, 1, buf, n, 0, &err), 0);
+    assert_int_equal(g.body_len, max_body);
+    egress_frame_release(&g);
+    f.body_len = max_body + 1;
+    assert_int_equal(egress_frame_encode(&f, 1, buf, cap, &binary, &err), 0);
+    assert_int_equal(err.code, EGRESS_ERR_TOO_LARGE);
+
+    /* v2: exactly 2 MiB with the header. */
+    f.body_len = EGRESS_MAX_MESSAGE - EGRESS_V2_DATA_HEADER;
+    n = egress_frame_encode(&f, 2, buf, cap, &binary, &err);
+    assert_int_equal(n, EGRESS_MAX_MESSAGE);
+    assert_int_equal(egress_frame_decode(&g, 2, buf, n, 1, &err), 0);
+    egress_frame_release(&g);
+
+    /* Decoders reject anything above 2 MiB, text or binary, before parsing. */
+    memset(buf, ' ', cap);
+    assert_int_equal(egress_frame_decode(&g, 2, buf, EGRESS_MAX_MESSAGE + 1, 1, &err), -1);
+    assert_int_equal(err.code, EGRESS_ERR_TOO_LARGE);
+    assert_int_equal(egress_frame_decode(&g, 1, buf, EGRESS_MAX_MESSAGE + 1, 0, &err), -1);
+    assert_int_equal(err.code, EGRESS_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.message, "exceeds the 2097152-byte limit"));
+
+    /* String limits. */
+    snprintf(text, sizeof(text), "{\"type\":\"error\",\"id\":9,\"message\":\"%0513d\"}", 0);
+    expect_fail(1, text, EGRESS_ERR_TOO_LARGE,
+                "error: field \"message\" is longer than 512 bytes", 9);
+    snprintf(text, sizeof(text), "{\"type\":\"error\",\"id\":9,\"message\":\"%0512d\"}", 0);
+    assert_int_equal(egress_frame_decode(&g, 1, (const uint8_t *) text, strlen(text), 0, &err),
+                     0);
+    egress_frame_release(&g);
+    snprintf(text, sizeof(text),
+             "{\"type\":\"hello\",\"sessionID\":\"%0257d\",\"role\":\"host\","
+             "\"peerConnected\":true}",
+             0);
+    expect_fail(2, text, EGRESS_ERR_TOO_LARGE, "hello: field \"sessionID\" is longer than 256",
+                0);
+    snprintf(text, sizeof(text), "{\"type\":\"open\",\"id\":1,\"host\":\"%01100d\",\"port\":1}",
+             0);
+    expect_fail(2, text, EGRESS_ERR_TOO_LARGE, NULL, 1);
+    free(body);
+    free(buf);
+}
+
+static void test_helpers(void **state)
+{
+    uint8_t h[4];
+
+    (void) state;
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_OPEN), "open");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_OPEN_OK), "open_ok");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_DATA), "data");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_CLOSE), "close");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_ERROR), "error");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_WINDOW), "window");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_HELLO), "hello");
+    assert_string_equal(egress_frame_type_name(EGRESS_FRAME_PEER), "peer");
+    assert_string_equal(egress_frame_type_name((egress_frame_type_e) 0), "?");
+    assert_string_equal(egress_frame_type_name((egress_frame_type_e) 42), "?");
+
+    assert_int_equal(egress_proto_from_subprotocol("egress.v2"), EGRESS_PROTO_V2);
+    assert_int_equal(egress_proto_from_subprotocol("egress.v1"), EGRESS_PROTO_V1);
+    assert_int_equal(egress_proto_from_subprotocol(NULL), EGRESS_PROTO_V1);
+    assert_int_equal(egress_proto_from_subprotocol(""), EGRESS_PROTO_V1);
+    assert_int_equal(egress_proto_from_subprotocol("egress.v3"), 0);
+    assert_int_equal(egress_proto_from_subprotocol("EGRESS.V2"), 0);
+
+    egress_frame_data_header(h, 0xdeadbeef);
+    assert_memory_equal(h, "\xde\xad\xbe\xef", 4);
+    egress_frame_data_header(h, 1);
+    assert_memory_equal(h, "\x00\x00\x00\x01", 4);
+
+    /* release is safe on a zeroed frame and on NULL. */
+    {
+        egress_frame_t z;
+        memset(&z, 0, sizeof(z));
+        egress_frame_release(&z);
+        egress_frame_release(NULL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_all),
-        cmocka_unit_test(test_decode_basic),
-        cmocka_unit_test(test_decode_binary),
-        cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_round_trip_all), cmocka_unit_test(test_decode_basic),
+        cmocka_unit_test(test_decode_binary),  cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_encode_refuses), cmocka_unit_test(test_encode_exact),
+        cmocka_unit_test(test_limits),         cmocka_unit_test(test_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
