@@ -18,6 +18,9 @@
 
 #define EXCERPT_BUF 72
 
+/* No valid host text is this long (253 + dot, or a bracketed IPv6); cut off early. */
+#define HOST_TEXT_MAX 1024
+
 static const char *const type_names[] = {
     NULL, "open", "open_ok", "data", "close", "error", "window", "hello", "peer",
 };
@@ -227,7 +230,7 @@ static int decode_open(egress_frame_t *f, int version, json_t *root, egress_erro
     uint64_t port;
 
     if (get_id(root, "open", f, err) < 0 ||
-        get_string(root, "open", "host", 1024, 1, &host, err) < 0 ||
+        get_string(root, "open", "host", HOST_TEXT_MAX, 1, &host, err) < 0 ||
         check_host(f, "open", host.data, host.len, err) < 0 ||
         get_uint(root, "open", "port", 1, 65535, 1, EGRESS_ERR_PORT_RANGE, &port, err) < 0) {
         return -1;
@@ -485,6 +488,10 @@ int egress_frame_decode(egress_frame_t *f, int version, const uint8_t *msg, size
         f->body = msg + EGRESS_V2_DATA_HEADER; /* zero-copy: points into msg */
         f->body_len = len - EGRESS_V2_DATA_HEADER;
         return 0;
+    }
+    if (msg == NULL) {
+        msg = (const uint8_t *) ""; /* an empty message is invalid JSON, not a crash */
+        len = 0;
     }
     if (decode_json(f, version, msg, len, err) < 0) {
         id = f->id;
@@ -758,7 +765,7 @@ static int encode_check_open(const egress_frame_t *f, char *host, egress_error_t
     const char *why = NULL;
     char ex[EXCERPT_BUF];
 
-    if (check_string(&f->host, "open", "host", 1024, err) < 0) {
+    if (check_string(&f->host, "open", "host", HOST_TEXT_MAX, err) < 0) {
         return -1;
     }
     if (egress_host_normalize_reason(host, str_data(&f->host), f->host.len, &why) < 0) {
