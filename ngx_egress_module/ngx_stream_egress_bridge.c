@@ -1,0 +1,2347 @@
+
+/*
+ * The bridge: one WebSocket per nginx worker to the egress coordinator,
+ * living entirely in nginx's event loop.
+ *
+ *   idle --timer--> connecting --> (tls) --> upgrade --> open
+ *     ^                                                   |
+ *     +---------- failure / close, capped backoff --------+
+ *
+ * The RFC 6455 upgrade is written here; framing is wslay's event API with
+ * its I/O callbacks bound to the nginx connection (WOULDBLOCK on NGX_AGAIN).
+ * Streams never send synchronously: they queue frames and post the write
+ * event, so a bridge failure never unwinds through a session's handler.
+ *
+ * Credentials: a ticket file the operator's tooling (re)writes, and a
+ * resume secret received in hello and kept in a 0600 state file. A ticket
+ * is spent once (its SHA-256 is remembered), after that the resume secret
+ * reconnects; neither is ever logged.
+ */
+
+
+#include "ngx_stream_egress_module.h"
+
+#include <jansson.h>
+
+
+#define NGX_STREAM_EGRESS_CONNECT_TIMEOUT   10000
+#define NGX_STREAM_EGRESS_BACKOFF_MIN       250
+#define NGX_STREAM_EGRESS_TICKET_POLL       1000
+#define NGX_STREAM_EGRESS_HS_SIZE           16384
+#define NGX_STREAM_EGRESS_OUT_SIZE          65536
+#define NGX_STREAM_EGRESS_RECV_BUDGET       (1024 * 1024)
+#define NGX_STREAM_EGRESS_SECRET_MAX        512
+#define NGX_STREAM_EGRESS_STATE_MAX         4096
+
+#define NGX_STREAM_EGRESS_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+typedef enum {
+    NGX_STREAM_EGRESS_BRIDGE_IDLE = 0,
+    NGX_STREAM_EGRESS_BRIDGE_CONNECTING,
+    NGX_STREAM_EGRESS_BRIDGE_TLS,
+    NGX_STREAM_EGRESS_BRIDGE_UPGRADE,
+    NGX_STREAM_EGRESS_BRIDGE_OPEN,
+    NGX_STREAM_EGRESS_BRIDGE_STOPPED
+} ngx_stream_egress_bridge_state_e;
+
+
+typedef struct {
+    ngx_stream_egress_main_conf_t  *conf;
+    ngx_log_t                      *log;
+
+    ngx_peer_connection_t           peer;
+    ngx_connection_t               *connection;
+    ngx_pool_t                     *pool;       /* per connection */
+    ngx_uint_t                      state;
+    ngx_uint_t                      next_addr;
+    wslay_event_context_ptr         ws;
+    int                             version;
+
+    ngx_buf_t                       hs;         /* upgrade request/response */
+    size_t                          hs_head;    /* response head length */
+    ngx_uint_t                      hs_sent;
+    u_char                          accept[32];
+    size_t                          accept_len;
+
+    ngx_buf_t                       out;        /* wslay -> socket */
+    size_t                          recv_budget;
+
+    ngx_event_t                     reconnect;
+    ngx_event_t                     ping;
+    ngx_msec_t                      backoff;
+    ngx_msec_t                      last_recv;
+
+    ngx_rbtree_t                    streams;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     blocked;
+    ngx_uint_t                      nstreams;
+    uint32_t                        next_id;
+
+    u_char                         *frame;      /* encode buffer */
+    size_t                          frame_cap;
+
+    u_char                          reason[NGX_STREAM_EGRESS_REASON_MAX];
+    size_t                          reason_len;
+    u_char                          close_reason[128];
+    size_t                          close_reason_len;
+
+    u_char                          resume[NGX_STREAM_EGRESS_SECRET_MAX + 1];
+    size_t                          resume_len;
+    u_char                          used_resume[EGRESS_SHA256_LEN];
+    u_char                          dead_resume[EGRESS_SHA256_LEN];
+    u_char                          used_ticket[EGRESS_SHA256_LEN];
+    u_char                          spent_ticket[EGRESS_SHA256_LEN];
+
+    unsigned                        with_ticket:1;  /* this attempt */
+    unsigned                        with_resume:1;
+    unsigned                        has_dead_resume:1;
+    unsigned                        has_spent_ticket:1;
+    unsigned                        need_ticket:1;  /* fatal close seen */
+    unsigned                        peer_connected:1;
+    unsigned                        hello:1;
+    unsigned                        failed:1;
+    unsigned                        eof:1;
+} ngx_stream_egress_bridge_t;
+
+
+static void ngx_stream_egress_bridge_reconnect_handler(ngx_event_t *ev);
+static void ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b);
+static ngx_int_t ngx_stream_egress_bridge_credentials(
+    ngx_stream_egress_bridge_t *b, u_char *header, size_t size, size_t *len);
+static ngx_int_t ngx_stream_egress_bridge_read_ticket(
+    ngx_stream_egress_bridge_t *b, u_char *buf, size_t size, size_t *len);
+static void ngx_stream_egress_bridge_load_state(
+    ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_save_state(
+    ngx_stream_egress_bridge_t *b);
+static ngx_int_t ngx_stream_egress_hex_decode_sha256(u_char *out,
+    u_char *hex);
+static ngx_uint_t ngx_stream_egress_secret_ok(u_char *p, size_t len);
+static void ngx_stream_egress_bridge_connect_handler(ngx_event_t *ev);
+static void ngx_stream_egress_bridge_connected(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_tls_handshake(ngx_connection_t *c);
+static void ngx_stream_egress_bridge_upgrade_start(
+    ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev);
+static ngx_int_t ngx_stream_egress_bridge_upgrade_response(
+    ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
+    ngx_uint_t status, u_char *body, size_t len);
+static ngx_int_t ngx_stream_egress_bridge_ws_init(
+    ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_read_handler(ngx_event_t *ev);
+static void ngx_stream_egress_bridge_write_handler(ngx_event_t *ev);
+static ngx_int_t ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev);
+static void ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b,
+    ngx_uint_t retry);
+static void ngx_stream_egress_bridge_close_connection(
+    ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
+    ngx_str_t *reason);
+static void ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_set_reason(ngx_stream_egress_bridge_t *b,
+    const char *fmt, ...);
+static void ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b);
+static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
+    egress_frame_t *f);
+static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
+    ngx_stream_egress_bridge_t *b, uint32_t id);
+static void ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
+    const uint8_t *msg, size_t len, ngx_uint_t binary);
+
+static ssize_t ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx,
+    uint8_t *buf, size_t len, int flags, void *user_data);
+static ssize_t ngx_stream_egress_ws_send(wslay_event_context_ptr ctx,
+    const uint8_t *data, size_t len, int flags, void *user_data);
+static int ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx,
+    uint8_t *buf, size_t len, void *user_data);
+static void ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data);
+
+
+static ngx_stream_egress_bridge_t  *ngx_stream_egress_bridge;
+
+
+ngx_int_t
+ngx_stream_egress_bridge_init(ngx_cycle_t *cycle,
+    ngx_stream_egress_main_conf_t *emcf)
+{
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_pcalloc(cycle->pool, sizeof(ngx_stream_egress_bridge_t));
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->conf = emcf;
+    b->log = cycle->log;
+    b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+    b->next_id = 1;
+
+    ngx_rbtree_init(&b->streams, &b->sentinel, ngx_rbtree_insert_value);
+    ngx_queue_init(&b->blocked);
+
+    /* the largest frame we encode: a v1 data frame of a full chunk */
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_DATA;
+    f.id = EGRESS_ID_MAX;
+    f.body_len = EGRESS_DATA_CHUNK;
+
+    b->frame_cap = ngx_max(egress_frame_encoded_max(&f, EGRESS_PROTO_V1),
+                           EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
+                   + 4096;
+
+    b->frame = ngx_palloc(cycle->pool, b->frame_cap);
+    if (b->frame == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->reconnect.handler = ngx_stream_egress_bridge_reconnect_handler;
+    b->reconnect.data = b;
+    b->reconnect.log = cycle->log;
+    b->reconnect.cancelable = 1;
+
+    b->ping.handler = ngx_stream_egress_bridge_ping_handler;
+    b->ping.data = b;
+    b->ping.log = cycle->log;
+    b->ping.cancelable = 1;
+
+    ngx_stream_egress_bridge_set_reason(b, "connecting");
+
+    ngx_stream_egress_bridge = b;
+
+    ngx_add_timer(&b->reconnect, 1);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_stream_egress_bridge_exit(ngx_cycle_t *cycle)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL) {
+        return;
+    }
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_STOPPED;
+
+    if (b->reconnect.timer_set) {
+        ngx_del_timer(&b->reconnect);
+    }
+
+    if (b->ping.timer_set) {
+        ngx_del_timer(&b->ping);
+    }
+
+    if (b->ws && b->connection) {
+        /* best effort: tell the coordinator we are going away */
+        (void) wslay_event_queue_close(b->ws, WSLAY_CODE_GOING_AWAY,
+                                       (const uint8_t *) "worker exiting",
+                                       sizeof("worker exiting") - 1);
+        (void) wslay_event_send(b->ws);
+        (void) ngx_stream_egress_bridge_flush(b);
+    }
+
+    ngx_stream_egress_bridge_close_connection(b);
+
+    ngx_stream_egress_bridge = NULL;
+}
+
+
+/* NGX_OK when a new stream can be opened now; otherwise a one-line reason */
+
+ngx_int_t
+ngx_stream_egress_bridge_available(ngx_str_t *reason)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    static u_char  buf[NGX_STREAM_EGRESS_REASON_MAX + 64];
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL) {
+        ngx_str_set(reason, "egress bridge is not running in this process "
+                            "(worker_processes must be 1)");
+        return NGX_DECLINED;
+    }
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        reason->data = buf;
+        reason->len = ngx_snprintf(buf, sizeof(buf),
+                                   "egress bridge to the coordinator is "
+                                   "down: %*s", b->reason_len, b->reason)
+                      - buf;
+        return NGX_DECLINED;
+    }
+
+    if (b->version == EGRESS_PROTO_V2 && !b->hello) {
+        ngx_str_set(reason, "egress bridge is connecting "
+                            "(waiting for hello)");
+        return NGX_DECLINED;
+    }
+
+    if (!b->peer_connected) {
+        ngx_str_set(reason, "host agent not connected");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+int
+ngx_stream_egress_bridge_version(void)
+{
+    return ngx_stream_egress_bridge ? ngx_stream_egress_bridge->version
+                                    : EGRESS_PROTO_V1;
+}
+
+
+static void
+ngx_stream_egress_bridge_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate
+        || b->state == NGX_STREAM_EGRESS_BRIDGE_STOPPED)
+    {
+        return;
+    }
+
+    ngx_stream_egress_bridge_connect(b);
+}
+
+
+static void
+ngx_stream_egress_bridge_schedule(ngx_stream_egress_bridge_t *b,
+    ngx_msec_t delay)
+{
+    if (b->state == NGX_STREAM_EGRESS_BRIDGE_STOPPED
+        || ngx_exiting || ngx_quit || ngx_terminate)
+    {
+        return;
+    }
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_IDLE;
+
+    if (b->reconnect.timer_set) {
+        ngx_del_timer(&b->reconnect);
+    }
+
+    ngx_add_timer(&b->reconnect, delay);
+}
+
+
+/* next retry delay: capped exponential backoff with +-25% jitter */
+
+static ngx_msec_t
+ngx_stream_egress_bridge_backoff(ngx_stream_egress_bridge_t *b)
+{
+    ngx_msec_t  delay, jitter;
+
+    delay = b->backoff;
+    jitter = delay / 4;
+
+    if (jitter) {
+        delay = delay - jitter + (ngx_msec_t) ngx_random() % (2 * jitter + 1);
+    }
+
+    b->backoff = ngx_min(b->backoff * 2, b->conf->reconnect_max);
+
+    return delay ? delay : 1;
+}
+
+
+static void
+ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
+{
+    u_char                         *p, *key_raw;
+    size_t                          cred_len;
+    ngx_int_t                       rc;
+    ngx_str_t                       key, raw;
+    ngx_addr_t                     *addr;
+    ngx_connection_t               *c;
+    ngx_stream_egress_main_conf_t  *conf;
+    u_char                          cred[NGX_STREAM_EGRESS_SECRET_MAX + 64];
+    u_char                          rnd[16];
+
+    conf = b->conf;
+
+    rc = ngx_stream_egress_bridge_credentials(b, cred, sizeof(cred),
+                                              &cred_len);
+    if (rc != NGX_OK) {
+        /* nothing to authenticate with: poll the ticket file */
+        ngx_stream_egress_bridge_schedule(b, NGX_STREAM_EGRESS_TICKET_POLL);
+        return;
+    }
+
+    b->pool = ngx_create_pool(2048, b->log);
+    if (b->pool == NULL) {
+        goto failed;
+    }
+
+    /* the upgrade request, written into the handshake buffer now */
+
+    b->hs.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_HS_SIZE);
+    if (b->hs.start == NULL) {
+        goto failed;
+    }
+
+    b->hs.end = b->hs.start + NGX_STREAM_EGRESS_HS_SIZE;
+
+    if (egress_random_bytes(rnd, sizeof(rnd), NULL) != 0) {
+        goto failed;
+    }
+
+    key_raw = ngx_pnalloc(b->pool, ngx_base64_encoded_length(sizeof(rnd)));
+    if (key_raw == NULL) {
+        goto failed;
+    }
+
+    raw.data = rnd;
+    raw.len = sizeof(rnd);
+    key.data = key_raw;
+    ngx_encode_base64(&key, &raw);
+
+    /* the expected Sec-WebSocket-Accept: base64(SHA-1(key + GUID)) */
+
+    {
+    SHA_CTX    sha;
+    u_char     digest[SHA_DIGEST_LENGTH];
+    ngx_str_t  d, a;
+
+    SHA1_Init(&sha);
+    SHA1_Update(&sha, key.data, key.len);
+    SHA1_Update(&sha, NGX_STREAM_EGRESS_WS_GUID,
+                sizeof(NGX_STREAM_EGRESS_WS_GUID) - 1);
+    SHA1_Final(digest, &sha);
+
+    d.data = digest;
+    d.len = sizeof(digest);
+    a.data = b->accept;
+    ngx_encode_base64(&a, &d);
+    b->accept_len = a.len;
+    }
+
+    p = ngx_snprintf(b->hs.start, b->hs.end - b->hs.start,
+                     "GET %V HTTP/1.1" CRLF
+                     "Host: %V" CRLF
+                     "Upgrade: websocket" CRLF
+                     "Connection: Upgrade" CRLF
+                     "Sec-WebSocket-Key: %V" CRLF
+                     "Sec-WebSocket-Version: 13" CRLF
+                     "Sec-WebSocket-Protocol: " EGRESS_SUBPROTO_V2 ", "
+                     EGRESS_SUBPROTO_V1 CRLF
+                     "User-Agent: ngx_stream_egress_module/"
+                     NGX_STREAM_EGRESS_VERSION CRLF
+                     "%*s" CRLF,
+                     &conf->path, &conf->host_header, &key, cred_len, cred);
+
+    ngx_explicit_memzero(cred, sizeof(cred));
+
+    b->hs.pos = b->hs.start;
+    b->hs.last = p;
+
+    addr = &conf->u.addrs[b->next_addr++ % conf->u.naddrs];
+
+    ngx_memzero(&b->peer, sizeof(ngx_peer_connection_t));
+
+    b->peer.sockaddr = addr->sockaddr;
+    b->peer.socklen = addr->socklen;
+    b->peer.name = &addr->name;
+    b->peer.get = ngx_event_get_peer;
+    b->peer.log = b->log;
+    b->peer.log_error = NGX_ERROR_INFO;
+
+    b->ws = NULL;
+    b->version = 0;
+    b->hello = 0;
+    b->peer_connected = 0;
+    b->failed = 0;
+    b->eof = 0;
+    b->close_reason_len = 0;
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_CONNECTING;
+
+    rc = ngx_event_connect_peer(&b->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_stream_egress_bridge_set_reason(b, "cannot connect to %V",
+                                            b->peer.name);
+        b->peer.connection = NULL;
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    c = b->peer.connection;
+    b->connection = c;
+
+    c->data = b;
+    c->pool = b->pool;
+    c->read->handler = ngx_stream_egress_bridge_connect_handler;
+    c->write->handler = ngx_stream_egress_bridge_connect_handler;
+
+    ngx_add_timer(c->write, NGX_STREAM_EGRESS_CONNECT_TIMEOUT);
+
+    if (rc == NGX_OK) {
+        ngx_stream_egress_bridge_connected(b);
+    }
+
+    return;
+
+failed:
+
+    ngx_explicit_memzero(cred, sizeof(cred));
+    ngx_stream_egress_bridge_set_reason(b, "out of memory");
+    ngx_stream_egress_bridge_fail(b, 1);
+}
+
+
+/*
+ * Picks what this attempt authenticates with and writes the header line:
+ * a ticket never spent before wins (the operator started a new session),
+ * then the resume secret, unless a fatal close demands a new ticket.
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
+    u_char *header, size_t size, size_t *len)
+{
+    size_t   tlen;
+    u_char   hash[EGRESS_SHA256_LEN];
+    u_char   ticket[NGX_STREAM_EGRESS_SECRET_MAX + 1];
+
+    b->with_ticket = 0;
+    b->with_resume = 0;
+
+    if (ngx_stream_egress_bridge_read_ticket(b, ticket, sizeof(ticket), &tlen)
+        == NGX_OK)
+    {
+        egress_sha256(hash, ticket, tlen);
+
+        if (!b->has_spent_ticket
+            || !egress_ct_equal(hash, b->spent_ticket, sizeof(hash)))
+        {
+            ngx_memcpy(b->used_ticket, hash, sizeof(hash));
+            b->with_ticket = 1;
+
+            *len = ngx_snprintf(header, size, "Authorization: Bearer %*s"
+                                CRLF, tlen, ticket) - header;
+
+            ngx_explicit_memzero(ticket, sizeof(ticket));
+            return NGX_OK;
+        }
+
+        ngx_explicit_memzero(ticket, sizeof(ticket));
+    }
+
+    if (b->need_ticket) {
+        ngx_stream_egress_bridge_set_reason(b,
+                      "the session ended; waiting for a new ticket in \"%V\"",
+                      &b->conf->ticket_file);
+        return NGX_DECLINED;
+    }
+
+    /* another process (an older worker) may have rotated the secret */
+    ngx_stream_egress_bridge_load_state(b);
+
+    if (b->resume_len) {
+        egress_sha256(hash, b->resume, b->resume_len);
+
+        if (!b->has_dead_resume
+            || !egress_ct_equal(hash, b->dead_resume, sizeof(hash)))
+        {
+            ngx_memcpy(b->used_resume, hash, sizeof(hash));
+            b->with_resume = 1;
+
+            *len = ngx_snprintf(header, size, "X-Egress-Resume: %*s" CRLF,
+                                b->resume_len, b->resume) - header;
+            return NGX_OK;
+        }
+    }
+
+    ngx_stream_egress_bridge_set_reason(b,
+                      "no usable ticket in \"%V\" (spent or missing) and no "
+                      "resume secret", &b->conf->ticket_file);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
+    u_char *buf, size_t size, size_t *len)
+{
+    u_char    *p, *last;
+    ssize_t    n;
+    ngx_fd_t   fd;
+
+    fd = ngx_open_file(b->conf->ticket_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_DECLINED;
+    }
+
+    n = read(fd, buf, size - 1);
+
+    ngx_close_file(fd);
+
+    if (n <= 0) {
+        return NGX_DECLINED;
+    }
+
+    p = buf;
+    last = buf + n;
+
+    while (last > p && (last[-1] == CR || last[-1] == LF || last[-1] == ' '
+                        || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    if (!ngx_stream_egress_secret_ok(p, last - p)) {
+        ngx_explicit_memzero(buf, size);
+        return NGX_DECLINED;
+    }
+
+    *len = last - p;
+    ngx_memmove(buf, p, *len);
+
+    return NGX_OK;
+}
+
+
+/* a secret goes into a header line: printable ASCII, no spaces */
+
+static ngx_uint_t
+ngx_stream_egress_secret_ok(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    if (len == 0 || len > NGX_STREAM_EGRESS_SECRET_MAX) {
+        return 0;
+    }
+
+    for (last = p + len; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * State file: {"resume": "...", "ticket_sha256": "..."}, mode 0600,
+ * replaced atomically. Missing or unreadable means "no state".
+ */
+
+static void
+ngx_stream_egress_bridge_load_state(ngx_stream_egress_bridge_t *b)
+{
+    size_t        len;
+    u_char        hash[EGRESS_SHA256_LEN];
+    ssize_t       n;
+    json_t       *root, *v;
+    ngx_fd_t      fd;
+    const char   *s;
+    u_char        buf[NGX_STREAM_EGRESS_STATE_MAX];
+
+    if (b->conf->state_file.len == 0) {
+        return;
+    }
+
+    fd = ngx_open_file(b->conf->state_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    n = read(fd, buf, sizeof(buf));
+
+    ngx_close_file(fd);
+
+    if (n <= 0 || n == sizeof(buf)) {
+        return;
+    }
+
+    root = json_loadb((const char *) buf, n, 0, NULL);
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    if (root == NULL) {
+        ngx_log_error(NGX_LOG_WARN, b->log, 0,
+                      "egress bridge: ignoring malformed state file \"%V\"",
+                      &b->conf->state_file);
+        return;
+    }
+
+    v = json_object_get(root, "resume");
+    s = json_string_value(v);
+
+    if (s) {
+        len = json_string_length(v);
+
+        if (ngx_stream_egress_secret_ok((u_char *) s, len)) {
+            ngx_memcpy(b->resume, s, len);
+            b->resume_len = len;
+        }
+    }
+
+    v = json_object_get(root, "ticket_sha256");
+    s = json_string_value(v);
+
+    if (s && json_string_length(v) == 2 * EGRESS_SHA256_LEN
+        && ngx_stream_egress_hex_decode_sha256(hash, (u_char *) s) == NGX_OK)
+    {
+        ngx_memcpy(b->spent_ticket, hash, sizeof(hash));
+        b->has_spent_ticket = 1;
+    }
+
+    /* jansson keeps the secret in its own heap copy: wipe it */
+
+    v = json_object_get(root, "resume");
+    if (json_string_value(v)) {
+        ngx_explicit_memzero((void *) json_string_value(v),
+                             json_string_length(v));
+    }
+
+    json_decref(root);
+}
+
+
+static ngx_int_t
+ngx_stream_egress_hex_decode_sha256(u_char *out, u_char *hex)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    for (i = 0; i < EGRESS_SHA256_LEN; i++) {
+        n = ngx_hextoi(hex + 2 * i, 2);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        out[i] = (u_char) n;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
+{
+    int        fd;
+    u_char    *p, *tmp;
+    size_t     len;
+    ssize_t    n;
+    ngx_err_t  err;
+    u_char     buf[NGX_STREAM_EGRESS_STATE_MAX];
+    u_char     path[NGX_MAX_PATH];
+
+    if (b->conf->state_file.len == 0) {
+        return;
+    }
+
+    if (b->conf->state_file.len + 32 > sizeof(path)) {
+        return;
+    }
+
+    /* secrets are printable ASCII without '"' '\\' (see secret_ok) */
+
+    p = ngx_snprintf(buf, sizeof(buf), "{\"resume\": \"%*s\"",
+                     b->resume_len, b->resume);
+
+    if (b->has_spent_ticket) {
+        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ticket_sha256\": \"");
+        p = ngx_hex_dump(p, b->spent_ticket, EGRESS_SHA256_LEN);
+        *p++ = '"';
+    }
+
+    p = ngx_snprintf(p, buf + sizeof(buf) - p, "}\n");
+    len = p - buf;
+
+    tmp = ngx_snprintf(path, sizeof(path) - 1, "%V.tmp.%P",
+                       &b->conf->state_file, ngx_pid);
+    *tmp = '\0';
+
+    fd = open((char *) path, O_WRONLY|O_CREAT|O_TRUNC|O_NOFOLLOW|O_CLOEXEC,
+              0600);
+
+    if (fd == -1) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    n = write(fd, buf, len);
+    err = ngx_errno;
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    if (n != (ssize_t) len || fsync(fd) == -1) {
+        err = (n == -1) ? err : ngx_errno;
+        close(fd);
+        (void) unlink((char *) path);
+        goto failed;
+    }
+
+    close(fd);
+
+    if (rename((char *) path, (char *) b->conf->state_file.data) == -1) {
+        err = ngx_errno;
+        (void) unlink((char *) path);
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    ngx_log_error(NGX_LOG_ERR, b->log, err,
+                  "egress bridge: cannot write state file \"%V\"; a "
+                  "reconnect after a restart will need a new ticket",
+                  &b->conf->state_file);
+}
+
+
+static void
+ngx_stream_egress_bridge_connect_handler(ngx_event_t *ev)
+{
+    int                          err;
+    socklen_t                    len;
+    ngx_connection_t            *c;
+    ngx_stream_egress_bridge_t  *b;
+
+    c = ev->data;
+    b = c->data;
+
+    if (ev->timedout) {
+        ngx_stream_egress_bridge_set_reason(b, "connect to %V timed out",
+                                            b->peer.name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_ERR, b->log, err,
+                      "egress bridge: connect() to %V failed", b->peer.name);
+        ngx_stream_egress_bridge_set_reason(b, "cannot connect to %V (%s)",
+                                            b->peer.name, strerror(err));
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    ngx_stream_egress_bridge_connected(b);
+}
+
+
+static void
+ngx_stream_egress_bridge_connected(ngx_stream_egress_bridge_t *b)
+{
+    u_char            *name;
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    c = b->connection;
+
+    (void) ngx_tcp_nodelay(c);
+
+    if (!b->conf->tls) {
+        ngx_stream_egress_bridge_upgrade_start(b);
+        return;
+    }
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_TLS;
+
+    if (ngx_ssl_create_connection(b->conf->ssl, c, NGX_SSL_CLIENT) != NGX_OK) {
+        ngx_stream_egress_bridge_set_reason(b, "TLS setup failed");
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    /* SNI for names only (RFC 6066 forbids IP literals) */
+
+    if (ngx_inet_addr(b->conf->tls_name.data, b->conf->tls_name.len)
+            == INADDR_NONE
+#if (NGX_HAVE_INET6)
+        && ngx_strlchr(b->conf->tls_name.data,
+                       b->conf->tls_name.data + b->conf->tls_name.len, ':')
+           == NULL
+#endif
+       )
+    {
+        name = ngx_pnalloc(b->pool, b->conf->tls_name.len + 1);
+        if (name == NULL) {
+            ngx_stream_egress_bridge_fail(b, 1);
+            return;
+        }
+
+        (void) ngx_cpystrn(name, b->conf->tls_name.data,
+                           b->conf->tls_name.len + 1);
+
+        if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name)
+            == 0)
+        {
+            ngx_ssl_error(NGX_LOG_ERR, b->log, 0,
+                          "SSL_set_tlsext_host_name(\"%s\") failed", name);
+            ngx_stream_egress_bridge_fail(b, 1);
+            return;
+        }
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        c->ssl->handler = ngx_stream_egress_bridge_tls_handshake;
+        return;
+    }
+
+    ngx_stream_egress_bridge_tls_handshake(c);
+}
+
+
+static void
+ngx_stream_egress_bridge_tls_handshake(ngx_connection_t *c)
+{
+    long                         rc;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = c->data;
+
+    if (!c->ssl->handshaked) {
+        ngx_stream_egress_bridge_set_reason(b, "TLS handshake with %V failed",
+                                            b->peer.name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: coordinator certificate verify error: "
+                      "(%l:%s)", rc, X509_verify_cert_error_string(rc));
+        ngx_stream_egress_bridge_set_reason(b,
+                      "coordinator certificate not trusted (%s)",
+                      X509_verify_cert_error_string(rc));
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    if (ngx_ssl_check_host(c, &b->conf->tls_name) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: coordinator certificate does not "
+                      "match \"%V\"", &b->conf->tls_name);
+        ngx_stream_egress_bridge_set_reason(b,
+                      "coordinator certificate does not match \"%V\"",
+                      &b->conf->tls_name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    ngx_stream_egress_bridge_upgrade_start(b);
+}
+
+
+static void
+ngx_stream_egress_bridge_upgrade_start(ngx_stream_egress_bridge_t *b)
+{
+    ngx_connection_t  *c;
+
+    c = b->connection;
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_UPGRADE;
+    b->hs_head = 0;
+    b->hs_sent = 0;
+
+    c->read->handler = ngx_stream_egress_bridge_upgrade_handler;
+    c->write->handler = ngx_stream_egress_bridge_upgrade_handler;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_add_timer(c->read, NGX_STREAM_EGRESS_CONNECT_TIMEOUT);
+
+    ngx_stream_egress_bridge_upgrade_handler(c->write);
+}
+
+
+/*
+ * Writes the upgrade request (then wipes it: it holds a secret) and reads
+ * the response head; a refusal also reads its small JSON body.
+ */
+
+static void
+ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
+{
+    u_char                      *e;
+    ssize_t                      n;
+    ngx_connection_t            *c;
+    ngx_stream_egress_bridge_t  *b;
+
+    c = ev->data;
+    b = c->data;
+
+    if (ev->timedout) {
+        ngx_stream_egress_bridge_set_reason(b, "WebSocket upgrade with %V "
+                                            "timed out", b->peer.name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    if (!b->hs_sent) {
+
+        while (b->hs.pos < b->hs.last) {
+            n = c->send(c, b->hs.pos, b->hs.last - b->hs.pos);
+
+            if (n == NGX_AGAIN) {
+                if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                    ngx_stream_egress_bridge_fail(b, 1);
+                }
+
+                return;
+            }
+
+            if (n == NGX_ERROR) {
+                ngx_stream_egress_bridge_set_reason(b, "connection to %V "
+                                                    "lost during upgrade",
+                                                    b->peer.name);
+                ngx_stream_egress_bridge_fail(b, 1);
+                return;
+            }
+
+            b->hs.pos += n;
+        }
+
+        /* the request carried a secret */
+        ngx_explicit_memzero(b->hs.start, b->hs.end - b->hs.start);
+
+        b->hs_sent = 1;
+        b->hs.pos = b->hs.start;
+        b->hs.last = b->hs.start;
+    }
+
+    for ( ;; ) {
+
+        if (b->hs_head) {
+            if (ngx_stream_egress_bridge_upgrade_response(b) != NGX_AGAIN) {
+                return;
+            }
+        }
+
+        if (b->hs.last == b->hs.end) {
+            ngx_stream_egress_bridge_set_reason(b, "upgrade response from %V "
+                                                "too large", b->peer.name);
+            ngx_stream_egress_bridge_fail(b, 1);
+            return;
+        }
+
+        n = c->recv(c, b->hs.last, b->hs.end - b->hs.last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                ngx_stream_egress_bridge_fail(b, 1);
+            }
+
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            b->eof = 1;
+
+            if (b->hs_head) {
+                (void) ngx_stream_egress_bridge_upgrade_response(b);
+                return;
+            }
+
+            ngx_stream_egress_bridge_set_reason(b, "%V closed the connection "
+                                                "during the WebSocket upgrade",
+                                                b->peer.name);
+            ngx_stream_egress_bridge_fail(b, 1);
+            return;
+        }
+
+        b->hs.last += n;
+
+        if (b->hs_head == 0) {
+            e = ngx_stream_egress_find_head_end(b->hs.start, b->hs.last);
+
+            if (e) {
+                b->hs_head = e - b->hs.start;
+            }
+        }
+    }
+}
+
+
+/*
+ * Evaluates the upgrade response once its head is complete. Returns
+ * NGX_AGAIN when a refusal body is still arriving, NGX_OK when the socket
+ * is open (or the attempt was handled as failed).
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
+{
+    u_char      *p, *end, *line_end;
+    size_t       body_len;
+    ngx_int_t    rc, status, clen;
+    ngx_str_t    name, value, protocol;
+    ngx_uint_t   upgrade, connection, accept;
+
+    p = b->hs.start;
+    end = b->hs.start + b->hs_head;
+
+    line_end = ngx_strlchr(p, end, LF);
+
+    if (line_end == NULL || line_end - p < 12
+        || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+    {
+        ngx_stream_egress_bridge_set_reason(b, "%V did not answer with HTTP",
+                                            b->peer.name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return NGX_OK;
+    }
+
+    status = ngx_atoi(p + 9, 3);
+    p = line_end + 1;
+
+    upgrade = 0;
+    connection = 0;
+    accept = 0;
+    clen = -1;
+    ngx_str_null(&protocol);
+
+    for ( ;; ) {
+        rc = ngx_stream_egress_next_header(&p, end, &name, &value);
+
+        if (rc == NGX_DONE) {
+            break;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_stream_egress_bridge_set_reason(b, "malformed upgrade "
+                                                "response from %V",
+                                                b->peer.name);
+            ngx_stream_egress_bridge_fail(b, 1);
+            return NGX_OK;
+        }
+
+        if (name.len == 7
+            && ngx_strncasecmp(name.data, (u_char *) "Upgrade", 7) == 0)
+        {
+            upgrade = ngx_stream_egress_has_token(value.data, value.len,
+                                                  "websocket");
+
+        } else if (name.len == 10
+                   && ngx_strncasecmp(name.data, (u_char *) "Connection", 10)
+                      == 0)
+        {
+            connection = ngx_stream_egress_has_token(value.data, value.len,
+                                                     "upgrade");
+
+        } else if (name.len == 20
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "Sec-WebSocket-Accept", 20)
+                      == 0)
+        {
+            accept = (value.len == b->accept_len
+                      && ngx_strncmp(value.data, b->accept, value.len) == 0);
+
+        } else if (name.len == 22
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "Sec-WebSocket-Protocol", 22)
+                      == 0)
+        {
+            protocol = value;
+
+        } else if (name.len == 24
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "Sec-WebSocket-Extensions",
+                                      24) == 0)
+        {
+            ngx_stream_egress_bridge_set_reason(b, "coordinator chose a "
+                                                "WebSocket extension we did "
+                                                "not offer");
+            ngx_stream_egress_bridge_fail(b, 1);
+            return NGX_OK;
+
+        } else if (name.len == 14
+                   && ngx_strncasecmp(name.data, (u_char *) "Content-Length",
+                                      14) == 0)
+        {
+            clen = ngx_atoi(value.data, value.len);
+        }
+    }
+
+    if (status != 101) {
+        body_len = b->hs.last - (b->hs.start + b->hs_head);
+
+        if (!b->eof && clen > 0 && body_len < (size_t) clen
+            && b->hs.last < b->hs.end)
+        {
+            return NGX_AGAIN;
+        }
+
+        if (clen >= 0 && body_len > (size_t) clen) {
+            body_len = clen;
+        }
+
+        ngx_stream_egress_bridge_refused(b, status, b->hs.start + b->hs_head,
+                                         body_len);
+        return NGX_OK;
+    }
+
+    if (!upgrade || !connection || !accept) {
+        ngx_stream_egress_bridge_set_reason(b, "invalid WebSocket upgrade "
+                                            "response from %V (%s)",
+                                            b->peer.name,
+                                            !accept ? "Sec-WebSocket-Accept"
+                                                    : "Upgrade/Connection");
+        ngx_stream_egress_bridge_fail(b, 1);
+        return NGX_OK;
+    }
+
+    if (protocol.len == 0) {
+        b->version = EGRESS_PROTO_V1;
+
+    } else {
+        u_char  proto[32];
+
+        if (protocol.len >= sizeof(proto)) {
+            b->version = 0;
+
+        } else {
+            ngx_memcpy(proto, protocol.data, protocol.len);
+            proto[protocol.len] = '\0';
+            b->version = egress_proto_from_subprotocol((char *) proto);
+        }
+
+        if (b->version == 0) {
+            ngx_stream_egress_bridge_set_reason(b, "coordinator chose an "
+                                                "unknown subprotocol \"%V\"",
+                                                &protocol);
+            ngx_stream_egress_bridge_fail(b, 1);
+            return NGX_OK;
+        }
+    }
+
+    /* what follows the head already belongs to the WebSocket */
+    b->hs.pos = b->hs.start + b->hs_head;
+
+    if (ngx_stream_egress_bridge_ws_init(b) != NGX_OK) {
+        ngx_stream_egress_bridge_set_reason(b, "WebSocket setup failed");
+        ngx_stream_egress_bridge_fail(b, 1);
+        return NGX_OK;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
+    ngx_uint_t status, u_char *body, size_t len)
+{
+    u_char      *p, *last;
+    json_t      *root;
+    ngx_str_t    err, msg;
+    ngx_uint_t   retry;
+
+    ngx_str_null(&err);
+    ngx_str_null(&msg);
+
+    root = json_loadb((const char *) body, len, 0, NULL);
+
+    if (root) {
+        err.data = (u_char *) json_string_value(json_object_get(root,
+                                                                "error"));
+        err.len = err.data ? ngx_strlen(err.data) : 0;
+
+        msg.data = (u_char *) json_string_value(json_object_get(root,
+                                                                "message"));
+        msg.len = msg.data ? ngx_strlen(msg.data) : 0;
+    }
+
+    ngx_stream_egress_bridge_set_reason(b, "coordinator refused the bridge: "
+                                        "HTTP %ui %V%s%V", status, &err,
+                                        msg.len ? ": " : "", &msg);
+
+    if (root) {
+        json_decref(root);
+    }
+
+    /* keep the reason one printable line (it ends up in 503 bodies) */
+
+    last = b->reason + b->reason_len;
+
+    for (p = b->reason; p < last; p++) {
+        if (*p < ' ' || *p == 0x7f) {
+            *p = ' ';
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, b->log, 0, "egress bridge: %*s (with %s)",
+                  b->reason_len, b->reason,
+                  b->with_ticket ? "ticket" : "resume secret");
+
+    retry = 1;
+
+    switch (status) {
+
+    case 401:
+        /* this credential is dead; another one may still work */
+        if (b->with_ticket) {
+            ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
+            b->has_spent_ticket = 1;
+            ngx_stream_egress_bridge_save_state(b);
+
+        } else {
+            ngx_memcpy(b->dead_resume, b->used_resume, EGRESS_SHA256_LEN);
+            b->has_dead_resume = 1;
+        }
+
+        break;
+
+    case 403:
+    case 404:
+    case 409:
+    case 410:
+        /* fatal for this session: only a new ticket can help */
+        if (b->with_ticket) {
+            ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
+            b->has_spent_ticket = 1;
+            ngx_stream_egress_bridge_save_state(b);
+        }
+
+        b->need_ticket = 1;
+        break;
+
+    default:
+        break;
+    }
+
+    ngx_stream_egress_bridge_fail(b, retry);
+}
+
+
+static ngx_int_t
+ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
+{
+    ngx_connection_t              *c;
+    struct wslay_event_callbacks   cb;
+
+    c = b->connection;
+
+    ngx_memzero(&cb, sizeof(struct wslay_event_callbacks));
+
+    cb.recv_callback = ngx_stream_egress_ws_recv;
+    cb.send_callback = ngx_stream_egress_ws_send;
+    cb.genmask_callback = ngx_stream_egress_ws_genmask;
+    cb.on_msg_recv_callback = ngx_stream_egress_ws_on_msg;
+
+    if (wslay_event_context_client_init(&b->ws, &cb, b) != 0) {
+        b->ws = NULL;
+        return NGX_ERROR;
+    }
+
+    wslay_event_config_set_max_recv_msg_length(b->ws, EGRESS_MAX_MESSAGE);
+
+    b->out.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_OUT_SIZE);
+    if (b->out.start == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->out.end = b->out.start + NGX_STREAM_EGRESS_OUT_SIZE;
+    b->out.pos = b->out.start;
+    b->out.last = b->out.start;
+
+    b->state = NGX_STREAM_EGRESS_BRIDGE_OPEN;
+    b->last_recv = ngx_current_msec;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->read->handler = ngx_stream_egress_bridge_read_handler;
+    c->write->handler = ngx_stream_egress_bridge_write_handler;
+
+    if (b->with_ticket) {
+        /* the ticket is spent now, whatever happens next */
+        ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
+        b->has_spent_ticket = 1;
+        ngx_stream_egress_bridge_save_state(b);
+    }
+
+    b->need_ticket = 0;
+
+    if (b->version == EGRESS_PROTO_V1) {
+        /* v1 has no hello: assume the host side is there */
+        b->hello = 1;
+        b->peer_connected = 1;
+        b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
+                  "egress bridge: connected to %V (%s, with %s)",
+                  &b->conf->url,
+                  b->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
+                                                : EGRESS_SUBPROTO_V1,
+                  b->with_ticket ? "ticket" : "resume secret");
+
+    ngx_stream_egress_bridge_set_reason(b, "connected");
+
+    if (b->ping.timer_set) {
+        ngx_del_timer(&b->ping);
+    }
+
+    ngx_add_timer(&b->ping, b->conf->ping_interval);
+
+    /* frames may already sit behind the response head */
+    ngx_post_event(c->read, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+static ssize_t
+ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf,
+    size_t len, int flags, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    if (b->failed) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    if (b->hs.pos < b->hs.last) {
+        n = ngx_min((size_t) (b->hs.last - b->hs.pos), len);
+        ngx_memcpy(buf, b->hs.pos, n);
+        b->hs.pos += n;
+        return n;
+    }
+
+    if (b->recv_budget == 0) {
+        /* yield to other connections; the read event is reposted */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    c = b->connection;
+
+    n = c->recv(c, buf, ngx_min(len, b->recv_budget));
+
+    if (n == NGX_AGAIN) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    if (n == 0 || n == NGX_ERROR) {
+        b->eof = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    b->recv_budget -= n;
+    b->last_recv = ngx_current_msec;
+
+    return n;
+}
+
+
+static ssize_t
+ngx_stream_egress_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
+    size_t len, int flags, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    size_t  n;
+
+    if (b->out.last == b->out.end) {
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+
+        if (b->out.last == b->out.end) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+            return -1;
+        }
+    }
+
+    n = ngx_min(len, (size_t) (b->out.end - b->out.last));
+
+    ngx_memcpy(b->out.last, data, n);
+    b->out.last += n;
+
+    return n;
+}
+
+
+static int
+ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
+    size_t len, void *user_data)
+{
+    if (egress_random_bytes(buf, len, NULL) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    size_t   n;
+    u_char  *p, *last;
+
+    if (b->failed) {
+        return;
+    }
+
+    switch (arg->opcode) {
+
+    case WSLAY_TEXT_FRAME:
+        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 0);
+        break;
+
+    case WSLAY_BINARY_FRAME:
+        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 1);
+        break;
+
+    case WSLAY_CONNECTION_CLOSE:
+        if (arg->msg_length > 2) {
+            n = ngx_min(arg->msg_length - 2, sizeof(b->close_reason));
+            ngx_memcpy(b->close_reason, arg->msg + 2, n);
+            b->close_reason_len = n;
+
+            last = b->close_reason + n;
+
+            for (p = b->close_reason; p < last; p++) {
+                if (*p < ' ' || *p >= 0x7f) {
+                    *p = '?';
+                }
+            }
+        }
+
+        break;
+
+    default:
+        /* ping (answered by wslay) and pong: liveness only */
+        break;
+    }
+}
+
+
+static void
+ngx_stream_egress_bridge_read_handler(ngx_event_t *ev)
+{
+    int                          rc;
+    ngx_connection_t            *c;
+    ngx_stream_egress_bridge_t  *b;
+
+    c = ev->data;
+    b = c->data;
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return;
+    }
+
+    b->recv_budget = NGX_STREAM_EGRESS_RECV_BUDGET;
+
+    rc = wslay_event_recv(b->ws);
+
+    if (b->failed) {
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    if (wslay_event_get_close_received(b->ws)) {
+        /* best effort: our close reply, then the socket is done */
+        if (wslay_event_send(b->ws) == 0) {
+            (void) ngx_stream_egress_bridge_flush(b);
+        }
+
+        ngx_stream_egress_bridge_closed(b);
+        return;
+    }
+
+    if (rc != 0) {
+        ngx_stream_egress_bridge_set_reason(b, "connection to the "
+                                            "coordinator lost");
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: connection to %V lost", b->peer.name);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    if (b->recv_budget == 0) {
+        ngx_post_event(c->read, &ngx_posted_events);
+
+    } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    /* pongs, close replies and window frames queued while reading */
+    ngx_stream_egress_bridge_write_handler(c->write);
+}
+
+
+static void
+ngx_stream_egress_bridge_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_stream_egress_bridge_t  *b;
+
+    c = ev->data;
+    b = c->data;
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return;
+    }
+
+    if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+        goto failed;
+    }
+
+    if (wslay_event_want_write(b->ws) && wslay_event_send(b->ws) != 0) {
+        goto failed;
+    }
+
+    if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+        goto failed;
+    }
+
+    if (b->out.pos != b->out.last || wslay_event_want_write(b->ws)) {
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    if (b->state == NGX_STREAM_EGRESS_BRIDGE_OPEN
+        && !ngx_queue_empty(&b->blocked)
+        && ngx_stream_egress_bridge_room() > NGX_STREAM_EGRESS_BRIDGE_HIGH
+                                            - NGX_STREAM_EGRESS_BRIDGE_LOW)
+    {
+        ngx_stream_egress_bridge_wake(b);
+    }
+
+    return;
+
+failed:
+
+    ngx_stream_egress_bridge_set_reason(b, "connection to the coordinator "
+                                        "lost");
+    ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                  "egress bridge: sending to %V failed", b->peer.name);
+    ngx_stream_egress_bridge_fail(b, 1);
+}
+
+
+static ngx_int_t
+ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = b->connection;
+
+    while (b->out.pos < b->out.last) {
+        n = c->send(c, b->out.pos, b->out.last - b->out.pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        b->out.pos += n;
+    }
+
+    if (b->out.pos == b->out.last) {
+        b->out.pos = b->out.start;
+        b->out.last = b->out.start;
+
+    } else if (b->out.pos != b->out.start && b->out.last == b->out.end) {
+        /* the TLS context accepts a moved write buffer */
+        b->out.last = ngx_movemem(b->out.start, b->out.pos,
+                                  b->out.last - b->out.pos);
+        b->out.pos = b->out.start;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the coordinator sent a close frame: the socket is done */
+
+static void
+ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
+{
+    uint16_t    code;
+    ngx_uint_t  fatal, level;
+
+    code = wslay_event_get_status_code_received(b->ws);
+
+    fatal = (code == 4001 || code == 4002 || code == 4003 || code == 4004);
+
+    level = fatal ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, b->log, 0,
+                  "egress bridge: coordinator closed the WebSocket: %d %*s",
+                  (int) code, b->close_reason_len, b->close_reason);
+
+    ngx_stream_egress_bridge_set_reason(b, "coordinator closed the bridge "
+                                        "(%d %*s)%s", (int) code,
+                                        b->close_reason_len, b->close_reason,
+                                        fatal ? "; waiting for a new ticket"
+                                              : "");
+
+    if (fatal) {
+        /*
+         * The session is over (4001, 4003, 4004) or a newer socket took it
+         * over (4002, e.g. our successor after a reload): do not fight.
+         */
+        b->need_ticket = 1;
+    }
+
+    ngx_stream_egress_bridge_fail(b, 1);
+}
+
+
+static void
+ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev)
+{
+    ngx_msec_t                   idle;
+    struct wslay_event_msg       msg;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ev->data;
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return;
+    }
+
+    idle = ngx_current_msec - b->last_recv;
+
+    if (idle >= 3 * b->conf->ping_interval) {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: nothing received from %V for %M ms",
+                      b->peer.name, idle);
+        ngx_stream_egress_bridge_set_reason(b, "coordinator stopped "
+                                            "answering");
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
+    ngx_memzero(&msg, sizeof(struct wslay_event_msg));
+    msg.opcode = WSLAY_PING;
+
+    if (wslay_event_queue_msg(b->ws, &msg) == 0) {
+        ngx_stream_egress_bridge_kick(b);
+    }
+
+    ngx_add_timer(&b->ping, b->conf->ping_interval);
+}
+
+
+/*
+ * Tears the connection down, ends every stream and, with retry, schedules
+ * the next attempt. Never called from inside a wslay callback.
+ */
+
+static void
+ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b, ngx_uint_t retry)
+{
+    ngx_str_t   reason;
+    ngx_msec_t  delay;
+    u_char      text[NGX_STREAM_EGRESS_REASON_MAX + 64];
+
+    ngx_stream_egress_bridge_close_connection(b);
+
+    if (b->ping.timer_set) {
+        ngx_del_timer(&b->ping);
+    }
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_STOPPED) {
+        b->state = NGX_STREAM_EGRESS_BRIDGE_IDLE;
+    }
+
+    b->hello = 0;
+    b->peer_connected = 0;
+
+    reason.data = text;
+    reason.len = ngx_snprintf(text, sizeof(text), "egress bridge to the "
+                              "coordinator lost: %*s", b->reason_len,
+                              b->reason)
+                 - text;
+
+    ngx_stream_egress_bridge_abort_all(b, &reason);
+
+    if (!retry) {
+        return;
+    }
+
+    delay = b->need_ticket ? NGX_STREAM_EGRESS_TICKET_POLL
+                           : ngx_stream_egress_bridge_backoff(b);
+
+    ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                  "egress bridge: %*s; retrying in %M ms",
+                  b->reason_len, b->reason, delay);
+
+    ngx_stream_egress_bridge_schedule(b, delay);
+}
+
+
+static void
+ngx_stream_egress_bridge_close_connection(ngx_stream_egress_bridge_t *b)
+{
+    ngx_connection_t  *c;
+
+    if (b->ws) {
+        wslay_event_context_free(b->ws);
+        b->ws = NULL;
+    }
+
+    c = b->connection;
+
+    if (c) {
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+            c->ssl->no_send_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+
+        ngx_close_connection(c);
+        b->connection = NULL;
+    }
+
+    if (b->pool) {
+        if (b->hs.start) {
+            ngx_explicit_memzero(b->hs.start, b->hs.end - b->hs.start);
+        }
+
+        ngx_destroy_pool(b->pool);
+        b->pool = NULL;
+    }
+
+    ngx_memzero(&b->hs, sizeof(ngx_buf_t));
+    ngx_memzero(&b->out, sizeof(ngx_buf_t));
+}
+
+
+static void
+ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
+    ngx_str_t *reason)
+{
+    ngx_rbtree_node_t        *node;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    while (b->streams.root != &b->sentinel) {
+        node = ngx_rbtree_min(b->streams.root, &b->sentinel);
+        ctx = (ngx_stream_egress_ctx_t *) node;
+
+        /* the streams died with the bridge or peer: no close frames */
+        ngx_stream_egress_bridge_forget(ctx);
+        ngx_stream_egress_proxy_abort(ctx, reason);
+    }
+}
+
+
+static void
+ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b)
+{
+    ngx_queue_t              *q;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&b->blocked)) {
+        q = ngx_queue_head(&b->blocked);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_stream_egress_ctx_t, blocked);
+        ctx->is_blocked = 0;
+
+        ngx_stream_egress_proxy_resume(ctx);
+    }
+}
+
+
+static void
+ngx_stream_egress_bridge_set_reason(ngx_stream_egress_bridge_t *b,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(b->reason, b->reason + sizeof(b->reason), fmt, args);
+    va_end(args);
+
+    b->reason_len = p - b->reason;
+}
+
+
+static void
+ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b)
+{
+    ngx_event_t  *wev;
+
+    if (b->connection == NULL) {
+        return;
+    }
+
+    wev = b->connection->write;
+
+    if (!wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+static ngx_int_t
+ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
+    egress_frame_t *f)
+{
+    int                      binary;
+    size_t                   n;
+    egress_error_t           err;
+    struct wslay_event_msg   msg;
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return NGX_DECLINED;
+    }
+
+    n = egress_frame_encode(f, b->version, b->frame, b->frame_cap, &binary,
+                            &err);
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                      "egress bridge: cannot encode %s frame for stream "
+                      "%uD: %s", egress_frame_type_name(f->type), f->id,
+                      err.message);
+        return NGX_ERROR;
+    }
+
+    msg.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
+    msg.msg = b->frame;
+    msg.msg_length = n;
+
+    /* wslay copies the message */
+    if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+        return NGX_ERROR;
+    }
+
+    ngx_stream_egress_bridge_kick(b);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx)
+{
+    ngx_uint_t                   tries;
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    /* ids are not reused while live; skip any still in the tree */
+
+    for (tries = 0; ; tries++) {
+        if (b->next_id == 0) {
+            b->next_id = 1;
+        }
+
+        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL) {
+            break;
+        }
+
+        if (tries > b->nstreams) {
+            return NGX_ERROR;
+        }
+
+        b->next_id++;
+    }
+
+    ctx->id = b->next_id++;
+    ctx->last_id = ctx->id;
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_OPEN;
+    f.id = ctx->id;
+    f.host.data = (const char *) ctx->req.host;
+    f.host.len = ctx->req.host_len;
+    f.port = ctx->req.port;
+
+    if (b->version == EGRESS_PROTO_V2) {
+        f.window = EGRESS_INITIAL_WINDOW;
+    }
+
+    if (ngx_stream_egress_bridge_queue(b, &f) != NGX_OK) {
+        ctx->id = 0;
+        return NGX_ERROR;
+    }
+
+    ctx->node.key = ctx->id;
+    ngx_rbtree_insert(&b->streams, &ctx->node);
+    ctx->in_tree = 1;
+    b->nstreams++;
+
+    return NGX_OK;
+}
+
+
+/* removes the stream from the table (the id is no longer live here) */
+
+void
+ngx_stream_egress_bridge_forget(ngx_stream_egress_ctx_t *ctx)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (ctx->in_tree && b) {
+        ngx_rbtree_delete(&b->streams, &ctx->node);
+        b->nstreams--;
+    }
+
+    ctx->in_tree = 0;
+    ctx->id = 0;
+
+    ngx_stream_egress_bridge_unwait(ctx);
+}
+
+
+/* how many more bytes streams may queue before they must wait */
+
+size_t
+ngx_stream_egress_bridge_room(void)
+{
+    size_t                       queued;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return 0;
+    }
+
+    queued = wslay_event_get_queued_msg_length(b->ws)
+             + (b->out.last - b->out.pos);
+
+    if (queued >= NGX_STREAM_EGRESS_BRIDGE_HIGH) {
+        return 0;
+    }
+
+    return NGX_STREAM_EGRESS_BRIDGE_HIGH - queued;
+}
+
+
+void
+ngx_stream_egress_bridge_wait(ngx_stream_egress_ctx_t *ctx)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || ctx->is_blocked) {
+        return;
+    }
+
+    ngx_queue_insert_tail(&b->blocked, &ctx->blocked);
+    ctx->is_blocked = 1;
+}
+
+
+void
+ngx_stream_egress_bridge_unwait(ngx_stream_egress_ctx_t *ctx)
+{
+    if (ctx->is_blocked) {
+        ngx_queue_remove(&ctx->blocked);
+        ctx->is_blocked = 0;
+    }
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
+    const u_char *data, size_t len)
+{
+    egress_frame_t               f;
+    struct wslay_event_msg       msg;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return NGX_DECLINED;
+    }
+
+    if (b->version == EGRESS_PROTO_V2) {
+        /* [id][bytes]: gathered here, copied once more by wslay */
+        egress_frame_data_header(b->frame, ctx->id);
+        ngx_memcpy(b->frame + EGRESS_V2_DATA_HEADER, data, len);
+
+        msg.opcode = WSLAY_BINARY_FRAME;
+        msg.msg = b->frame;
+        msg.msg_length = EGRESS_V2_DATA_HEADER + len;
+
+        if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+            return NGX_ERROR;
+        }
+
+        ngx_stream_egress_bridge_kick(b);
+
+        return NGX_OK;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_DATA;
+    f.id = ctx->id;
+    f.body = data;
+    f.body_len = len;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_close(uint32_t id, ngx_uint_t half)
+{
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || id == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_CLOSE;
+    f.id = id;
+    f.half = (half && b->version == EGRESS_PROTO_V2) ? 1 : 0;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_window(uint32_t id, uint32_t increment)
+{
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->version != EGRESS_PROTO_V2 || increment == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_WINDOW;
+    f.id = id;
+    f.increment = increment;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+static ngx_stream_egress_ctx_t *
+ngx_stream_egress_bridge_find(ngx_stream_egress_bridge_t *b, uint32_t id)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = b->streams.root;
+    sentinel = b->streams.sentinel;
+
+    while (node != sentinel) {
+
+        if (id < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (id > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        return (ngx_stream_egress_ctx_t *) node;
+    }
+
+    return NULL;
+}
+
+
+/* one decoded WebSocket message from the coordinator */
+
+static void
+ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
+    const uint8_t *msg, size_t len, ngx_uint_t binary)
+{
+    size_t                    n;
+    ngx_str_t                 reason;
+    egress_error_t            err;
+    egress_frame_t            f;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+
+    if (egress_frame_decode(&f, b->version, msg, len, binary, &err) != 0) {
+
+        ctx = f.id ? ngx_stream_egress_bridge_find(b, f.id) : NULL;
+
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: invalid frame from the coordinator "
+                      "(stream %uD): %s", f.id, err.message);
+
+        if (ctx) {
+            /* a bad frame for one stream ends that stream only */
+            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
+            ngx_stream_egress_bridge_forget(ctx);
+            ngx_str_set(&reason, "invalid frame from the bridge");
+            ngx_stream_egress_proxy_abort(ctx, &reason);
+            return;
+        }
+
+        ngx_stream_egress_bridge_set_reason(b, "invalid frame from the "
+                                            "coordinator: %s", err.message);
+        b->failed = 1;
+        return;
+    }
+
+    switch (f.type) {
+
+    case EGRESS_FRAME_HELLO:
+        b->hello = 1;
+        b->peer_connected = f.peer_connected;
+        b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+
+        if (f.resume.len && ngx_stream_egress_secret_ok((u_char *) f.resume.data,
+                                                        f.resume.len))
+        {
+            n = f.resume.len;
+            ngx_memcpy(b->resume, f.resume.data, n);
+            b->resume_len = n;
+            b->has_dead_resume = 0;
+            ngx_stream_egress_bridge_save_state(b);
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
+                      "egress bridge: session \"%s\" ready, host agent %s",
+                      f.session_id.data,
+                      f.peer_connected ? "connected" : "not connected");
+        break;
+
+    case EGRESS_FRAME_PEER:
+        b->peer_connected = f.connected;
+
+        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
+                      "egress bridge: host agent %s",
+                      f.connected ? "connected" : "disconnected");
+
+        if (!f.connected) {
+            ngx_str_set(&reason, "host agent disconnected");
+            ngx_stream_egress_bridge_abort_all(b, &reason);
+        }
+
+        break;
+
+    case EGRESS_FRAME_OPEN_OK:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx == NULL || ctx->state != NGX_STREAM_EGRESS_OPENING) {
+            /* we gave up on it (timeout) meanwhile */
+            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
+            break;
+        }
+
+        ngx_stream_egress_proxy_open_ok(ctx, f.window);
+        break;
+
+    case EGRESS_FRAME_ERROR:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ngx_stream_egress_bridge_forget(ctx);
+            ngx_stream_egress_proxy_open_error(ctx, &f.message);
+        }
+
+        break;
+
+    case EGRESS_FRAME_DATA:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ngx_stream_egress_proxy_data(ctx, f.body, f.body_len);
+        }
+
+        break;
+
+    case EGRESS_FRAME_CLOSE:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ngx_stream_egress_proxy_close(ctx, f.half);
+        }
+
+        break;
+
+    case EGRESS_FRAME_WINDOW:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ngx_stream_egress_proxy_window(ctx, f.increment);
+        }
+
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                      "egress bridge: ignoring %s frame for stream %uD",
+                      egress_frame_type_name(f.type), f.id);
+        break;
+    }
+
+    egress_frame_release(&f);
+}
