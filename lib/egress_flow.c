@@ -10,10 +10,7 @@
 
 void egress_flow_init(egress_flow_t *fl, uint32_t send_window, uint32_t recv_window)
 {
-    /* 0 = not advertised (absent "window" field): the protocol default applies. */
-    if (send_window == 0) {
-        send_window = EGRESS_INITIAL_WINDOW;
-    }
+    /* A zero receive window cannot be advertised: it means the protocol default. */
     if (recv_window == 0) {
         recv_window = EGRESS_INITIAL_WINDOW;
     }

@@ -27,9 +27,11 @@ typedef struct {
 } egress_flow_t;
 
 /*
- * send_window: what the peer advertised; recv_window: what we advertised.
- * 0 (a "window" field that was absent) means EGRESS_INITIAL_WINDOW; values
- * above EGRESS_MAX_WINDOW are clamped.
+ * send_window: what the peer advertised (taken literally: 0 means no credit
+ * until a window grant or the caller sets send_credit, e.g. on open_ok; map
+ * an absent "window" field to EGRESS_INITIAL_WINDOW yourself).
+ * recv_window: what we advertised; 0 means EGRESS_INITIAL_WINDOW (the wire
+ * cannot carry a zero window). Values above EGRESS_MAX_WINDOW are clamped.
  */
 void egress_flow_init(egress_flow_t *fl, uint32_t send_window, uint32_t recv_window);
 void egress_flow_init_unlimited(egress_flow_t *fl);

@@ -48,9 +48,9 @@ static void test_defaults(void **state)
     egress_flow_t fl;
 
     (void) state;
-    /* 0 = window not advertised: the protocol default. */
+    /* send window 0 is literal (no credit yet); receive window 0 is the default. */
     egress_flow_init(&fl, 0, 0);
-    assert_int_equal(egress_flow_send_room(&fl), EGRESS_INITIAL_WINDOW);
+    assert_int_equal(egress_flow_send_room(&fl), 0);
     assert_int_equal(fl.recv_window, EGRESS_INITIAL_WINDOW);
     assert_int_equal(fl.recv_credit, EGRESS_INITIAL_WINDOW);
     assert_false(fl.unlimited);
