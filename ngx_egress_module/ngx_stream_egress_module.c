@@ -476,6 +476,14 @@ ngx_stream_egress_check_listen(ngx_conf_t *cf,
 
         cscf = ls[i].ctx->srv_conf[ngx_stream_core_module.ctx_index];
 
+        if (cscf->handler != ngx_stream_egress_proxy_handler) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"egress_proxy on\" conflicts with another "
+                          "content handler such as proxy_pass (in %s:%ui)",
+                          cscf->file_name, cscf->line);
+            return NGX_ERROR;
+        }
+
         if (ls[i].type != SOCK_STREAM) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"egress_proxy on\" needs a TCP listen, not "
@@ -591,9 +599,15 @@ ngx_stream_egress_check_files(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR
-        && (ngx_file_access(&fi) & 077))
-    {
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "egress_bridge_ticket_file \"%V\" is not a regular file",
+                      &emcf->ticket_file);
+        ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_access(&fi) & 077) {
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                       "egress_bridge_ticket_file \"%V\" is readable by "
                       "others; it should be mode 0600",

@@ -253,7 +253,7 @@ ngx_stream_egress_read_head(ngx_stream_egress_ctx_t *ctx)
 
         e = ngx_stream_egress_find_head_end(in->pos, in->last);
 
-        if (e) {
+        if (e && (size_t) (e - in->pos) <= ctx->conf->max_header_size) {
             c->idle = 0;
 
             if (c->read->timer_set) {
@@ -264,7 +264,8 @@ ngx_stream_egress_read_head(ngx_stream_egress_ctx_t *ctx)
             return;
         }
 
-        if ((size_t) (in->last - in->pos) >= ctx->conf->max_header_size) {
+        if (e || (size_t) (in->last - in->pos) >= ctx->conf->max_header_size)
+        {
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "proxy request header larger than %uz bytes",
                           ctx->conf->max_header_size);
