@@ -1,0 +1,747 @@
+/*
+ * http_api.c: the REST API (leases, tickets, status, stop, healthz, metrics).
+ *
+ * Access rules: a token sees leases of its own org only (others: 404, so
+ * existence does not leak across orgs); the lease owner and admins of the
+ * lease's org may manage it (tickets, release, stop); other members of the
+ * org may read it (GET lease, status) and get 403 on manage operations.
+ */
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "egress.h"
+#include "server.h"
+#include "session.h"
+#include "sessid.h"
+
+#define LEASE_TTL_MAX (30LL * 24 * 3600)
+
+typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
+
+/* ---- responses --------------------------------------------------------- */
+
+int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
+                        size_t len)
+{
+    size_t cap = LWS_PRE + 1024 + len;
+    unsigned char *buf = malloc(cap), *start, *p, *end;
+    int rc = -1;
+
+    if (buf == NULL) {
+        return -1;
+    }
+    start = p = buf + LWS_PRE;
+    end = buf + cap - len - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
+                                    end) == 0 &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
+                                    (const unsigned char *) "no-store", 8, &p, end) == 0 &&
+        lws_finalize_http_header(wsi, &p, end) == 0) {
+        memcpy(p, body, len);
+        p += len;
+        if (lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_FINAL) ==
+            (int) (p - start)) {
+            rc = 0;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int finish(struct lws *wsi, int rc)
+{
+    if (rc < 0 || lws_http_transaction_completed(wsi)) {
+        return -1;
+    }
+    return 0;
+}
+
+int http_reply_json(struct lws *wsi, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    int rc;
+
+    json_decref(body);
+    if (text == NULL) {
+        return -1;
+    }
+    rc = http_write_response(wsi, status, "application/json", text, strlen(text));
+    free(text);
+    return finish(wsi, rc);
+}
+
+int http_reply_error(struct lws *wsi, int status, const char *error, const char *message)
+{
+    if (status == 429) {
+        api_stats.rate_limited++;
+    }
+    return http_reply_json(wsi, status, json_pack("{s:s, s:s}", "error", error, "message",
+                                                  message));
+}
+
+/* ---- request plumbing -------------------------------------------------- */
+
+void http_req_free(http_req_t *req)
+{
+    free(req->body);
+    req->body = NULL;
+    req->body_len = 0;
+}
+
+int http_api_begin(struct lws *wsi, http_req_t *req, const char *path)
+{
+    char *uri;
+    int urilen;
+    char cl[24];
+
+    api_stats.http_requests++;
+    memset(req, 0, sizeof(*req));
+    req->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+    snprintf(req->path, sizeof(req->path), "%s", path ? path : "");
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        long long n = atoll(cl);
+        if (n > COORD_BODY_MAX) {
+            req->too_big = 1;
+            http_reply_error(wsi, 413, "payload_too_large", "request body exceeds 64 KiB");
+            return -1; /* the unread body makes the connection unusable */
+        }
+        if (n > 0) {
+            req->body_expected = 1;
+            return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+        }
+    }
+    return http_api_complete(wsi, req);
+}
+
+int http_api_body(struct lws *wsi, http_req_t *req, const void *in, size_t len)
+{
+    char *nb;
+
+    if (req->too_big || req->body_len + len > COORD_BODY_MAX) {
+        req->too_big = 1;
+        return 0;
+    }
+    nb = realloc(req->body, req->body_len + len + 1);
+    if (nb == NULL) {
+        return -1;
+    }
+    req->body = nb;
+    memcpy(req->body + req->body_len, in, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+    return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+lease_state_e lease_effective_state(const store_lease_t *l)
+{
+    if (l->state == LEASE_ACTIVE && l->expires_at <= coord_now()) {
+        return LEASE_EXPIRED;
+    }
+    return l->state;
+}
+
+static json_t *lease_json(const store_lease_t *l)
+{
+    char created[32], expires[32];
+
+    coord_time_format(created, sizeof(created), l->created_at);
+    coord_time_format(expires, sizeof(expires), l->expires_at);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", l->id, "slug", l->slug,
+                     "owner", l->owner, "org", l->org, "ssh", l->ssh, "state",
+                     store_lease_state_name(lease_effective_state(l)), "createdAt", created,
+                     "expiresAt", expires);
+}
+
+static access_e lease_access(const store_token_t *t, const store_lease_t *l)
+{
+    if (strcmp(t->org, l->org) != 0) {
+        return ACCESS_NONE;
+    }
+    if (t->admin || strcmp(t->owner, l->owner) == 0) {
+        return ACCESS_MANAGE;
+    }
+    return ACCESS_READ;
+}
+
+/* Authenticates the bearer token. Returns 0, or the reply's return value in *rc. */
+static int authenticate(struct lws *wsi, store_token_t *tok, char *tok_hash, int *rc)
+{
+    char auth[512];
+    int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+
+    if (n <= 7 || strncasecmp(auth, "Bearer ", 7) != 0) {
+        *rc = http_reply_error(wsi, 401, "unauthorized", "missing bearer token");
+        return -1;
+    }
+    egress_sha256_hex(tok_hash, auth + 7, strlen(auth + 7));
+    n = store_token_get(tok_hash, tok);
+    if (n < 0) {
+        *rc = http_reply_error(wsi, 500, "internal", "database error");
+        return -1;
+    }
+    if (n == 1 || tok->revoked) {
+        *rc = http_reply_error(wsi, 401, "unauthorized", "unknown or revoked token");
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads a lease the token may access at `need`; replies on failure. */
+static int load_lease(struct lws *wsi, const store_token_t *tok, const char *ref, access_e need,
+                      store_lease_t *l, int *rc)
+{
+    int n;
+    access_e a;
+
+    if (!coord_id_valid(ref, strlen(ref))) {
+        *rc = http_reply_error(wsi, 404, "not_found", "no such lease");
+        return -1;
+    }
+    n = store_lease_get(ref, l);
+    if (n < 0) {
+        *rc = http_reply_error(wsi, 500, "internal", "database error");
+        return -1;
+    }
+    a = n == 0 ? lease_access(tok, l) : ACCESS_NONE;
+    if (a == ACCESS_NONE) {
+        *rc = http_reply_error(wsi, 404, "not_found", "no such lease");
+        return -1;
+    }
+    if (a < need) {
+        *rc = http_reply_error(wsi, 403, "forbidden",
+                               "only the lease owner or an org admin may do this");
+        return -1;
+    }
+    return 0;
+}
+
+static int require_active(struct lws *wsi, const store_lease_t *l, int *rc)
+{
+    lease_state_e st = lease_effective_state(l);
+
+    if (st != LEASE_ACTIVE) {
+        *rc = http_reply_error(wsi, 410, "lease_gone",
+                               st == LEASE_RELEASED ? "lease was released" : "lease expired");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the body as a JSON object (an absent body is {}). */
+static json_t *body_object(struct lws *wsi, http_req_t *req, int *rc)
+{
+    json_error_t je;
+    json_t *j;
+
+    if (req->body_len == 0) {
+        return json_object();
+    }
+    j = json_loadb(req->body, req->body_len, 0, &je);
+    if (j == NULL || !json_is_object(j)) {
+        json_decref(j);
+        *rc = http_reply_error(wsi, 400, "bad_request", "body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* Tears down a lease's egress session (sockets, resume secrets). */
+static void lease_teardown(const char *lease_id, int code, const char *reason)
+{
+    session_end(lease_id, code, reason);
+    store_resume_drop_lease(lease_id);
+}
+
+/* ---- routes ------------------------------------------------------------ */
+
+static int route_lease_create(struct lws *wsi, http_req_t *req, const store_token_t *tok)
+{
+    store_lease_t l;
+    json_t *body, *v;
+    uint8_t rnd[12];
+    int rc = 0, n;
+    json_int_t ttl = 3600;
+
+    if ((body = body_object(wsi, req, &rc)) == NULL) {
+        return rc;
+    }
+    memset(&l, 0, sizeof(l));
+    if ((v = json_object_get(body, "ttlSeconds")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > LEASE_TTL_MAX) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request",
+                                    "ttlSeconds must be an integer from 1 to 2592000");
+        }
+        ttl = json_integer_value(v);
+    }
+    if ((v = json_object_get(body, "org")) != NULL &&
+        (!json_is_string(v) || strcmp(json_string_value(v), tok->org) != 0)) {
+        json_decref(body);
+        return http_reply_error(wsi, 403, "forbidden", "a token can create leases in its own "
+                                                       "org only");
+    }
+    if ((v = json_object_get(body, "ssh")) != NULL) {
+        if (!json_is_string(v) || json_string_length(v) >= sizeof(l.ssh)) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request", "ssh must be a string (< 256 bytes)");
+        }
+        snprintf(l.ssh, sizeof(l.ssh), "%s", json_string_value(v));
+    }
+    if (egress_random_bytes(rnd, sizeof(rnd), NULL) < 0 ||
+        egress_random_bytes(l.key, sizeof(l.key), NULL) < 0) {
+        json_decref(body);
+        return http_reply_error(wsi, 500, "internal", "no randomness");
+    }
+    memcpy(l.id, "lease_", 6);
+    l.id[6 + egress_base64url_encode(l.id + 6, rnd, sizeof(rnd))] = '\0';
+    if ((v = json_object_get(body, "slug")) != NULL) {
+        if (!json_is_string(v) ||
+            !coord_id_valid(json_string_value(v), json_string_length(v))) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request",
+                                    "slug must match [A-Za-z0-9_-]{1,64}");
+        }
+        snprintf(l.slug, sizeof(l.slug), "%s", json_string_value(v));
+    } else {
+        snprintf(l.slug, sizeof(l.slug), "%s", l.id);
+    }
+    json_decref(body);
+    snprintf(l.owner, sizeof(l.owner), "%s", tok->owner);
+    snprintf(l.org, sizeof(l.org), "%s", tok->org);
+    l.state = LEASE_ACTIVE;
+    l.created_at = coord_now();
+    l.expires_at = l.created_at + ttl;
+    if (strncmp(l.slug, "lease_", 6) == 0 && strcmp(l.slug, l.id) != 0) {
+        return http_reply_error(wsi, 400, "bad_request", "slugs may not start with lease_");
+    }
+    n = store_lease_insert(&l);
+    if (n == 1) {
+        return http_reply_error(wsi, 409, "conflict", "slug already in use");
+    }
+    if (n < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    coord_log("lease_created", "lease=%s slug=%s owner=%s org=%s ttl=%lld", l.id, l.slug,
+              l.owner, l.org, (long long) ttl);
+    return http_reply_json(wsi, 201, lease_json(&l));
+}
+
+typedef struct {
+    json_t *arr;
+} list_ctx_t;
+
+static void list_cb(const store_lease_t *l, void *arg)
+{
+    json_array_append_new(((list_ctx_t *) arg)->arr, lease_json(l));
+}
+
+static int route_lease_list(struct lws *wsi, const store_token_t *tok)
+{
+    list_ctx_t ctx = {json_array()};
+
+    if (store_lease_list_org(tok->org, list_cb, &ctx) < 0) {
+        json_decref(ctx.arr);
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    return http_reply_json(wsi, 200, json_pack("{s:o}", "leases", ctx.arr));
+}
+
+static int route_lease_release(struct lws *wsi, const store_lease_t *l)
+{
+    store_lease_t copy = *l;
+    int rc;
+
+    if (require_active(wsi, l, &rc) < 0) {
+        return rc;
+    }
+    if (store_lease_set_state(l->id, LEASE_RELEASED) < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+    coord_log("lease_released", "lease=%s", l->id);
+    copy.state = LEASE_RELEASED;
+    return http_reply_json(wsi, 200, lease_json(&copy));
+}
+
+/* Validates profile and allow; fills the session's metadata fields. */
+static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, int *have,
+                           int *rc)
+{
+    json_t *v, *item;
+    size_t i;
+    egress_allow_t *al;
+    egress_error_t err;
+    char *text;
+
+    *have = 0;
+    if ((v = json_object_get(body, "profile")) != NULL && !json_is_null(v)) {
+        if (!json_is_string(v) || egress_profile_patterns(json_string_value(v)) == NULL) {
+            *rc = http_reply_error(wsi, 400, "bad_request", "unknown profile");
+            return -1;
+        }
+        snprintf(s->profile, sizeof(s->profile), "%s", json_string_value(v));
+        *have = 1;
+    }
+    if ((v = json_object_get(body, "allow")) != NULL && !json_is_null(v)) {
+        if (!json_is_array(v) || json_array_size(v) > EGRESS_ALLOW_MAX_PATTERNS) {
+            *rc = http_reply_error(wsi, 400, "bad_request", "allow must be an array of patterns");
+            return -1;
+        }
+        al = egress_allow_new();
+        if (al == NULL) {
+            *rc = http_reply_error(wsi, 500, "internal", "out of memory");
+            return -1;
+        }
+        json_array_foreach(v, i, item) {
+            if (!json_is_string(item) || egress_allow_add(al, json_string_value(item),
+                                                          json_string_length(item), &err) < 0) {
+                egress_allow_free(al);
+                *rc = http_reply_error(wsi, 400, "bad_request",
+                                       json_is_string(item) ? err.message
+                                                            : "allow items must be strings");
+                return -1;
+            }
+        }
+        egress_allow_free(al);
+        text = json_dumps(v, JSON_COMPACT);
+        if (text == NULL || strlen(text) >= sizeof(s->allow)) {
+            free(text);
+            *rc = http_reply_error(wsi, 400, "bad_request", "allow list too long");
+            return -1;
+        }
+        snprintf(s->allow, sizeof(s->allow), "%s", text);
+        free(text);
+        *have = 1;
+    }
+    return 0;
+}
+
+static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *tok,
+                        const char *tok_hash, store_lease_t *l)
+{
+    store_session_t cur, meta;
+    store_ticket_t t;
+    json_t *body, *v;
+    const char *sid = NULL;
+    char role[8], key[160], ticket[COORD_SECRET_BUF], hash[EGRESS_SHA256_HEX_LEN + 1], expires[32];
+    int rc = 0, n, have_meta;
+    int64_t now = coord_now(), gen;
+
+    if (require_active(wsi, l, &rc) < 0) {
+        return rc;
+    }
+    snprintf(key, sizeof(key), "mint:lease:%s", l->id);
+    if (!ratelimit_take(key, coord_cfg.mint_rate, coord_cfg.mint_burst)) {
+        return http_reply_error(wsi, 429, "rate_limited", "too many tickets for this lease");
+    }
+    snprintf(key, sizeof(key), "mint:token:%s", tok_hash);
+    if (!ratelimit_take(key, coord_cfg.mint_rate, coord_cfg.mint_burst)) {
+        return http_reply_error(wsi, 429, "rate_limited", "too many tickets for this token");
+    }
+    if ((body = body_object(wsi, req, &rc)) == NULL) {
+        return rc;
+    }
+    v = json_object_get(body, "role");
+    snprintf(role, sizeof(role), "%s", json_is_string(v) ? json_string_value(v) : "");
+    if (strcmp(role, "host") != 0 && strcmp(role, "client") != 0) {
+        json_decref(body);
+        return http_reply_error(wsi, 400, "bad_request", "role must be \"host\" or \"client\"");
+    }
+    memset(&meta, 0, sizeof(meta));
+    if (ticket_metadata(wsi, body, &meta, &have_meta, &rc) < 0) {
+        json_decref(body);
+        return rc;
+    }
+    v = json_object_get(body, "sessionID");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request", "sessionID must be a string");
+        }
+        sid = json_string_value(v);
+    }
+    n = store_session_get(l->id, &cur);
+    if (n < 0) {
+        json_decref(body);
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    if (sid != NULL) {
+        int vr = sessid_verify(sid, strlen(sid), l->key, l->id, &gen);
+        if (vr < 0) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request",
+                                    vr == -1 ? "malformed sessionID"
+                                             : "sessionID does not belong to this lease");
+        }
+        if (n == 1 || gen > cur.generation ||
+            (gen == cur.generation && strcmp(sid, cur.session_id) != 0)) {
+            json_decref(body);
+            return http_reply_error(wsi, 400, "bad_request", "unknown sessionID");
+        }
+        if (gen < cur.generation) {
+            json_decref(body);
+            return http_reply_error(wsi, 409, "egress_session_replaced",
+                                    "a newer egress session replaced this one");
+        }
+        if (cur.state == SESSION_STOPPED) {
+            json_decref(body);
+            return http_reply_error(wsi, 409, "egress_session_stopped",
+                                    "this egress session was stopped");
+        }
+        if (have_meta) {
+            if (json_object_get(body, "profile")) {
+                snprintf(cur.profile, sizeof(cur.profile), "%s", meta.profile);
+            }
+            if (json_object_get(body, "allow")) {
+                snprintf(cur.allow, sizeof(cur.allow), "%s", meta.allow);
+            }
+        }
+        cur.updated_at = now;
+        if (store_session_put(&cur) < 0) {
+            json_decref(body);
+            return http_reply_error(wsi, 500, "internal", "database error");
+        }
+    } else {
+        /* A new session: the next generation replaces whatever was there. */
+        gen = l->generation + 1;
+        if (n == 0 && cur.generation >= gen) {
+            gen = cur.generation + 1;
+        }
+        memset(&cur, 0, sizeof(cur));
+        snprintf(cur.lease_id, sizeof(cur.lease_id), "%s", l->id);
+        if (sessid_make(cur.session_id, sizeof(cur.session_id), l->key, l->id, gen) < 0) {
+            json_decref(body);
+            return http_reply_error(wsi, 500, "internal", "no randomness");
+        }
+        cur.generation = gen;
+        snprintf(cur.profile, sizeof(cur.profile), "%s", meta.profile);
+        snprintf(cur.allow, sizeof(cur.allow), "%s", meta.allow[0] ? meta.allow : "[]");
+        cur.state = SESSION_ACTIVE;
+        cur.created_at = cur.updated_at = now;
+        lease_teardown(l->id, CLOSE_SESSION_REPLACED, "egress_session_replaced");
+        if (store_lease_set_generation(l->id, gen) < 0 || store_session_put(&cur) < 0) {
+            json_decref(body);
+            return http_reply_error(wsi, 500, "internal", "database error");
+        }
+        coord_log("session_created", "lease=%s session=%s generation=%lld", l->id,
+                  cur.session_id, (long long) gen);
+    }
+    json_decref(body);
+
+    if (egress_token_new(ticket, sizeof(ticket), "egt_", COORD_SECRET_BYTES, NULL) < 0) {
+        return http_reply_error(wsi, 500, "internal", "no randomness");
+    }
+    egress_sha256_hex(hash, ticket, strlen(ticket));
+    memset(&t, 0, sizeof(t));
+    snprintf(t.lease_id, sizeof(t.lease_id), "%s", l->id);
+    snprintf(t.session_id, sizeof(t.session_id), "%s", cur.session_id);
+    snprintf(t.role, sizeof(t.role), "%s", role);
+    snprintf(t.owner, sizeof(t.owner), "%s", tok->owner);
+    snprintf(t.org, sizeof(t.org), "%s", tok->org);
+    t.expires_at = now + coord_cfg.ticket_ttl;
+    if (store_ticket_insert(hash, &t) < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    api_stats.tickets_minted++;
+    coord_log("ticket_minted", "lease=%s session=%s role=%s owner=%s", l->id, cur.session_id,
+              role, tok->owner);
+    coord_time_format(expires, sizeof(expires), t.expires_at);
+    rc = http_reply_json(wsi, 201, json_pack("{s:s, s:s, s:s, s:s, s:s}", "ticket", ticket,
+                                             "leaseID", l->id, "role", role, "sessionID",
+                                             cur.session_id, "expiresAt", expires));
+    OPENSSL_cleanse(ticket, sizeof(ticket));
+    return rc;
+}
+
+static json_t *proto_json(const conn_t *c)
+{
+    if (c == NULL) {
+        return json_null();
+    }
+    return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
+}
+
+static int route_status(struct lws *wsi, const store_lease_t *l)
+{
+    store_session_t s;
+    session_t *live;
+    json_t *allow;
+    char created[32], updated[32];
+    int n = store_session_get(l->id, &s);
+    int active;
+
+    if (n < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    if (n == 1) {
+        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+    }
+    live = session_find(l->id);
+    if (live != NULL && strcmp(live->session_id, s.session_id) != 0) {
+        live = NULL;
+    }
+    allow = json_loads(s.allow, 0, NULL);
+    if (allow == NULL) {
+        allow = json_array();
+    }
+    active = s.state == SESSION_ACTIVE && lease_effective_state(l) == LEASE_ACTIVE;
+    coord_time_format(created, sizeof(created), s.created_at);
+    coord_time_format(updated, sizeof(updated), s.updated_at);
+    return http_reply_json(
+        wsi, 200,
+        json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
+                  "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow",
+                  allow, "hostConnected", live && live->conn[ROLE_HOST],
+                  "clientConnected", live && live->conn[ROLE_CLIENT], "createdAt", created,
+                  "updatedAt", updated, "state", active ? "active" : "stopped", "protocol",
+                  "host", proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
+                  proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
+                  (json_int_t) (live ? live->nstreams : 0), "bytesUp",
+                  (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
+                  (json_int_t) (live ? live->bytes_down : 0)));
+}
+
+static int route_stop(struct lws *wsi, const store_lease_t *l)
+{
+    store_session_t s;
+    int n = store_session_get(l->id, &s);
+
+    if (n < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    if (n == 1) {
+        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+    }
+    if (store_session_set_state(l->id, SESSION_STOPPED, coord_now()) < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    lease_teardown(l->id, CLOSE_SESSION_STOPPED, "egress_session_stopped");
+    coord_log("session_stopped", "lease=%s session=%s", l->id, s.session_id);
+    return http_reply_json(wsi, 200, json_pack("{s:s, s:s, s:b}", "leaseID", l->id,
+                                               "sessionID", s.session_id, "stopped", 1));
+}
+
+/* Splits "/v1/leases/REF/REST" into ref (copied) and rest (pointer into path). */
+static int split_lease_path(const char *path, char *ref, size_t cap, const char **rest)
+{
+    const char *p = path + strlen("/v1/leases/"), *slash = strchr(p, '/');
+    size_t n = slash ? (size_t) (slash - p) : strlen(p);
+
+    if (n == 0 || n >= cap) {
+        return -1;
+    }
+    memcpy(ref, p, n);
+    ref[n] = '\0';
+    *rest = slash ? slash : "";
+    return 0;
+}
+
+int http_api_complete(struct lws *wsi, http_req_t *req)
+{
+    store_token_t tok;
+    store_lease_t l;
+    char tok_hash[EGRESS_SHA256_HEX_LEN + 1], ref[COORD_ID_MAX + 2];
+    const char *path = req->path, *rest;
+    int m = req->method, rc = 0;
+
+    if (req->too_big) {
+        http_reply_error(wsi, 413, "payload_too_large", "request body exceeds 64 KiB");
+        return -1;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        return http_reply_json(wsi, 200, json_pack("{s:b, s:s}", "ok", 1, "version",
+                                                   EGRESS_VERSION));
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        size_t len;
+        char *text = metrics_render(&len);
+        if (text == NULL) {
+            return -1;
+        }
+        rc = http_write_response(wsi, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+        return finish(wsi, rc);
+    }
+    if (strncmp(path, "/v1/leases", 10) != 0 || (path[10] != '\0' && path[10] != '/')) {
+        return http_reply_error(wsi, 404, "not_found", "no such route");
+    }
+    if (authenticate(wsi, &tok, tok_hash, &rc) < 0) {
+        return rc;
+    }
+    if (strcmp(path, "/v1/leases") == 0 || strcmp(path, "/v1/leases/") == 0) {
+        if (m == LWSHUMETH_POST) {
+            return route_lease_create(wsi, req, &tok);
+        }
+        if (m == LWSHUMETH_GET) {
+            return route_lease_list(wsi, &tok);
+        }
+        return http_reply_error(wsi, 405, "method_not_allowed", "use GET or POST");
+    }
+    if (split_lease_path(path, ref, sizeof(ref), &rest) < 0) {
+        return http_reply_error(wsi, 404, "not_found", "no such lease");
+    }
+    if (*rest == '\0' && m == LWSHUMETH_GET) {
+        if (load_lease(wsi, &tok, ref, ACCESS_READ, &l, &rc) < 0) {
+            return rc;
+        }
+        return http_reply_json(wsi, 200, lease_json(&l));
+    }
+    if (strcmp(rest, "/release") == 0 && m == LWSHUMETH_POST) {
+        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
+            return rc;
+        }
+        return route_lease_release(wsi, &l);
+    }
+    if (strcmp(rest, "/egress/ticket") == 0 && m == LWSHUMETH_POST) {
+        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
+            return rc;
+        }
+        return route_ticket(wsi, req, &tok, tok_hash, &l);
+    }
+    if (strcmp(rest, "/egress/status") == 0 && m == LWSHUMETH_GET) {
+        if (load_lease(wsi, &tok, ref, ACCESS_READ, &l, &rc) < 0) {
+            return rc;
+        }
+        return route_status(wsi, &l);
+    }
+    if (strcmp(rest, "/egress") == 0 && m == LWSHUMETH_DELETE) {
+        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
+            return rc;
+        }
+        return route_stop(wsi, &l);
+    }
+    if (strcmp(rest, "/egress/host") == 0 || strcmp(rest, "/egress/client") == 0) {
+        return http_reply_error(wsi, 400, "bad_request", "this endpoint needs a WebSocket "
+                                                         "upgrade");
+    }
+    return http_reply_error(wsi, 404, "not_found", "no such route");
+}
+
+/* ---- timer ------------------------------------------------------------- */
+
+static void expire_cb(const store_lease_t *l, void *arg)
+{
+    (void) arg;
+    if (store_lease_set_state(l->id, LEASE_EXPIRED) == 0) {
+        lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+        coord_log("lease_expired", "lease=%s", l->id);
+    }
+}
+
+void http_api_tick(void)
+{
+    static int64_t last_purge;
+    int64_t now = coord_now();
+
+    store_lease_due(now, expire_cb, NULL);
+    if (now - last_purge >= 60) {
+        last_purge = now;
+        store_ticket_purge(now - 3600);
+    }
+}

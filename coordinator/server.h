@@ -1,0 +1,81 @@
+/*
+ * server.h: the lws server (server.c), the REST API (http_api.c), WebSocket
+ * upgrade authorization and the agent sockets (ws_bridge.c), rate limits
+ * (ratelimit.c) and metrics (metrics.c).
+ */
+
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "store.h"
+
+/* Per-HTTP-request state (protocol 0's per-session data). */
+typedef struct {
+    int method; /* LWSHUMETH_* */
+    char path[256];
+    char *body;
+    size_t body_len;
+    unsigned body_expected : 1;
+    unsigned too_big : 1;
+} http_req_t;
+
+/* Per-connection data of every protocol: HTTP request, then the agent socket. */
+struct conn_s;
+typedef struct {
+    http_req_t req;
+    struct conn_s *conn;
+} coord_psd_t;
+
+/* server.c */
+int server_run(void);
+void server_request_stop(void);
+
+/* http_api.c */
+int http_api_begin(struct lws *wsi, http_req_t *req, const char *path);
+int http_api_body(struct lws *wsi, http_req_t *req, const void *in, size_t len);
+int http_api_complete(struct lws *wsi, http_req_t *req);
+void http_req_free(http_req_t *req);
+/* Writes a complete JSON response; returns what the lws callback should return. */
+int http_reply_json(struct lws *wsi, int status, json_t *body);
+int http_reply_error(struct lws *wsi, int status, const char *error, const char *message);
+/* Writes the response but leaves the transaction to the caller (upgrade refusals). */
+int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
+                        size_t len);
+/* Lease effective state (an active lease past expires_at is expired). */
+lease_state_e lease_effective_state(const store_lease_t *l);
+/* Timer: expire due leases and purge old tickets. */
+void http_api_tick(void);
+
+/* ws_bridge.c */
+int ws_confirm_upgrade(struct lws *wsi);
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                size_t len);
+
+/* ratelimit.c: token buckets keyed by string. 1 = allowed (a token taken), 0 = limited. */
+int ratelimit_take(const char *key, double rate, double burst);
+/* 1 when the key has at least one token left (nothing taken). */
+int ratelimit_peek(const char *key, double rate, double burst);
+
+/* metrics.c */
+typedef struct {
+    unsigned long long tickets_minted;
+    unsigned long long tickets_consumed;
+    unsigned long long tickets_rejected;
+    unsigned long long resumes_accepted;
+    unsigned long long resumes_rejected;
+    unsigned long long upgrades_refused[8]; /* by metrics_status_index() */
+    unsigned long long rate_limited;
+    unsigned long long http_requests;
+} api_stats_t;
+extern api_stats_t api_stats;
+/* Prometheus text; caller frees. */
+char *metrics_render(size_t *len);
+/* Index of an upgrade refusal status in upgrades_refused (400 401 403 404 409 410 429, else 7). */
+int metrics_status_index(int status);
+
+#endif /* SERVER_H */

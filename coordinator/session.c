@@ -1,0 +1,585 @@
+/*
+ * session.c: pairing of the host and client sockets of a session, and the
+ * relay between them (see session.h for the memory and copy rules).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+
+session_stats_t session_stats;
+
+static session_t *sessions;
+
+/* Largest piece of a message handed to lws_write() at once, and the most
+ * bytes written per writable callback so one busy socket cannot starve others. */
+#define WRITE_PIECE  (64 * 1024)
+#define WRITE_BUDGET (512 * 1024)
+
+const char *role_name(int role)
+{
+    return role == ROLE_HOST ? "host" : "client";
+}
+
+msg_t *msg_new(size_t cap)
+{
+    msg_t *m = malloc(sizeof(*m) + LWS_PRE + (cap ? cap : 1));
+
+    if (m == NULL) {
+        return NULL;
+    }
+    memset(m, 0, sizeof(*m));
+    m->cap = cap;
+    return m;
+}
+
+session_t *session_list(void)
+{
+    return sessions;
+}
+
+session_t *session_find(const char *lease_id)
+{
+    session_t *s;
+
+    for (s = sessions; s != NULL; s = s->next) {
+        if (strcmp(s->lease_id, lease_id) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+static unsigned stream_bucket(uint32_t id)
+{
+    return (id * 2654435761u) >> 24; /* top 8 bits of a Fibonacci hash */
+}
+
+stream_t *stream_find(session_t *s, uint32_t id)
+{
+    stream_t *st;
+
+    for (st = s->streams[stream_bucket(id)]; st != NULL; st = st->next) {
+        if (st->id == id) {
+            return st;
+        }
+    }
+    return NULL;
+}
+
+static stream_t *stream_add(session_t *s, uint32_t id)
+{
+    stream_t *st = calloc(1, sizeof(*st));
+    unsigned b = stream_bucket(id);
+
+    if (st == NULL) {
+        return NULL;
+    }
+    st->id = id;
+    st->next = s->streams[b];
+    s->streams[b] = st;
+    s->nstreams++;
+    return st;
+}
+
+static void stream_free(session_t *s, stream_t *st)
+{
+    msg_t *m, *n;
+    int to = -1;
+
+    for (m = st->pend_head; m != NULL; m = n) {
+        n = m->next;
+        free(m);
+    }
+    /* pending bytes are accounted toward whichever side is v2 */
+    if (st->pend_bytes) {
+        to = (s->conn[ROLE_HOST] && s->conn[ROLE_HOST]->version == EGRESS_PROTO_V2)
+                 ? ROLE_HOST
+                 : ROLE_CLIENT;
+        s->pend_bytes[to] -= st->pend_bytes < s->pend_bytes[to] ? st->pend_bytes
+                                                                 : s->pend_bytes[to];
+    }
+    free(st);
+}
+
+void stream_remove(session_t *s, uint32_t id)
+{
+    stream_t **pp = &s->streams[stream_bucket(id)], *st;
+
+    for (; (st = *pp) != NULL; pp = &st->next) {
+        if (st->id == id) {
+            *pp = st->next;
+            s->nstreams--;
+            stream_free(s, st);
+            return;
+        }
+    }
+}
+
+static void streams_clear(session_t *s)
+{
+    unsigned b;
+    stream_t *st, *n;
+
+    for (b = 0; b < STREAM_BUCKETS; b++) {
+        for (st = s->streams[b]; st != NULL; st = n) {
+            n = st->next;
+            stream_free(s, st);
+        }
+        s->streams[b] = NULL;
+    }
+    s->nstreams = 0;
+    s->pend_bytes[0] = s->pend_bytes[1] = 0;
+}
+
+/* ---- queues and writing ------------------------------------------------ */
+
+void conn_enqueue(conn_t *c, msg_t *m)
+{
+    m->next = NULL;
+    m->off = 0;
+    if (c->q_tail) {
+        c->q_tail->next = m;
+    } else {
+        c->q_head = m;
+    }
+    c->q_tail = m;
+    c->q_bytes += m->len;
+    lws_callback_on_writable(c->wsi);
+}
+
+int conn_send_frame(conn_t *c, const egress_frame_t *f)
+{
+    egress_error_t err;
+    size_t max = egress_frame_encoded_max(f, c->version), n;
+    int binary = 0;
+    msg_t *m;
+
+    if (max == 0 || (m = msg_new(max)) == NULL) {
+        return -1;
+    }
+    n = egress_frame_encode(f, c->version, MSG_DATA(m), max, &binary, &err);
+    if (n == 0) {
+        coord_log("encode_error", "frame=%s error=\"%s\"", egress_frame_type_name(f->type),
+                  err.message);
+        free(m);
+        return -1;
+    }
+    m->len = n;
+    m->binary = binary ? 1 : 0;
+    conn_enqueue(c, m);
+    return 0;
+}
+
+void conn_free_queues(conn_t *c)
+{
+    msg_t *m, *n;
+
+    for (m = c->q_head; m != NULL; m = n) {
+        n = m->next;
+        free(m);
+    }
+    c->q_head = c->q_tail = NULL;
+    c->q_bytes = 0;
+    free(c->rx);
+    c->rx = NULL;
+}
+
+void conn_close(conn_t *c, int code, const char *reason)
+{
+    if (c->close_code == 0) {
+        c->close_code = code;
+        c->close_reason = reason;
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+int conn_on_writable(conn_t *c)
+{
+    size_t budget = WRITE_BUDGET;
+    msg_t *m;
+
+    if (c->close_code) {
+        lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
+                         (unsigned char *) c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    while ((m = c->q_head) != NULL && budget > 0) {
+        size_t piece = m->len - m->off;
+        int flags;
+
+        if (piece > WRITE_PIECE) {
+            piece = WRITE_PIECE;
+        }
+        /* Large messages go out as several fragments; the LWS_PRE bytes lws
+         * writes before a later fragment hold payload that was already sent. */
+        flags = m->off == 0 ? (m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
+                            : LWS_WRITE_CONTINUATION;
+        if (m->off + piece < m->len) {
+            flags |= LWS_WRITE_NO_FIN;
+        }
+        if (lws_write(c->wsi, MSG_DATA(m) + m->off, piece, (enum lws_write_protocol) flags) <
+            (int) piece) {
+            return -1;
+        }
+        m->off += piece;
+        budget = budget > piece ? budget - piece : 0;
+        if (m->off == m->len) {
+            c->q_head = m->next;
+            if (c->q_head == NULL) {
+                c->q_tail = NULL;
+            }
+            c->q_bytes -= m->len;
+            session_stats.frames_out++;
+            session_stats.bytes_out += m->len;
+            if (m->credit_n && c->sess) {
+                translate_on_written(c->sess, c, m);
+            }
+            free(m);
+        }
+        if (lws_send_pipe_choked(c->wsi)) {
+            break;
+        }
+    }
+    if (c->q_head != NULL) {
+        lws_callback_on_writable(c->wsi);
+    }
+    if (c->sess) {
+        session_update_flow(c->sess);
+    }
+    return 0;
+}
+
+void session_update_flow(session_t *s)
+{
+    int r;
+
+    for (r = 0; r < 2; r++) {
+        conn_t *src = s->conn[r], *dst = s->conn[1 - r];
+        size_t held;
+
+        if (src == NULL) {
+            continue;
+        }
+        held = dst ? dst->q_bytes + s->pend_bytes[dst->role] : 0;
+        if (!src->paused && held > coord_cfg.queue_cap) {
+            src->paused = 1;
+            session_stats.rx_pauses++;
+            lws_rx_flow_control(src->wsi, 0);
+        } else if (src->paused && held <= coord_cfg.queue_cap / 2) {
+            src->paused = 0;
+            lws_rx_flow_control(src->wsi, 1);
+        }
+    }
+}
+
+/* ---- session lifecycle ------------------------------------------------- */
+
+session_t *session_get(const char *lease_id, const char *session_id)
+{
+    session_t *s = session_find(lease_id);
+
+    if (s != NULL && strcmp(s->session_id, session_id) == 0) {
+        return s;
+    }
+    if (s != NULL) {
+        session_end(lease_id, CLOSE_SESSION_REPLACED, "egress_session_replaced");
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    snprintf(s->lease_id, sizeof(s->lease_id), "%s", lease_id);
+    snprintf(s->session_id, sizeof(s->session_id), "%s", session_id);
+    s->next = sessions;
+    sessions = s;
+    session_stats.sessions_live++;
+    return s;
+}
+
+static void session_unlink(session_t *s)
+{
+    session_t **pp;
+
+    for (pp = &sessions; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            session_stats.sessions_live--;
+            return;
+        }
+    }
+}
+
+/* Frees an in-memory session with no sockets left. */
+static void session_maybe_free(session_t *s)
+{
+    if (s->conn[0] == NULL && s->conn[1] == NULL) {
+        streams_clear(s);
+        session_unlink(s);
+        free(s);
+    }
+}
+
+void session_end(const char *lease_id, int code, const char *reason)
+{
+    session_t *s = session_find(lease_id);
+    int r;
+
+    if (s == NULL) {
+        return;
+    }
+    coord_log("session_end", "lease=%s session=%s code=%d reason=%s", s->lease_id,
+              s->session_id, code, reason);
+    for (r = 0; r < 2; r++) {
+        conn_t *c = s->conn[r];
+        if (c != NULL) {
+            /* The socket lives until lws closes it; it no longer belongs here. */
+            c->sess = NULL;
+            s->conn[r] = NULL;
+            session_stats.sockets_live[r]--;
+            if (c->paused) {
+                c->paused = 0;
+                lws_rx_flow_control(c->wsi, 1);
+            }
+            conn_close(c, code, reason);
+        }
+    }
+    session_maybe_free(s);
+}
+
+static void send_peer(conn_t *c, int connected)
+{
+    egress_frame_t f;
+
+    if (c == NULL || c->version != EGRESS_PROTO_V2) {
+        return;
+    }
+    memset(&f, 0, sizeof(f));
+    f.type = EGRESS_FRAME_PEER;
+    f.connected = connected ? 1 : 0;
+    conn_send_frame(c, &f);
+}
+
+int session_attach(session_t *s, conn_t *c, const char *resume)
+{
+    conn_t *old = s->conn[c->role], *peer = s->conn[1 - c->role];
+    egress_frame_t f;
+
+    if (old != NULL) {
+        coord_log("socket_replaced", "lease=%s session=%s role=%s", s->lease_id, s->session_id,
+                  role_name(c->role));
+        session_stats.sockets_replaced++;
+        session_detach(old);
+        conn_close(old, CLOSE_SOCKET_REPLACED, "egress_socket_replaced");
+    }
+    c->sess = s;
+    s->conn[c->role] = c;
+    session_stats.sockets_live[c->role]++;
+    session_stats.sockets_accepted[c->role]++;
+    if (c->version == EGRESS_PROTO_V2) {
+        memset(&f, 0, sizeof(f));
+        f.type = EGRESS_FRAME_HELLO;
+        f.session_id.data = s->session_id;
+        f.session_id.len = strlen(s->session_id);
+        f.role.data = role_name(c->role);
+        f.role.len = strlen(f.role.data);
+        f.peer_connected = peer != NULL;
+        f.resume.data = resume ? resume : "";
+        f.resume.len = resume ? strlen(resume) : 0;
+        if (conn_send_frame(c, &f) < 0) {
+            return -1;
+        }
+    }
+    send_peer(peer, 1);
+    return 0;
+}
+
+void session_detach(conn_t *c)
+{
+    session_t *s = c->sess;
+    conn_t *peer;
+
+    if (s == NULL) {
+        return;
+    }
+    c->sess = NULL;
+    if (s->conn[c->role] != c) {
+        return;
+    }
+    s->conn[c->role] = NULL;
+    session_stats.sockets_live[c->role]--;
+    peer = s->conn[1 - c->role];
+    /* Every stream dies with either socket; both sides drop their streams. */
+    streams_clear(s);
+    if (peer != NULL) {
+        send_peer(peer, 0);
+        if (peer->paused) {
+            peer->paused = 0;
+            lws_rx_flow_control(peer->wsi, 1);
+        }
+    }
+    session_maybe_free(s);
+}
+
+/* ---- relay ------------------------------------------------------------- */
+
+static int frame_allowed(int role, egress_frame_type_e t)
+{
+    switch (t) {
+    case EGRESS_FRAME_DATA:
+    case EGRESS_FRAME_CLOSE:
+        return 1;
+    case EGRESS_FRAME_WINDOW:
+        return 1; /* only decodable on v2 */
+    case EGRESS_FRAME_OPEN:
+        return role == ROLE_CLIENT;
+    case EGRESS_FRAME_OPEN_OK:
+    case EGRESS_FRAME_ERROR:
+        return role == ROLE_HOST;
+    default:
+        return 0;
+    }
+}
+
+static void answer_no_host(conn_t *c, uint32_t id)
+{
+    egress_frame_t f;
+    static const char msg[] = "host agent not connected";
+
+    memset(&f, 0, sizeof(f));
+    f.type = EGRESS_FRAME_ERROR;
+    f.id = id;
+    f.message.data = msg;
+    f.message.len = sizeof(msg) - 1;
+    session_stats.opens_no_host++;
+    conn_send_frame(c, &f);
+}
+
+/* Stream bookkeeping shared by both relay paths. Returns the stream or NULL
+ * when the frame belongs to no live stream (then it is dropped). *fatal is set
+ * on a protocol violation. */
+static stream_t *track(session_t *s, conn_t *c, const egress_frame_t *f, int *fatal)
+{
+    stream_t *st = stream_find(s, f->id);
+
+    switch (f->type) {
+    case EGRESS_FRAME_OPEN:
+        if (st != NULL) {
+            *fatal = 1; /* ids are not reused while live */
+            return NULL;
+        }
+        return stream_add(s, f->id);
+    case EGRESS_FRAME_OPEN_OK:
+        if (st != NULL) {
+            st->opened = 1;
+        }
+        return st;
+    default:
+        return st;
+    }
+}
+
+static void untrack(session_t *s, stream_t *st, conn_t *c, const egress_frame_t *f)
+{
+    if (st == NULL) {
+        return;
+    }
+    if (f->type == EGRESS_FRAME_ERROR) {
+        stream_remove(s, f->id);
+    } else if (f->type == EGRESS_FRAME_CLOSE) {
+        if (f->half) {
+            if (c->role == ROLE_CLIENT) {
+                st->half_client = 1;
+            } else {
+                st->half_host = 1;
+            }
+        }
+        if (!f->half || (st->half_client && st->half_host)) {
+            stream_remove(s, f->id);
+        }
+    }
+}
+
+int session_on_message(conn_t *c, msg_t *m)
+{
+    session_t *s = c->sess;
+    egress_frame_t f;
+    egress_error_t err;
+    conn_t *peer;
+    stream_t *st;
+    int fatal = 0, rc = 0;
+
+    session_stats.frames_in++;
+    session_stats.bytes_in += m->len;
+    if (egress_frame_decode(&f, c->version, MSG_DATA(m), m->len, m->binary, &err) < 0) {
+        session_stats.frames_rejected++;
+        coord_log("frame_rejected", "lease=%s role=%s error=%s detail=\"%s\"",
+                  s ? s->lease_id : "-", role_name(c->role), egress_err_name(err.code),
+                  err.message);
+        free(m);
+        return err.code == EGRESS_ERR_TOO_LARGE ? CLOSE_TOO_BIG : CLOSE_POLICY;
+    }
+    if (!frame_allowed(c->role, f.type)) {
+        session_stats.frames_rejected++;
+        coord_log("frame_rejected", "lease=%s role=%s error=direction frame=%s",
+                  s ? s->lease_id : "-", role_name(c->role), egress_frame_type_name(f.type));
+        egress_frame_release(&f);
+        free(m);
+        return CLOSE_POLICY;
+    }
+    if (s == NULL) {
+        /* Socket already detached (replaced/ended): drop quietly. */
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    s->frames++;
+    peer = s->conn[1 - c->role];
+    if (f.type == EGRESS_FRAME_DATA) {
+        if (c->role == ROLE_CLIENT) {
+            s->bytes_up += f.body_len;
+        } else {
+            s->bytes_down += f.body_len;
+        }
+    }
+    if (f.type == EGRESS_FRAME_OPEN && peer == NULL) {
+        answer_no_host(c, f.id);
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    st = track(s, c, &f, &fatal);
+    if (fatal) {
+        coord_log("frame_rejected", "lease=%s role=%s error=id_reused id=%u", s->lease_id,
+                  role_name(c->role), f.id);
+        session_stats.frames_rejected++;
+        egress_frame_release(&f);
+        free(m);
+        return CLOSE_POLICY;
+    }
+    if (peer == NULL || (st == NULL && f.type != EGRESS_FRAME_OPEN)) {
+        /* No peer, or a frame for a stream that already died: drop. */
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    if (peer->version == c->version) {
+        /* Pass-through: the assembled buffer goes out untouched. */
+        untrack(s, st, c, &f);
+        egress_frame_release(&f);
+        conn_enqueue(peer, m);
+    } else {
+        rc = translate_forward(s, c, peer, st, &f);
+        if (rc == 0) {
+            untrack(s, stream_find(s, f.id), c, &f);
+        }
+        rc = rc == 1 ? 0 : rc; /* 1: translate_forward owns the stream's end */
+        egress_frame_release(&f);
+        free(m);
+    }
+    session_update_flow(s);
+    return rc;
+}
