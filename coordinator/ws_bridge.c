@@ -358,6 +358,19 @@ static int ws_established(struct lws *wsi, conn_t **slot)
     return 0;
 }
 
+/* The socket is going away (lws may wait for the close handshake): leave the
+ * session now so the peer hears about it at once. */
+static void ws_leave(conn_t *c, const char *why)
+{
+    if (c->sess != NULL) {
+        coord_log("socket_closed", "lease=%s session=%s role=%s addr=%s why=%s",
+                  c->sess->lease_id, c->sess->session_id, role_name(c->role), c->peer_addr,
+                  why);
+        store_session_touch(c->sess->lease_id, coord_now());
+        session_detach(c);
+    }
+}
+
 static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(wsi);
@@ -381,6 +394,7 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
         session_stats.frames_rejected++;
         lws_close_reason(wsi, (enum lws_close_status) CLOSE_TOO_BIG,
                          (unsigned char *) "message too big", 15);
+        ws_leave(c, "too_big");
         return -1;
     }
     if (m->len + len > m->cap) {
@@ -410,7 +424,8 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
         lws_close_reason(wsi, (enum lws_close_status) code,
                          (unsigned char *) (code == CLOSE_TOO_BIG ? "message too big"
                                                                   : "malformed frame"),
-                         code == CLOSE_TOO_BIG ? 15 : 15);
+                         15);
+        ws_leave(c, code == CLOSE_TOO_BIG ? "too_big" : "policy");
         return -1;
     }
     return 0;
@@ -443,13 +458,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
 
     case LWS_CALLBACK_CLOSED:
         if (c != NULL) {
-            if (c->sess != NULL) {
-                coord_log("socket_closed", "lease=%s session=%s role=%s addr=%s",
-                          c->sess->lease_id, c->sess->session_id, role_name(c->role),
-                          c->peer_addr);
-                store_session_touch(c->sess->lease_id, coord_now());
-            }
-            session_detach(c);
+            ws_leave(c, "closed");
             conn_free_queues(c);
             free(c);
             *slot = NULL;
