@@ -1,0 +1,112 @@
+/*
+ * agent.h: the `egress` binary: command table, exit codes, and the host
+ * agent's shared state (options, bridge connection, streams).
+ */
+
+#ifndef EGRESS_AGENT_H
+#define EGRESS_AGENT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "egress.h"
+
+/* Exit codes (documented in docs/agent.md and `egress help`). */
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1, /* runtime error; the supervisor restarts */
+    EXIT_USAGE = 2,   /* bad flags, config, allowlist; never restarted */
+    EXIT_FATAL = 3,   /* fatal bridge answer: 403/404/409/410, close 4001-4004 */
+    EXIT_AUTH = 4     /* credentials rejected or exhausted (401 with nothing left to try) */
+};
+
+/* One `egress <command>`; later commands add a line to the table in main.c. */
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} egress_cmd_t;
+
+int cmd_host(int argc, char **argv);
+
+/* ---- logging (stderr, one line, UTC timestamp) ---- */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- configuration (config.c) ---- */
+typedef struct {
+    char *coordinator; /* base URL, http(s)://host[:port][/prefix] */
+    char *token;       /* bearer token egk_..., never logged */
+} egress_config_t;
+
+/* Fills cfg from flags (already set fields win), env, then the config file. */
+int config_load(egress_config_t *cfg, char *err, size_t errcap);
+void config_free(egress_config_t *cfg);
+/* Reads a secret from a file ("-" = stdin): first line, trimmed. */
+char *config_read_secret_file(const char *path, char *err, size_t errcap);
+/* $XDG_STATE_HOME/egress (created 0700). */
+int config_state_dir(char *out, size_t cap);
+
+/* ---- coordinator URL and blocking HTTP (http.c) ---- */
+typedef struct {
+    int tls;
+    char host[256];
+    uint16_t port;
+    char prefix[256]; /* path prefix without trailing slash, may be "" */
+} egress_url_t;
+
+int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap);
+
+/*
+ * POST /v1/leases/{lease}/egress/ticket. Blocking (startup, or on a uv work
+ * thread). Returns 0 with ticket/session filled, or the HTTP status (>0) with
+ * err set, or -1 for a transport error.
+ */
+typedef struct {
+    const char *lease, *token, *session, *profile;
+    const char *const *allow; /* NULL-terminated */
+    size_t nallow;
+    int timeout_ms;
+} mint_req_t;
+
+int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, size_t tcap,
+                     char *session, size_t scap, char *err, size_t errcap);
+
+/* ---- the agent (host.c, bridge.c, stream.c) ---- */
+typedef struct stream_s stream_t;
+typedef struct agent_s agent_t;
+
+typedef struct wsmsg_s {
+    struct wsmsg_s *next;
+    uint32_t stream_id; /* 0 = session-level message (never purged) */
+    uint32_t len;       /* payload bytes after the LWS_PRE headroom */
+    uint32_t cap;       /* payload capacity (pooled chunks have EGRESS_CHUNK_CAP) */
+    uint8_t binary;
+    uint8_t pooled;
+    unsigned char buf[]; /* LWS_PRE headroom, then payload */
+} wsmsg_t;
+
+typedef struct {
+    /* options */
+    const char *lease;
+    const char *profile;
+    const char *allow_arg;
+    const char *ports_arg;
+    const char *session;
+    const char *audit_path;
+    const char *metrics_addr;
+    int allow_private;
+    int daemon;
+    int dial_timeout_ms;
+    int verbose;
+    egress_url_t url;
+    char coordinator[512];
+    char *token;  /* may be NULL */
+    char *ticket; /* consumed by the first connect; may be NULL */
+    egress_allow_t *allow;
+} host_opts_t;
+
+int host_run(host_opts_t *o);
+int daemon_run(host_opts_t *o);
+
+#endif /* EGRESS_AGENT_H */

@@ -1,0 +1,143 @@
+/*
+ * host.h: internals of the host agent shared by host.c (lifecycle),
+ * bridge.c (the WebSocket to the coordinator) and stream.c (one outbound TCP
+ * connection per stream).
+ */
+
+#ifndef EGRESS_AGENT_HOST_H
+#define EGRESS_AGENT_HOST_H
+
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include <libwebsockets.h>
+
+#include "agent.h"
+
+/* Payload room of a pooled message: v2 header + one full data chunk. */
+#define EGRESS_CHUNK_CAP (EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
+#define AGENT_POOL_MAX   512 /* cached free chunks; beyond that they are freed */
+
+enum { ST_RESOLVING = 1, ST_CONNECTING, ST_OPEN, ST_DEAD };
+
+/* Bytes handed to a stream's TCP socket: one per data message received. */
+typedef struct tcpchunk_s {
+    uv_write_t req;
+    struct tcpchunk_s *next; /* free list */
+    stream_t *s;
+    size_t len, cap;
+    unsigned char data[];
+} tcpchunk_t;
+
+struct stream_s {
+    stream_t *hnext;
+    agent_t *ag;
+    uint32_t id;
+    uint8_t state;
+    uint8_t reading;   /* uv_read_start active */
+    uint8_t rd_eof;    /* TCP peer sent FIN; we sent close{half} */
+    uint8_t wr_half;   /* client sent close{half}: shut down our write side */
+    uint8_t wr_shut;   /* uv_shutdown done */
+    uint8_t tcp_open;  /* tcp handle initialized and not yet closed */
+    uint8_t attempted; /* at least one connect was tried */
+    int refs;          /* table + pending requests + open handles */
+    int last_err;
+    uint32_t writes_pending;
+    uint16_t port;
+    char host[EGRESS_HOST_BUF];
+    char addr[INET6_ADDRSTRLEN];
+    char refused_addr[INET6_ADDRSTRLEN];
+    struct addrinfo *ai, *next_ai;
+    uint64_t t_start;
+    uint64_t bytes_up, bytes_down;
+    egress_flow_t flow;
+    wsmsg_t *rdmsg; /* buffer lent to uv_read */
+    uv_getaddrinfo_t gai;
+    uv_tcp_t tcp;
+    uv_connect_t conn;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+};
+
+struct agent_s {
+    host_opts_t *o;
+    uv_loop_t loop;
+    struct lws_context *ctx;
+    struct lws *wsi;
+    int proto;        /* negotiated version once established, else 0 */
+    int established;  /* WebSocket open */
+    int ever_connected;
+    int peer;         /* client leg attached (v2 peer/hello) */
+    int http_status;  /* status of the last upgrade answer */
+    int close_code;   /* close code the coordinator sent, 0 if none */
+    int using_resume; /* the current attempt authenticates with the resume secret */
+    int using_ticket;
+    int exit_code;
+    int stopping;     /* SIGTERM/SIGINT: flushing closes */
+    int finished;     /* agent_finish() ran */
+    int minting;
+    int active;       /* a connection attempt or socket exists */
+    char session[EGRESS_MAX_TOKEN_TEXT + 1];
+    char resume[EGRESS_MAX_TOKEN_TEXT + 1];
+    char ticket[EGRESS_MAX_TOKEN_TEXT + 1];
+    char mint_err[256];
+    int mint_status;
+    char state_path[1024];
+    unsigned attempts; /* consecutive failed connects, for backoff */
+
+    /* streams by id */
+    stream_t **buckets;
+    size_t nbuckets, nstreams;
+    uint64_t streams_total;
+
+    /* WebSocket send queue (FIFO) */
+    wsmsg_t *qhead, *qtail;
+    size_t qbytes;
+
+    /* pools */
+    wsmsg_t *msgpool;
+    size_t nmsgpool;
+    tcpchunk_t *chunkpool;
+    size_t nchunkpool;
+
+    /* reassembly of one incoming WebSocket message */
+    unsigned char *rx;
+    size_t rxlen, rxcap;
+    int rxbinary;
+
+    FILE *audit;
+
+    uv_timer_t retry_timer;
+    uv_timer_t stop_timer;
+    uv_idle_t finish_idle;
+    uv_signal_t sigterm, sigint;
+    uv_work_t mint_work;
+};
+
+/* bridge.c */
+int bridge_connect(agent_t *ag);
+void bridge_schedule_reconnect(agent_t *ag, int immediate);
+wsmsg_t *bridge_msg_new(agent_t *ag, size_t len);
+void bridge_msg_free(agent_t *ag, wsmsg_t *m);
+void bridge_enqueue(agent_t *ag, wsmsg_t *m);
+int bridge_send_frame(agent_t *ag, const egress_frame_t *f);
+void bridge_purge_streams(agent_t *ag);
+int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len);
+
+/* stream.c */
+stream_t *stream_find(agent_t *ag, uint32_t id);
+void stream_on_open(agent_t *ag, const egress_frame_t *f);
+void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len);
+void stream_on_window(agent_t *ag, uint32_t id, uint32_t increment);
+void stream_on_close(agent_t *ag, uint32_t id, int half);
+/* Ends every stream; with_frames sends close/error for each (shutdown). */
+void stream_kill_all(agent_t *ag, int with_frames);
+void stream_pool_free(agent_t *ag);
+
+/* host.c */
+void agent_finish(agent_t *ag, int code);
+void agent_save_state(agent_t *ag);
+uint64_t agent_now_ms(agent_t *ag);
+
+#endif /* EGRESS_AGENT_HOST_H */
