@@ -368,6 +368,9 @@ int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     }
     case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
         ag->http_status = (int)lws_http_client_http_response(wsi);
+        /* the selected subprotocol; the header is gone by CLIENT_ESTABLISHED */
+        if (lws_hdr_copy(wsi, ag->subproto, sizeof(ag->subproto), WSI_TOKEN_PROTOCOL) < 0)
+            ag->subproto[0] = '\0';
         break;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         ag->established = 1;
@@ -375,12 +378,9 @@ int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         ag->http_status = 101;
         if (ag->using_ticket) /* one-use: it is spent now */
             explicit_bzero(ag->ticket, sizeof(ag->ticket));
-        buf[0] = '\0';
-        if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_PROTOCOL) < 0)
-            buf[0] = '\0';
-        ag->proto = egress_proto_from_subprotocol(buf);
+        ag->proto = egress_proto_from_subprotocol(ag->subproto);
         if (ag->proto == 0) {
-            agent_log("coordinator selected unknown subprotocol '%s'", buf);
+            agent_log("coordinator selected unknown subprotocol '%s'", ag->subproto);
             return -1;
         }
         if (ag->proto == EGRESS_PROTO_V1) {
@@ -506,6 +506,7 @@ int bridge_connect(agent_t *ag)
     i.pwsi = &ag->wsi;
     ag->http_status = 0;
     ag->close_code = 0;
+    ag->subproto[0] = '\0';
     ag->established = 0;
     ag->active = 1;
     if (!lws_client_connect_via_info(&i)) {

@@ -157,10 +157,8 @@ static void host_on_finish_idle(uv_idle_t *h)
     uv_idle_stop(h);
     uv_close((uv_handle_t *)h, NULL);
     /* outside any lws callback: safe to destroy the context here */
-    if (ag->ctx) {
-        lws_context_destroy(ag->ctx);
-        ag->ctx = NULL;
-    }
+    if (ag->ctx)
+        lws_context_destroy(ag->ctx); /* phase 1; lws NULLs ag->ctx when done */
 }
 
 void agent_finish(agent_t *ag, int code)
@@ -301,6 +299,7 @@ int host_run(host_opts_t *o)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = host_protocols;
     info.user = ag;
+    info.pcontext = &ag->ctx;
     info.gid = -1;
     info.uid = -1;
     info.ka_time = 30; /* TCP keepalive on the bridge socket */
@@ -316,8 +315,11 @@ int host_run(host_opts_t *o)
     uv_run(&ag->loop, UV_RUN_DEFAULT);
     code = ag->exit_code;
 out:
-    if (ag->ctx)
+    /* lws destroys a foreign-loop context in phases, each needing a loop run */
+    for (int i = 0; ag->ctx && i < 4; i++) {
         lws_context_destroy(ag->ctx);
+        uv_run(&ag->loop, UV_RUN_DEFAULT);
+    }
     uv_run(&ag->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&ag->loop) != 0)
         agent_log("event loop not empty at exit");

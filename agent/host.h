@@ -76,6 +76,7 @@ struct agent_s {
     int stopping;     /* SIGTERM/SIGINT: flushing closes */
     int finished;     /* agent_finish() ran */
     int minting;
+    char subproto[64];
     int active;       /* a connection attempt or socket exists */
     char session[EGRESS_MAX_TOKEN_TEXT + 1];
     char resume[EGRESS_MAX_TOKEN_TEXT + 1];
