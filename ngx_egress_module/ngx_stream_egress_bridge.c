@@ -102,6 +102,7 @@ typedef struct {
     unsigned                        hello:1;
     unsigned                        failed:1;
     unsigned                        eof:1;
+    unsigned                        state_unsaved:1;
 } ngx_stream_egress_bridge_t;
 
 
@@ -525,6 +526,15 @@ ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
     b->with_ticket = 0;
     b->with_resume = 0;
 
+    /*
+     * The state file is authoritative (a previous worker, e.g. before a
+     * reload, may have spent the ticket and rotated the secret), unless our
+     * own last write to it failed.
+     */
+    if (!b->state_unsaved) {
+        ngx_stream_egress_bridge_load_state(b);
+    }
+
     if (ngx_stream_egress_bridge_read_ticket(b, ticket, sizeof(ticket), &tlen)
         == NGX_OK)
     {
@@ -552,9 +562,6 @@ ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
                       &b->conf->ticket_file);
         return NGX_DECLINED;
     }
-
-    /* another process (an older worker) may have rotated the secret */
-    ngx_stream_egress_bridge_load_state(b);
 
     if (b->resume_len) {
         egress_sha256(hash, b->resume, b->resume_len);
@@ -695,6 +702,8 @@ ngx_stream_egress_bridge_load_state(ngx_stream_egress_bridge_t *b)
     v = json_object_get(root, "resume");
     s = json_string_value(v);
 
+    b->resume_len = 0;
+
     if (s) {
         len = json_string_length(v);
 
@@ -810,11 +819,14 @@ ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
         goto failed;
     }
 
+    b->state_unsaved = 0;
+
     return;
 
 failed:
 
     ngx_explicit_memzero(buf, sizeof(buf));
+    b->state_unsaved = 1;
 
     ngx_log_error(NGX_LOG_ERR, b->log, err,
                   "egress bridge: cannot write state file \"%V\"; a "

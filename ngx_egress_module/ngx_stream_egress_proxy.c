@@ -543,7 +543,7 @@ ngx_stream_egress_proxy_data(ngx_stream_egress_ctx_t *ctx,
 
     /* zero-copy: straight from the WebSocket message when possible */
 
-    if (ctx->out == NULL && len) {
+    if (ctx->out == NULL && len && c->write->ready) {
         n = c->send(c, (u_char *) data, len);
 
         if (n == NGX_ERROR) {
@@ -558,17 +558,25 @@ ngx_stream_egress_proxy_data(ngx_stream_egress_ctx_t *ctx,
         }
     }
 
-    if (len == 0) {
-        return;
-    }
-
-    if (ngx_stream_egress_append(ctx, data, len, 1) == NULL) {
+    if (len && ngx_stream_egress_append(ctx, data, len, 1) == NULL) {
         ngx_stream_egress_finalize(ctx, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-        ngx_stream_egress_finalize(ctx, NGX_STREAM_INTERNAL_SERVER_ERROR);
+    if (ctx->out == NULL) {
+        return;
+    }
+
+    if (!c->write->ready) {
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            ngx_stream_egress_finalize(ctx, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    /* a rewritten head may precede the bytes: write what the socket takes */
+    if (ngx_stream_egress_flush(ctx) == NGX_ERROR) {
         return;
     }
 
@@ -723,6 +731,19 @@ ngx_stream_egress_proxy_close(ngx_stream_egress_ctx_t *ctx, ngx_uint_t half)
     } else {
         ctx->host_closed = 1;
         ngx_stream_egress_bridge_forget(ctx);
+    }
+
+    if (!ctx->req.connect && ctx->resp.len == 0 && !ctx->resp.done
+        && ctx->out == NULL)
+    {
+        /* not a single byte of response: tell the browser why */
+        ngx_stream_egress_bridge_forget(ctx);
+        ngx_stream_egress_respond(ctx, NGX_STREAM_BAD_GATEWAY,
+                                  (u_char *) "the origin closed the "
+                                  "connection without a response",
+                                  sizeof("the origin closed the connection "
+                                         "without a response") - 1);
+        return;
     }
 
     if (!ctx->req.connect) {
