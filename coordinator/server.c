@@ -81,6 +81,8 @@ static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "defau
 static const struct lws_protocol_vhost_options pvo_v1 = {NULL, &pvo_default,
                                                          EGRESS_SUBPROTO_V1, ""};
 
+static const lws_retry_bo_t idle_policy = {NULL, 0, 0, 30, 120, 0};
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
     http_api_tick();
@@ -178,6 +180,8 @@ int server_run(void)
         info.ssl_private_key_filepath = coord_cfg.tls_key;
     }
     info.timeout_secs = 30;
+    /* Ping idle agent sockets so a vanished agent (half-open TCP) is noticed. */
+    info.retry_and_idle_policy = &idle_policy;
     info.max_http_header_data = 4096;
 
     memset(&sa, 0, sizeof(sa));

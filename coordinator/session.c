@@ -444,17 +444,15 @@ static int frame_allowed(int role, egress_frame_type_e t)
     }
 }
 
-static void answer_no_host(conn_t *c, uint32_t id)
+static void answer_error(conn_t *c, uint32_t id, const char *msg)
 {
     egress_frame_t f;
-    static const char msg[] = "host agent not connected";
 
     memset(&f, 0, sizeof(f));
     f.type = EGRESS_FRAME_ERROR;
     f.id = id;
     f.message.data = msg;
-    f.message.len = sizeof(msg) - 1;
-    session_stats.opens_no_host++;
+    f.message.len = strlen(msg);
     conn_send_frame(c, &f);
 }
 
@@ -545,8 +543,11 @@ int session_on_message(conn_t *c, msg_t *m)
             s->bytes_down += f.body_len;
         }
     }
-    if (f.type == EGRESS_FRAME_OPEN && peer == NULL) {
-        answer_no_host(c, f.id);
+    if (f.type == EGRESS_FRAME_OPEN && (peer == NULL || s->nstreams >= STREAMS_MAX)) {
+        if (peer == NULL) {
+            session_stats.opens_no_host++;
+        }
+        answer_error(c, f.id, peer == NULL ? "host agent not connected" : "too many streams");
         egress_frame_release(&f);
         free(m);
         return 0;

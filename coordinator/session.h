@@ -78,6 +78,7 @@ typedef struct stream_s {
 } stream_t;
 
 #define STREAM_BUCKETS 256
+#define STREAMS_MAX    65536 /* live streams per session; more opens get an error */
 
 typedef struct session_s {
     struct session_s *next;
