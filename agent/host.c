@@ -480,8 +480,10 @@ int cmd_host(int argc, char **argv)
         fprintf(stderr, "egress host: --id must match [A-Za-z0-9_-]{1,64}\n");
         return EXIT_USAGE;
     }
-    if (o.session && !host_valid_id(o.session)) {
-        fprintf(stderr, "egress host: --session must match [A-Za-z0-9_-]{1,64}\n");
+    if (o.session && (strlen(o.session) < 1 || strlen(o.session) > EGRESS_MAX_TOKEN_TEXT ||
+                      strspn(o.session, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_-.:") != strlen(o.session))) {
+        fprintf(stderr, "egress host: --session is not a valid session id\n");
         return EXIT_USAGE;
     }
     for (size_t i = 0; i < nprofiles; i++) {
