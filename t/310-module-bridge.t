@@ -224,8 +224,12 @@ while (time < $deadline) {
 }
 $got += length $buf;
 is($got, $big, "a $big-byte download arrives complete");
-cmp_ok($max_rss - $rss0, '<', 16 * 1024, '... with nginx RSS bounded while streaming')
-    or diag("rss before $rss0 kB, max $max_rss kB");
+SKIP: {
+    # ASan's quarantine keeps freed chunks resident: RSS says nothing there.
+    skip 'RSS while streaming is measured in the plain pass (ASan quarantine)', 1 if $t->san;
+    cmp_ok($max_rss - $rss0, '<', 16 * 1024, '... with nginx RSS bounded while streaming')
+        or diag("rss before $rss0 kB, max $max_rss kB");
+}
 
 # --- many parallel tunnels ------------------------------------------------------
 
