@@ -98,6 +98,7 @@ int http_api_begin(struct lws *wsi, http_req_t *req, const char *path)
     char cl[24];
 
     api_stats.http_requests++;
+    http_req_free(req); /* a keep-alive connection's previous request */
     memset(req, 0, sizeof(*req));
     req->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
     snprintf(req->path, sizeof(req->path), "%s", path ? path : "");

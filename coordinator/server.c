@@ -31,8 +31,18 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_BODY:
         return http_api_body(wsi, req, in, len);
 
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return http_api_complete(wsi, req);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        /* Completing the transaction frees req (lws's per-session data), so
+         * the request is handled from a copy that owns the body. */
+        http_req_t local = *req;
+        int rc;
+
+        req->body = NULL;
+        req->body_len = 0;
+        rc = http_api_complete(wsi, &local);
+        http_req_free(&local);
+        return rc;
+    }
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -178,6 +188,8 @@ int server_run(void)
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = coord_cfg.tls_cert;
         info.ssl_private_key_filepath = coord_cfg.tls_key;
+        /* Upgrades are authorized on HTTP/1.1 only; never negotiate h2. */
+        info.alpn = "http/1.1";
     }
     info.timeout_secs = 30;
     /* Ping idle agent sockets so a vanished agent (half-open TCP) is noticed. */

@@ -102,6 +102,15 @@ my $L2 = $c->lease($alice, slug => 'nosession')->{id};
 is($st2, 404, 'DELETE egress without a session: 404');
 ($st2) = $c->api(GET => "/v1/leases/$L2/egress/status", $alice);
 is($st2, 404, 'status without a session: 404');
+# Several requests with bodies on one keep-alive connection.
+my $ka = HTTP::Tiny->new(keep_alive => 1, timeout => 10 * ($t->san ? 3 : 1));
+my @ka;
+for my $i (1 .. 5) {
+    my $r = $ka->post($c->url . '/v1/leases', { headers => { Authorization => "Bearer $alice" },
+        content => qq({"slug":"ka$i","ttlSeconds":60}) });
+    push @ka, $r->{status};
+}
+is_deeply(\@ka, [ (201) x 5 ], 'keep-alive requests with bodies');
 ($st2) = $c->api(PUT => '/v1/leases', $alice);
 is($st2, 405, 'unsupported method: 405');
 ($st2) = $c->api(GET => '/nope');
