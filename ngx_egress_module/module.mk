@@ -36,4 +36,5 @@ $(NGX_BUILD)/.configured: config ngx_egress_module/module.mk
 
 $(MODULE_SO): $(NGX_BUILD)/.configured $(MODULE_SRCS) $(LIB_SRCS) lib/*.h
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile $(NGX_OBJS)/ngx_stream_egress_module.so
-	cp $(NGX_OBJS)/ngx_stream_egress_module.so $@
+	@# a new inode: running nginx processes keep their mapping intact
+	cp $(NGX_OBJS)/ngx_stream_egress_module.so $@.tmp && mv -f $@.tmp $@
