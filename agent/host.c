@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,6 +233,13 @@ int host_run(host_opts_t *o)
     void *loops[1];
     int code;
 
+    struct rlimit rl;
+
+    /* one socket per stream: thousands of streams need more than 1024 fds */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if ((ag = calloc(1, sizeof(*ag))) == NULL)
         return EXIT_RUNTIME;
     ag->o = o;
