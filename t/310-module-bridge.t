@@ -194,7 +194,8 @@ sub rss_kb {
     return $kb // 0;
 }
 
-my $big = ($ENV{EGRESS_BIG} ? 1024 : ($t->san ? 32 : 128)) * 1024 * 1024;
+# 1 GiB as the issue asks; smaller under the sanitizers (slow, and RSS is not checked there).
+my $big = ($t->san ? 64 : 1024) * 1024 * 1024;
 my $wpid = worker_pid();
 ok($wpid, "nginx worker pid $wpid");
 my $rss0 = rss_kb($wpid);
@@ -224,6 +225,7 @@ while (time < $deadline) {
 }
 $got += length $buf;
 is($got, $big, "a $big-byte download arrives complete");
+note("worker RSS: before $rss0 kB, stalled $rss_stalled kB, max while streaming $max_rss kB");
 SKIP: {
     # ASan's quarantine keeps freed chunks resident: RSS says nothing there.
     skip 'RSS while streaming is measured in the plain pass (ASan quarantine)', 1 if $t->san;
