@@ -254,6 +254,11 @@ int host_run(host_opts_t *o)
     if (o->daemon && host_state_path(o, ag->state_path, sizeof(ag->state_path)) == 0 &&
         !ag->ticket[0])
         host_load_state(ag); /* a restart: resume the session we had */
+    if (o->session && strcmp(ag->session, o->session) != 0) {
+        /* the state belongs to another session than the one asked for */
+        snprintf(ag->session, sizeof(ag->session), "%s", o->session);
+        ag->resume[0] = '\0';
+    }
     if (o->audit_path) {
         ag->audit = fopen(o->audit_path, "a");
         if (!ag->audit) {
@@ -389,7 +394,7 @@ int cmd_host(int argc, char **argv)
     size_t nprofiles = 0;
     const char *ticket_file = NULL;
     char err[512];
-    int c, rc, have_allow = 0;
+    int c, rc = EXIT_USAGE, have_allow = 0;
 
     memset(&o, 0, sizeof(o));
     o.dial_timeout_ms = 10000;
@@ -405,14 +410,14 @@ int cmd_host(int argc, char **argv)
         case OPT_PROFILE:
             if (nprofiles == 8) {
                 fprintf(stderr, "egress host: too many --profile flags\n");
-                return EXIT_USAGE;
+                goto usage;
             }
             profiles[nprofiles++] = optarg;
             break;
         case OPT_ALLOW:
             if (egress_allow_add_list(o.allow, optarg, &e) < 0) {
                 fprintf(stderr, "egress host: --allow: %s\n", e.message);
-                return EXIT_USAGE;
+                goto usage;
             }
             have_allow = 1;
             break;
@@ -433,7 +438,7 @@ int cmd_host(int argc, char **argv)
                     "egress host: refusing --ticket: a ticket on the command line is visible to\n"
                     "every user of this machine (ps, /proc). Pass it with --ticket-file FILE,\n"
                     "--ticket-file - (stdin) or the EGRESS_TICKET environment variable.\n");
-            return EXIT_USAGE;
+            goto usage;
         case OPT_TICKET_FILE:
             ticket_file = optarg;
             break;
@@ -442,7 +447,7 @@ int cmd_host(int argc, char **argv)
             double secs = strtod(optarg, &end);
             if (*end || secs <= 0 || secs > 600) {
                 fprintf(stderr, "egress host: --dial-timeout must be 0 < SECS <= 600\n");
-                return EXIT_USAGE;
+                goto usage;
             }
             o.dial_timeout_ms = (int)(secs * 1000);
             break;
@@ -461,15 +466,16 @@ int cmd_host(int argc, char **argv)
             break;
         case 'h':
             host_usage(stdout);
-            return EXIT_OK;
+            rc = EXIT_OK;
+            goto out;
         case ':':
             fprintf(stderr, "egress host: %s needs a value (see egress host --help)\n",
                     argv[optind - 1]);
-            return EXIT_USAGE;
+            goto usage;
         default:
             fprintf(stderr, "egress host: unknown option '%s' (see egress host --help)\n",
                     argv[optind - 1]);
-            return EXIT_USAGE;
+            goto usage;
         }
     }
     if (optind < argc) {
@@ -477,28 +483,28 @@ int cmd_host(int argc, char **argv)
             o.lease = argv[optind];
         } else {
             fprintf(stderr, "egress host: unexpected argument '%s'\n", argv[optind]);
-            return EXIT_USAGE;
+            goto usage;
         }
     }
     if (!o.lease) {
         fprintf(stderr, "egress host: --id LEASE is required\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     if (!host_valid_id(o.lease)) {
         fprintf(stderr, "egress host: --id must match [A-Za-z0-9_-]{1,64}\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     if (o.session && (strlen(o.session) < 1 || strlen(o.session) > EGRESS_MAX_TOKEN_TEXT ||
                       strspn(o.session, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                         "0123456789_-.:") != strlen(o.session))) {
         fprintf(stderr, "egress host: --session is not a valid session id\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     for (size_t i = 0; i < nprofiles; i++) {
         if (egress_allow_add_profile(o.allow, profiles[i], &e) < 0) {
             fprintf(stderr, "egress host: --profile %s: %s (known: discord, slack)\n",
                     profiles[i], e.message);
-            return EXIT_USAGE;
+            goto usage;
         }
     }
     if (nprofiles)
@@ -507,25 +513,25 @@ int cmd_host(int argc, char **argv)
         fprintf(stderr,
                 "egress host: refusing to start without an allowlist: pass --profile NAME\n"
                 "and/or --allow PATTERNS (an agent without one would be an open proxy).\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     if (o.ports_arg && egress_allow_set_ports_list(o.allow, o.ports_arg, &e) < 0) {
         fprintf(stderr, "egress host: --ports: %s\n", e.message);
-        return EXIT_USAGE;
+        goto usage;
     }
 
     if (config_load(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "egress host: %s\n", err);
-        return EXIT_USAGE;
+        goto usage;
     }
     if (!cfg.coordinator) {
         fprintf(stderr, "egress host: no coordinator: pass --coordinator URL, set "
                         "EGRESS_COORDINATOR, or add `coordinator = URL` to ~/.config/egress/config\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     if (url_parse(&o.url, cfg.coordinator, err, sizeof(err)) < 0) {
         fprintf(stderr, "egress host: %s\n", err);
-        return EXIT_USAGE;
+        goto usage;
     }
     snprintf(o.coordinator, sizeof(o.coordinator), "%s", cfg.coordinator);
     o.token = cfg.token;
@@ -534,7 +540,7 @@ int cmd_host(int argc, char **argv)
     if (ticket_file) {
         if ((o.ticket = config_read_secret_file(ticket_file, err, sizeof(err))) == NULL) {
             fprintf(stderr, "egress host: --ticket-file: %s\n", err);
-            return EXIT_USAGE;
+            goto usage;
         }
     } else if (getenv("EGRESS_TICKET") && *getenv("EGRESS_TICKET")) {
         o.ticket = strdup(getenv("EGRESS_TICKET"));
@@ -544,13 +550,21 @@ int cmd_host(int argc, char **argv)
         fprintf(stderr, "egress host: no credential: give a host ticket (--ticket-file, "
                         "EGRESS_TICKET) or a bearer token (EGRESS_TOKEN or `token =` in the "
                         "config file) to mint one\n");
-        return EXIT_USAGE;
+        goto usage;
     }
     if (o.metrics_addr)
         fprintf(stderr, "egress host: --metrics is not implemented yet; ignored\n");
 
     rc = o.daemon ? daemon_run(&o) : host_run(&o);
+    goto out;
+usage:
+    rc = EXIT_USAGE;
+out:
     config_free(&cfg);
+    if (o.ticket) {
+        explicit_bzero(o.ticket, strlen(o.ticket));
+        free(o.ticket);
+    }
     if (o.token) {
         explicit_bzero(o.token, strlen(o.token));
         free(o.token);
