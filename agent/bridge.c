@@ -98,6 +98,7 @@ static void bridge_queue_clear(agent_t *ag)
     }
     ag->qtail = NULL;
     ag->qbytes = 0;
+    ag->held = 0;
 }
 
 /* The peer left: its streams are dead, so are our queued frames for them. */
@@ -256,6 +257,8 @@ static int bridge_writeable(agent_t *ag, struct lws *wsi)
         if (lws_send_pipe_choked(wsi))
             break;
     }
+    if (ag->held && ag->qbytes < AGENT_QUEUE_LOW)
+        stream_release_held(ag);
     if (ag->qhead) {
         lws_callback_on_writable(wsi);
         return 0;

@@ -47,6 +47,8 @@ static void host_usage(FILE *out)
 "    --ticket-file FILE    read a one-use host ticket from FILE (`-` = stdin)\n"
 "    --dial-timeout SECS   connect timeout per destination, DNS included (default 10)\n"
 "    --audit-log FILE      append one JSON line per connection to FILE\n"
+"    --metrics ADDR:PORT   serve Prometheus metrics on a loopback address\n"
+"                          (e.g. 127.0.0.1:9464)\n"
 "    --daemon              run in the background under a supervisor that\n"
 "                          restarts the agent after crashes and transient errors\n"
 "    -v, --verbose         log every stream\n"
@@ -174,6 +176,7 @@ void agent_finish(agent_t *ag, int code)
     uv_close((uv_handle_t *)&ag->stop_timer, NULL);
     uv_close((uv_handle_t *)&ag->sigterm, NULL);
     uv_close((uv_handle_t *)&ag->sigint, NULL);
+    metrics_stop(ag);
     uv_idle_init(&ag->loop, &ag->finish_idle);
     ag->finish_idle.data = ag;
     uv_idle_start(&ag->finish_idle, host_on_finish_idle);
@@ -304,6 +307,17 @@ int host_run(host_opts_t *o)
     uv_signal_start(&ag->sigterm, host_on_signal, SIGTERM);
     uv_signal_start(&ag->sigint, host_on_signal, SIGINT);
 
+    if (o->metrics_addr) {
+        char err[256];
+        if (metrics_start(ag, o->metrics_addr, err, sizeof(err)) < 0) {
+            agent_log("%s", err);
+            ag->exit_code = EXIT_USAGE;
+            agent_finish(ag, EXIT_USAGE);
+            uv_run(&ag->loop, UV_RUN_DEFAULT);
+            code = EXIT_USAGE;
+            goto out;
+        }
+    }
     lws_set_log_level(o->verbose > 1 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
     memset(&info, 0, sizeof(info));
     loops[0] = &ag->loop;
@@ -552,8 +566,6 @@ int cmd_host(int argc, char **argv)
                         "config file) to mint one\n");
         goto usage;
     }
-    if (o.metrics_addr)
-        fprintf(stderr, "egress host: --metrics is not implemented yet; ignored\n");
 
     rc = o.daemon ? daemon_run(&o) : host_run(&o);
     goto out;

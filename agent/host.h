@@ -18,6 +18,15 @@
 #define EGRESS_CHUNK_CAP (EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
 #define AGENT_POOL_MAX   512 /* cached free chunks; beyond that they are freed */
 
+/*
+ * Whole-bridge backpressure: when the WebSocket cannot drain (slow
+ * coordinator link) streams stop reading their sockets above the high mark
+ * and resume below the low one, so the queue stays bounded even though each
+ * stream is within its own credit.
+ */
+#define AGENT_QUEUE_HIGH (8u * 1024 * 1024)
+#define AGENT_QUEUE_LOW  (2u * 1024 * 1024)
+
 enum { ST_RESOLVING = 1, ST_CONNECTING, ST_OPEN, ST_DEAD };
 
 /* Bytes handed to a stream's TCP socket: one per data message received. */
@@ -40,6 +49,7 @@ struct stream_s {
     uint8_t wr_shut;   /* uv_shutdown done */
     uint8_t tcp_open;  /* tcp handle initialized and not yet closed */
     uint8_t attempted; /* at least one connect was tried */
+    uint8_t held;      /* reading paused by whole-bridge backpressure */
     int refs;          /* table + pending requests + open handles */
     int last_err;
     uint32_t writes_pending;
@@ -94,6 +104,7 @@ struct agent_s {
     /* WebSocket send queue (FIFO) */
     wsmsg_t *qhead, *qtail;
     size_t qbytes;
+    int held;         /* streams are held by backpressure */
 
     /* pools */
     wsmsg_t *msgpool;
@@ -107,6 +118,12 @@ struct agent_s {
     int rxbinary;
 
     FILE *audit;
+
+    /* metrics (metrics.c) */
+    uint64_t bytes_up_total, bytes_down_total, reconnects;
+    uint64_t results[16]; /* by index in metrics_results[] */
+    uv_tcp_t metrics_srv;
+    int metrics_on;
 
     uv_timer_t retry_timer;
     uv_timer_t stop_timer;
@@ -135,6 +152,13 @@ void stream_on_close(agent_t *ag, uint32_t id, int half);
 /* Ends every stream; with_frames sends close/error for each (shutdown). */
 void stream_kill_all(agent_t *ag, int with_frames);
 void stream_pool_free(agent_t *ag);
+/* The send queue drained below AGENT_QUEUE_LOW: held streams read again. */
+void stream_release_held(agent_t *ag);
+
+/* metrics.c */
+int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap);
+void metrics_stop(agent_t *ag);
+void metrics_count_result(agent_t *ag, const char *result);
 
 /* host.c */
 void agent_finish(agent_t *ag, int code);

@@ -200,6 +200,9 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
     if (frame == 2 && ag->o->verbose)
         agent_log("stream %u %s:%u: %s", s->id, s->host, s->port, message);
     stream_audit(s, result);
+    metrics_count_result(ag, result);
+    ag->bytes_up_total += s->bytes_up;
+    ag->bytes_down_total += s->bytes_down;
     stream_table_remove(ag, s);
     if (s->state == ST_RESOLVING)
         uv_cancel((uv_req_t *)&s->gai); /* its callback then drops its reference */
@@ -242,6 +245,8 @@ static void stream_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 
 static void stream_read_start(stream_t *s)
 {
+    if (s->held)
+        return;
     if (!s->reading && !s->rd_eof && s->state == ST_OPEN &&
         egress_flow_send_room(&s->flow) > 0) {
         if (uv_read_start((uv_stream_t *)&s->tcp, stream_on_alloc, stream_on_read) == 0)
@@ -290,8 +295,13 @@ static void stream_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread > 0) {
         stream_send_data(s, (size_t)nread);
-        if (egress_flow_send_room(&s->flow) == 0)
+        if (egress_flow_send_room(&s->flow) == 0) {
             stream_read_stop(s); /* restarted by the next window grant */
+        } else if (s->ag->qbytes > AGENT_QUEUE_HIGH) {
+            stream_read_stop(s); /* restarted when the bridge drains */
+            s->held = 1;
+            s->ag->held = 1;
+        }
         return;
     }
     if (nread == 0)
@@ -434,6 +444,17 @@ void stream_on_close(agent_t *ag, uint32_t id, int half)
     s->wr_half = 1;
     if (s->writes_pending == 0)
         stream_do_shutdown(s);
+}
+
+void stream_release_held(agent_t *ag)
+{
+    ag->held = 0;
+    for (size_t i = 0; ag->buckets && i < ag->nbuckets; i++)
+        for (stream_t *s = ag->buckets[i]; s; s = s->hnext)
+            if (s->held) {
+                s->held = 0;
+                stream_read_start(s);
+            }
 }
 
 void stream_kill_all(agent_t *ag, int with_frames)

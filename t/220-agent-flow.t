@@ -18,8 +18,9 @@ my $t = Test::Egress->new;
 $t->require_bins('egress-coordinator', 'egress');
 my $o = $t->origin;
 my $P = $o->port;
+my $mp = $t->port;
 my $h = Test::Egress::HostAgent->new($t, allow => "127.0.0.1:$P",
-    args => [ '--allow-private' ]);
+    args => [ '--allow-private', '--metrics', "127.0.0.1:$mp" ]);
 
 # ---- slow reader: stream 1 gets no grants, stream 2 must still complete ------------
 my $big = 4_000_000;
@@ -126,6 +127,14 @@ is($good, $N, "all $N responses intact") or do {
     }
 };
 ok($t->running('agent'), 'agent still running');
+
+# ---- metrics --------------------------------------------------------------------------
+my $metrics = Test::Egress::http_get($mp, '/metrics') // '';
+like($metrics, qr/^egress_host_bridge_connected 1$/m, 'metrics: bridge connected');
+like($metrics, qr/^egress_host_streams_opened_total 1003$/m, 'metrics: streams opened');
+like($metrics, qr/^egress_host_streams_closed_total\{result="ok"\} 1003$/m, 'metrics: closed ok');
+my ($down) = $metrics =~ /^egress_host_bytes_total\{direction="down"\} (\d+)$/m;
+ok(($down // 0) > 4_000_000 + 300_000 + 2_000_000, 'metrics: bytes down');
 
 $t->done;
 done_testing;
