@@ -455,7 +455,7 @@ ngx_stream_egress_proxy_open_ok(ngx_stream_egress_ctx_t *ctx,
             return;
         }
 
-        if (ngx_stream_egress_flush(ctx) != NGX_OK) {
+        if (ngx_stream_egress_flush(ctx) == NGX_ERROR) {
             return;
         }
     }

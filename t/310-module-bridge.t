@@ -208,23 +208,31 @@ my $rss_stalled = rss_kb($wpid);
 cmp_ok($rss_stalled - $rss0, '<', 16 * 1024, 'stalled reader: nginx RSS grows by less than 16 MiB')
     or diag("rss before $rss0 kB, stalled $rss_stalled kB");
 
-my ($got, $max_rss, $ok_pattern, $n) = (0, 0, 1, 0);
-my $unit = Test::Egress::Origin::pattern(251 * 256);
+my ($got, $max_rss, $sampled) = (0, 0, 0);
+my $unit = Test::Egress::Origin::pattern(251 * 1100);    # > one read + 251
+my $intact = 1;
 $cl->read_until(qr/\r\n\r\n.*\r\n\r\n/s, 10);
 my $buf = $cl->take;
 $buf =~ s/^.*?\r\n\r\n.*?\r\n\r\n//s;
 my $deadline = time + ($t->san ? 600 : 120);
 while (time < $deadline) {
+    $intact = 0 if length $buf && $buf ne substr($unit, $got % 251, length $buf);
     $got += length $buf;
     $buf = $cl->take;
     if (length $buf == 0) {
         my $k = $cl->read_some(1);
         last if defined $k && $k == 0;
-        $max_rss = rss_kb($wpid) if ++$n % 50 == 0 && rss_kb($wpid) > $max_rss;
+    }
+    if (time - $sampled > 0.2) {
+        $sampled = time;
+        my $now = rss_kb($wpid);
+        $max_rss = $now if $now > $max_rss;
     }
 }
+$intact = 0 if length $buf && $buf ne substr($unit, $got % 251, length $buf);
 $got += length $buf;
 is($got, $big, "a $big-byte download arrives complete");
+ok($intact, '... every byte as the origin sent it');
 note("worker RSS: before $rss0 kB, stalled $rss_stalled kB, max while streaming $max_rss kB");
 SKIP: {
     # ASan's quarantine keeps freed chunks resident: RSS says nothing there.
@@ -287,6 +295,23 @@ ok(wait_until(sub { !kill(0, $old) }, 20), 'the old worker exits');
 ok(wait_until(sub {
     my ($x) = $m->request("GET http://127.0.0.1:$op/ip HTTP/1.1\r\nHost: a\r\n\r\n");
     $x =~ /\r\n\r\n127\.0\.0\.1\n\z/ }, 20), 'requests work after the reload');
+
+# --- a new session: the old one is closed (4001), the module waits for a new ticket ---
+
+my $ct2 = $c->ticket($tok, $lid, role => 'client');
+isnt($ct2->{sessionID}, $ct->{sessionID}, 'a new client ticket starts a new session');
+ok($m->wait_log(qr/coordinator closed the WebSocket: 4001/, 10), 'the module\'s socket is closed with 4001');
+($r) = $m->request("CONNECT 127.0.0.1:$op HTTP/1.1\r\n\r\n");
+is(status_of($r), 503, 'meanwhile: 503');
+like(body_of($r), qr/waiting for a new ticket/, '... saying that a new ticket is needed');
+my $before = () = $c->log =~ /upgrade_refused|resume_/g;
+sleep 2.5;
+my $after = () = $c->log =~ /upgrade_refused|resume_/g;
+cmp_ok($after - $before, '<=', 1, 'no reconnect storm with dead credentials');
+unlike($c->log, qr/resume_rejected.*\n(.*\n)*.*resume_rejected/, 'the dead resume secret is not retried');
+$m->set_ticket($ct2->{ticket});
+ok($m->wait_log(qr/egress bridge: session "\Q$ct2->{sessionID}\E" ready/, 10),
+    'the new ticket in the file is picked up without restarting nginx');
 
 # --- logs ------------------------------------------------------------------------------
 
