@@ -164,8 +164,16 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     }
     switch (f.type) {
     case EGRESS_FRAME_OPEN:
-        if (!ag->stopping)
+        if (!ag->stopping) {
             stream_on_open(ag, &f);
+        } else {
+            egress_frame_t e = {0};
+            e.type = EGRESS_FRAME_ERROR;
+            e.id = f.id;
+            e.message.data = "host agent stopping";
+            e.message.len = strlen(e.message.data);
+            bridge_send_frame(ag, &e);
+        }
         break;
     case EGRESS_FRAME_DATA:
         stream_on_data(ag, f.id, f.body, f.body_len);

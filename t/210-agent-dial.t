@@ -87,9 +87,14 @@ SKIP: {
 # ---- private-address policy (a second agent without --allow-private) -------------------
 $t->stop('agent');
 $h->connect_client;
-$h->{o}{args} = [ '--audit-log', $audit ];
+$h->{o}{args} = [ '--audit-log', $audit, '--ports', "8443,$P" ];
+$h->{o}{allow} = "127.0.0.1,localhost";
 $h->start_agent(name => 'agent2');
 like($t->log_of('agent2'), qr/private-addresses=refused/, 'startup line: private refused');
+like($t->log_of('agent2'), qr/ports=8443,$P /, 'startup line: --ports replaced the default set');
+$a = $h->open(19, 'localhost', 443);
+is($a->{message}, 'not allowed: localhost:443 is not on the allowlist',
+    '--ports replaces the default ports (443 no longer allowed)');
 $a = $h->open(20, '127.0.0.1', $P);
 is($a->{message}, 'not allowed: 127.0.0.1 is a private address', 'loopback IP refused by default');
 $a = $h->open(21, 'localhost', $P);
