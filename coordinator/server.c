@@ -91,7 +91,9 @@ static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "defau
 static const struct lws_protocol_vhost_options pvo_v1 = {NULL, &pvo_default,
                                                          EGRESS_SUBPROTO_V1, ""};
 
-static const lws_retry_bo_t idle_policy = {NULL, 0, 0, 30, 120, 0};
+/* Ping an agent socket after 30 s without traffic; drop it 150 s after that
+ * without any (ws_bridge.c counts every message, not only PONGs). */
+static const lws_retry_bo_t idle_policy = {NULL, 0, 0, 30, 180, 0};
 
 static void tick(lws_sorted_usec_list_t *sul)
 {

@@ -271,6 +271,8 @@ void session_update_flow(session_t *s)
             lws_rx_flow_control(src->wsi, 0);
         } else if (src->paused && held <= coord_cfg.queue_cap / 2) {
             src->paused = 0;
+            /* We were not reading (not even PONGs): do not count that time. */
+            lws_validity_confirmed(src->wsi);
             lws_rx_flow_control(src->wsi, 1);
         }
     }

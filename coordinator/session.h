@@ -63,6 +63,7 @@ typedef struct conn_s {
     int close_code;
     const char *close_reason;
     unsigned paused : 1; /* our rx is off because the peer's queue is full */
+    int64_t alive_ms;    /* last time traffic reset lws's idle-ping timer */
 } conn_t;
 
 typedef struct stream_s {

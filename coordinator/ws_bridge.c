@@ -375,7 +375,15 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(wsi);
     msg_t *m = c->rx;
+    int64_t now_ms = coord_now_ms();
     int code;
+
+    /* Any traffic proves the agent alive, not only a PONG; at most once a
+     * second since it re-sorts lws's timer list. */
+    if (now_ms - c->alive_ms >= 1000) {
+        c->alive_ms = now_ms;
+        lws_validity_confirmed(wsi);
+    }
 
     if (m == NULL) {
         size_t want = len + remaining;
