@@ -129,7 +129,12 @@ is($good, $N, "all $N responses intact") or do {
 ok($t->running('agent'), 'agent still running');
 
 # ---- metrics --------------------------------------------------------------------------
-my $metrics = Test::Egress::http_get($mp, '/metrics') // '';
+# (the client's last close frames may still be in flight: poll)
+my $metrics = '';
+Test::Egress::wait_until(sub {
+    $metrics = Test::Egress::http_get($mp, '/metrics') // '';
+    return $metrics =~ /^egress_host_streams 0$/m;
+}, 20);
 like($metrics, qr/^egress_host_bridge_connected 1$/m, 'metrics: bridge connected');
 like($metrics, qr/^egress_host_streams_opened_total 1003$/m, 'metrics: streams opened');
 like($metrics, qr/^egress_host_streams_closed_total\{result="ok"\} 1003$/m, 'metrics: closed ok');
