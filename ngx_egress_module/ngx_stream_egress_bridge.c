@@ -633,7 +633,10 @@ ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
 }
 
 
-/* a secret goes into a header line: printable ASCII, no spaces */
+/*
+ * A secret goes into a header line and the JSON state file: base64(url)
+ * characters only (tickets and resume secrets are prefixed base64url).
+ */
 
 static ngx_uint_t
 ngx_stream_egress_secret_ok(u_char *p, size_t len)
@@ -645,9 +648,15 @@ ngx_stream_egress_secret_ok(u_char *p, size_t len)
     }
 
     for (last = p + len; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f) {
-            return 0;
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+            || (*p >= '0' && *p <= '9')
+            || *p == '_' || *p == '-' || *p == '.' || *p == '~'
+            || *p == '+' || *p == '/' || *p == '=')
+        {
+            continue;
         }
+
+        return 0;
     }
 
     return 1;
@@ -773,7 +782,7 @@ ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
         return;
     }
 
-    /* secrets are printable ASCII without '"' '\\' (see secret_ok) */
+    /* secrets hold no character JSON would need escaped (see secret_ok) */
 
     p = ngx_snprintf(buf, sizeof(buf), "{\"resume\": \"%*s\"",
                      b->resume_len, b->resume);
@@ -2269,15 +2278,20 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
         b->peer_connected = f.peer_connected;
         b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
 
+        /* the secret we used is spent; an empty one means "no resume" */
+
+        n = 0;
+
         if (f.resume.len && ngx_stream_egress_secret_ok((u_char *) f.resume.data,
                                                         f.resume.len))
         {
             n = f.resume.len;
             ngx_memcpy(b->resume, f.resume.data, n);
-            b->resume_len = n;
             b->has_dead_resume = 0;
-            ngx_stream_egress_bridge_save_state(b);
         }
+
+        b->resume_len = n;
+        ngx_stream_egress_bridge_save_state(b);
 
         ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
                       "egress bridge: session \"%s\" ready, host agent %s",
