@@ -11,23 +11,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COORD_ID_MAX        64  /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
-#define COORD_NAME_MAX      128 /* owner and org names */
-#define COORD_SECRET_BYTES  32  /* CSPRNG bytes behind every token/ticket/resume */
-#define COORD_SECRET_BUF    64  /* prefix + base64url(32 bytes) + NUL */
-#define COORD_SESSION_MAX   160 /* egress_1.<gen>.<random>.<mac> */
-#define COORD_BODY_MAX      (64 * 1024) /* HTTP request bodies; larger -> 413 */
+#define COORD_ID_MAX       64          /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
+#define COORD_NAME_MAX     128         /* owner and org names */
+#define COORD_SECRET_BYTES 32          /* CSPRNG bytes behind every token/ticket/resume */
+#define COORD_SECRET_BUF   64          /* prefix + base64url(32 bytes) + NUL */
+#define COORD_SESSION_MAX  160         /* egress_1.<gen>.<random>.<mac> */
+#define COORD_BODY_MAX     (64 * 1024) /* HTTP request bodies; larger -> 413 */
 
 typedef struct {
-    const char *listen;   /* host:port as given */
+    const char *listen; /* host:port as given */
     const char *db_path;
     const char *tls_cert;
     const char *tls_key;
-    int ticket_ttl;       /* seconds; EGRESS_TICKET_TTL overrides (tests) */
-    size_t queue_cap;     /* per-socket outbound bytes before the source pauses */
-    double mint_rate;     /* ticket mints per second per lease / per token */
+    int ticket_ttl;   /* seconds; EGRESS_TICKET_TTL overrides (tests) */
+    size_t queue_cap; /* per-socket outbound bytes before the source pauses */
+    double mint_rate; /* ticket mints per second per lease / per token */
     double mint_burst;
-    double fail_rate;     /* failed upgrades per second per lease */
+    double fail_rate; /* failed upgrades per second per lease */
     double fail_burst;
 } coord_config_t;
 

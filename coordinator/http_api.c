@@ -78,8 +78,8 @@ int http_reply_error(struct lws *wsi, int status, const char *error, const char 
     if (status == 429) {
         api_stats.rate_limited++;
     }
-    return http_reply_json(wsi, status, json_pack("{s:s, s:s}", "error", error, "message",
-                                                  message));
+    return http_reply_json(wsi, status,
+                           json_pack("{s:s, s:s}", "error", error, "message", message));
 }
 
 /* ---- request plumbing -------------------------------------------------- */
@@ -284,13 +284,15 @@ static int route_lease_create(struct lws *wsi, http_req_t *req, const store_toke
     if ((v = json_object_get(body, "org")) != NULL &&
         (!json_is_string(v) || strcmp(json_string_value(v), tok->org) != 0)) {
         json_decref(body);
-        return http_reply_error(wsi, 403, "forbidden", "a token can create leases in its own "
-                                                       "org only");
+        return http_reply_error(wsi, 403, "forbidden",
+                                "a token can create leases in its own "
+                                "org only");
     }
     if ((v = json_object_get(body, "ssh")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) >= sizeof(l.ssh)) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request", "ssh must be a string (< 256 bytes)");
+            return http_reply_error(wsi, 400, "bad_request",
+                                    "ssh must be a string (< 256 bytes)");
         }
         snprintf(l.ssh, sizeof(l.ssh), "%s", json_string_value(v));
     }
@@ -391,7 +393,8 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
     }
     if ((v = json_object_get(body, "allow")) != NULL && !json_is_null(v)) {
         if (!json_is_array(v) || json_array_size(v) > EGRESS_ALLOW_MAX_PATTERNS) {
-            *rc = http_reply_error(wsi, 400, "bad_request", "allow must be an array of patterns");
+            *rc =
+                http_reply_error(wsi, 400, "bad_request", "allow must be an array of patterns");
             return -1;
         }
         al = egress_allow_new();
@@ -399,7 +402,8 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
             *rc = http_reply_error(wsi, 500, "internal", "out of memory");
             return -1;
         }
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             if (!json_is_string(item) || egress_allow_add(al, json_string_value(item),
                                                           json_string_length(item), &err) < 0) {
                 egress_allow_free(al);
@@ -430,7 +434,8 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
     store_ticket_t t;
     json_t *body, *v;
     const char *sid = NULL;
-    char role[8], key[160], ticket[COORD_SECRET_BUF], hash[EGRESS_SHA256_HEX_LEN + 1], expires[32];
+    char role[8], key[160], ticket[COORD_SECRET_BUF], hash[EGRESS_SHA256_HEX_LEN + 1],
+        expires[32];
     int rc = 0, n, have_meta;
     int64_t now = coord_now(), gen;
 
@@ -553,9 +558,10 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
     coord_log("ticket_minted", "lease=%s session=%s role=%s owner=%s", l->id, cur.session_id,
               role, tok->owner);
     coord_time_format(expires, sizeof(expires), t.expires_at);
-    rc = http_reply_json(wsi, 201, json_pack("{s:s, s:s, s:s, s:s, s:s}", "ticket", ticket,
-                                             "leaseID", l->id, "role", role, "sessionID",
-                                             cur.session_id, "expiresAt", expires));
+    rc = http_reply_json(wsi, 201,
+                         json_pack("{s:s, s:s, s:s, s:s, s:s}", "ticket", ticket, "leaseID",
+                                   l->id, "role", role, "sessionID", cur.session_id,
+                                   "expiresAt", expires));
     OPENSSL_cleanse(ticket, sizeof(ticket));
     return rc;
 }
@@ -598,10 +604,10 @@ static int route_status(struct lws *wsi, const store_lease_t *l)
         wsi, 200,
         json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
                   "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow",
-                  allow, "hostConnected", live && live->conn[ROLE_HOST],
-                  "clientConnected", live && live->conn[ROLE_CLIENT], "createdAt", created,
-                  "updatedAt", updated, "state", active ? "active" : "stopped", "protocol",
-                  "host", proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
+                  allow, "hostConnected", live && live->conn[ROLE_HOST], "clientConnected",
+                  live && live->conn[ROLE_CLIENT], "createdAt", created, "updatedAt", updated,
+                  "state", active ? "active" : "stopped", "protocol", "host",
+                  proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
                   proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
                   (json_int_t) (live ? live->nstreams : 0), "bytesUp",
                   (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
@@ -624,8 +630,9 @@ static int route_stop(struct lws *wsi, const store_lease_t *l)
     }
     lease_teardown(l->id, CLOSE_SESSION_STOPPED, "egress_session_stopped");
     coord_log("session_stopped", "lease=%s session=%s", l->id, s.session_id);
-    return http_reply_json(wsi, 200, json_pack("{s:s, s:s, s:b}", "leaseID", l->id,
-                                               "sessionID", s.session_id, "stopped", 1));
+    return http_reply_json(wsi, 200,
+                           json_pack("{s:s, s:s, s:b}", "leaseID", l->id, "sessionID",
+                                     s.session_id, "stopped", 1));
 }
 
 /* Splits "/v1/leases/REF/REST" into ref (copied) and rest (pointer into path). */
@@ -656,8 +663,8 @@ int http_api_complete(struct lws *wsi, http_req_t *req)
         return -1;
     }
     if (strcmp(path, "/healthz") == 0) {
-        return http_reply_json(wsi, 200, json_pack("{s:b, s:s}", "ok", 1, "version",
-                                                   EGRESS_VERSION));
+        return http_reply_json(wsi, 200,
+                               json_pack("{s:b, s:s}", "ok", 1, "version", EGRESS_VERSION));
     }
     if (strcmp(path, "/metrics") == 0) {
         size_t len;
@@ -718,8 +725,9 @@ int http_api_complete(struct lws *wsi, http_req_t *req)
         return route_stop(wsi, &l);
     }
     if (strcmp(rest, "/egress/host") == 0 || strcmp(rest, "/egress/client") == 0) {
-        return http_reply_error(wsi, 400, "bad_request", "this endpoint needs a WebSocket "
-                                                         "upgrade");
+        return http_reply_error(wsi, 400, "bad_request",
+                                "this endpoint needs a WebSocket "
+                                "upgrade");
     }
     return http_reply_error(wsi, 404, "not_found", "no such route");
 }

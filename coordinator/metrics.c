@@ -30,8 +30,7 @@ typedef struct {
     size_t len, cap;
 } mbuf_t;
 
-static void mput(mbuf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void mput(mbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void mput(mbuf_t *b, const char *fmt, ...)
 {
@@ -81,8 +80,9 @@ char *metrics_render(size_t *len)
 
     gauge(&b, "egress_sessions", "Live egress sessions (with at least one socket).",
           s->sessions_live);
-    mput(&b, "# HELP egress_sockets Connected agent sockets.\n# TYPE egress_sockets gauge\n"
-             "egress_sockets{role=\"host\"} %zu\negress_sockets{role=\"client\"} %zu\n",
+    mput(&b,
+         "# HELP egress_sockets Connected agent sockets.\n# TYPE egress_sockets gauge\n"
+         "egress_sockets{role=\"host\"} %zu\negress_sockets{role=\"client\"} %zu\n",
          s->sockets_live[ROLE_HOST], s->sockets_live[ROLE_CLIENT]);
     mput(&b,
          "# HELP egress_sockets_accepted_total Accepted agent sockets.\n"
@@ -95,14 +95,15 @@ char *metrics_render(size_t *len)
             s->sockets_replaced);
     counter(&b, "egress_frames_received_total", "WebSocket messages received from agents.",
             s->frames_in);
-    counter(&b, "egress_frames_sent_total", "WebSocket messages sent to agents.", s->frames_out);
+    counter(&b, "egress_frames_sent_total", "WebSocket messages sent to agents.",
+            s->frames_out);
     counter(&b, "egress_bytes_received_total", "Message bytes received from agents.",
             s->bytes_in);
     counter(&b, "egress_bytes_sent_total", "Message bytes sent to agents.", s->bytes_out);
-    counter(&b, "egress_frames_rejected_total", "Malformed or misdirected frames (socket closed).",
-            s->frames_rejected);
-    counter(&b, "egress_opens_without_host_total", "open frames answered at once: no host agent.",
-            s->opens_no_host);
+    counter(&b, "egress_frames_rejected_total",
+            "Malformed or misdirected frames (socket closed).", s->frames_rejected);
+    counter(&b, "egress_opens_without_host_total",
+            "open frames answered at once: no host agent.", s->opens_no_host);
     counter(&b, "egress_rx_pauses_total", "Times a source socket was paused for a slow peer.",
             s->rx_pauses);
     counter(&b, "egress_tickets_minted_total", "Tickets issued.", api_stats.tickets_minted);
@@ -114,7 +115,8 @@ char *metrics_render(size_t *len)
             api_stats.resumes_accepted);
     counter(&b, "egress_resumes_rejected_total", "Upgrades refused with a resume secret.",
             api_stats.resumes_rejected);
-    counter(&b, "egress_rate_limited_total", "Requests refused with 429.", api_stats.rate_limited);
+    counter(&b, "egress_rate_limited_total", "Requests refused with 429.",
+            api_stats.rate_limited);
     counter(&b, "egress_http_requests_total", "HTTP API requests.", api_stats.http_requests);
     mput(&b, "# HELP egress_upgrades_refused_total Refused WebSocket upgrades by status.\n"
              "# TYPE egress_upgrades_refused_total counter\n");

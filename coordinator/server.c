@@ -88,8 +88,8 @@ static const struct lws_protocols protocols[] = {
 
 /* No Sec-WebSocket-Protocol header at all means v1. */
 static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
-static const struct lws_protocol_vhost_options pvo_v1 = {NULL, &pvo_default,
-                                                         EGRESS_SUBPROTO_V1, ""};
+static const struct lws_protocol_vhost_options pvo_v1 = {NULL, &pvo_default, EGRESS_SUBPROTO_V1,
+                                                         ""};
 
 /* Ping an agent socket after 30 s without traffic; drop it 150 s after that
  * without any (ws_bridge.c counts every message, not only PONGs). */
@@ -184,7 +184,8 @@ int server_run(void)
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     if (strchr(host, ':') != NULL) {
         info.options &= ~(uint64_t) LWS_SERVER_OPTION_DISABLE_IPV6;
-        info.options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+        info.options |=
+            LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
     }
     if (coord_cfg.tls_cert != NULL) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

@@ -75,7 +75,8 @@ typedef struct {
 extern api_stats_t api_stats;
 /* Prometheus text; caller frees. */
 char *metrics_render(size_t *len);
-/* Index of an upgrade refusal status in upgrades_refused (400 401 403 404 409 410 429, else 7). */
+/* Index of an upgrade refusal status in upgrades_refused (400 401 403 404 409 410 429, else 7).
+ */
 int metrics_status_index(int status);
 
 #endif /* SERVER_H */

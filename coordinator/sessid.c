@@ -9,8 +9,8 @@
 #include "sessid.h"
 
 #define SESSID_RANDOM_BYTES 16
-#define SESSID_RANDOM_CHARS 22 /* base64url of 16 bytes, unpadded */
-#define SESSID_MAC_CHARS    43 /* base64url of 32 bytes, unpadded */
+#define SESSID_RANDOM_CHARS 22                 /* base64url of 16 bytes, unpadded */
+#define SESSID_MAC_CHARS    43                 /* base64url of 32 bytes, unpadded */
 #define SESSID_GEN_MAX      9007199254740992LL /* 2^53: exact in JSON numbers */
 
 static void sessid_mac(char out[SESSID_MAC_CHARS + 1], const uint8_t *key, const char *head,
@@ -70,7 +70,8 @@ int sessid_verify(const char *s, size_t len, const uint8_t key[SESSID_KEY_LEN],
     char mac[SESSID_MAC_CHARS + 1];
     int64_t gen = 0;
 
-    if (len < sizeof(SESSID_PREFIX) - 1 || memcmp(s, SESSID_PREFIX, sizeof(SESSID_PREFIX) - 1)) {
+    if (len < sizeof(SESSID_PREFIX) - 1 ||
+        memcmp(s, SESSID_PREFIX, sizeof(SESSID_PREFIX) - 1)) {
         return -1;
     }
     /* generation: decimal, no leading zero, no sign */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SESSID_PREFIX "egress_1."
+#define SESSID_PREFIX  "egress_1."
 #define SESSID_KEY_LEN 32
 
 /* Writes a new id for generation into out (cap >= 128). Returns 0 or -1. */

@@ -99,8 +99,8 @@ static void stream_free(session_t *s, stream_t *st)
         to = (s->conn[ROLE_HOST] && s->conn[ROLE_HOST]->version == EGRESS_PROTO_V2)
                  ? ROLE_HOST
                  : ROLE_CLIENT;
-        s->pend_bytes[to] -= st->pend_bytes < s->pend_bytes[to] ? st->pend_bytes
-                                                                 : s->pend_bytes[to];
+        s->pend_bytes[to] -=
+            st->pend_bytes < s->pend_bytes[to] ? st->pend_bytes : s->pend_bytes[to];
     }
     free(st);
 }

@@ -211,8 +211,7 @@ int store_token_revoke(const char *id)
 
 /* ---- leases ------------------------------------------------------------ */
 
-#define LEASE_COLS                                                                          \
-    "id, slug, owner, org, ssh, state, created_at, expires_at, generation, key"
+#define LEASE_COLS "id, slug, owner, org, ssh, state, created_at, expires_at, generation, key"
 
 static void lease_row(sqlite3_stmt *st, store_lease_t *l)
 {

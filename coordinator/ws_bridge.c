@@ -254,8 +254,9 @@ int ws_confirm_upgrade(struct lws *wsi)
         if (n == 1 || t.used || t.expires_at <= coord_now()) {
             api_stats.tickets_rejected++;
             return refuse(wsi, l.id, role, 401, "unauthorized",
-                          n == 1 ? "unknown ticket"
-                                 : t.used ? "ticket already used" : "ticket expired");
+                          n == 1   ? "unknown ticket"
+                          : t.used ? "ticket already used"
+                                   : "ticket expired");
         }
         if (strcmp(t.lease_id, l.id) != 0) {
             api_stats.tickets_rejected++;
@@ -292,8 +293,8 @@ int ws_confirm_upgrade(struct lws *wsi)
     }
     api_stats.resumes_accepted++;
     pending_put(wsi, l.id, r.session_id, role_id);
-    coord_log("resume_accepted", "lease=%s session=%s role=%s addr=%s", l.id, r.session_id, role,
-              ip);
+    coord_log("resume_accepted", "lease=%s session=%s role=%s addr=%s", l.id, r.session_id,
+              role, ip);
     return 0;
 }
 
@@ -318,8 +319,8 @@ static int ws_established(struct lws *wsi, conn_t **slot)
     }
     c->wsi = wsi;
     c->role = pend.role;
-    c->version = strcmp(proto->name, EGRESS_SUBPROTO_V2) == 0 ? EGRESS_PROTO_V2
-                                                              : EGRESS_PROTO_V1;
+    c->version =
+        strcmp(proto->name, EGRESS_SUBPROTO_V2) == 0 ? EGRESS_PROTO_V2 : EGRESS_PROTO_V1;
     lws_get_peer_simple(wsi, c->peer_addr, sizeof(c->peer_addr));
     *slot = c;
 
@@ -429,10 +430,10 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
     c->rx = NULL;
     code = session_on_message(c, m);
     if (code != 0) {
-        lws_close_reason(wsi, (enum lws_close_status) code,
-                         (unsigned char *) (code == CLOSE_TOO_BIG ? "message too big"
-                                                                  : "malformed frame"),
-                         15);
+        lws_close_reason(
+            wsi, (enum lws_close_status) code,
+            (unsigned char *) (code == CLOSE_TOO_BIG ? "message too big" : "malformed frame"),
+            15);
         ws_leave(c, code == CLOSE_TOO_BIG ? "too_big" : "policy");
         return -1;
     }

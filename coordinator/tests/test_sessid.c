@@ -72,7 +72,8 @@ static void test_malformed(void **state)
         "egress_1.1.AAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "egress_1.1.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "egress_1.1.AAAAAAAAAAAAAAAAAAAA=A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "egress_1.99999999999999999999.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "egress_1.99999999999999999999.AAAAAAAAAAAAAAAAAAAAAA."
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         NULL};
     int64_t gen;
     int i;
@@ -95,8 +96,8 @@ static void test_bad_generation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_unique),
-        cmocka_unit_test(test_forgery),     cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_unique),
+        cmocka_unit_test(test_forgery),        cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_bad_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
