@@ -56,11 +56,18 @@ ok($st2->{hostConnected} && $st2->{clientConnected}, 'status: both sides connect
 my ($a, $r) = $h->http(10, '127.0.0.1', $P, '/ip');
 like($r // '', qr/127\.0\.0\.1\n$/, 'streams work after the reconnect');
 
+# ---- fatal: a second agent on the same session takes over (4002) -----------------------
+$t->spawn('agent3', cmd => $h->agent_cmd, env => { $h->env }, wait_log => qr/connected: lease=/);
+$st = $t->wait_exit('agent2', 20);
+is(defined $st ? $st >> 8 : -1, 3, 'socket replaced by a newer agent: exit 3');
+like($t->log_of('agent2'), qr/fatal: .*took over/, 'takeover explained');
+ok($t->running('agent3'), 'the newer agent keeps running');
+
 # ---- fatal: a newer session replaces this one (4001) -----------------------------------
 $h->connect_client; # no sessionID: a new session replaces the agent's
-$st = $t->wait_exit('agent2', 20);
+$st = $t->wait_exit('agent3', 20);
 is(defined $st ? $st >> 8 : -1, 3, 'session replaced: exit 3, no reconnect');
-like($t->log_of('agent2'), qr/fatal: .*replaced/, 'replacement explained');
+like($t->log_of('agent3'), qr/fatal: .*replaced/, 'replacement explained');
 
 # ---- fatal: unknown lease (404 while minting) ------------------------------------------
 my ($rc, $out) = $t->run([ $t->bin('egress'), 'host', '--id', 'no-such-lease', '--allow',
