@@ -211,19 +211,20 @@ int ws_confirm_upgrade(struct lws *wsi)
         return refuse(wsi, ref, role, 429, "rate_limited", "too many failed upgrades");
     }
 
-    /* The credential: a ticket (Authorization or X-Egress-Ticket) or a resume secret. */
-    header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, NULL, auth, sizeof(auth));
-    cred[0] = '\0';
+    /*
+     * The credential: X-Egress-Ticket, else X-Egress-Resume, else an egt_
+     * ticket in Authorization. The dedicated headers win because an access
+     * proxy in front may own Authorization for its own token.
+     */
     via_resume = 0;
-    if (strncasecmp(auth, "Bearer ", 7) == 0) {
-        snprintf(cred, sizeof(cred), "%s", auth + 7);
-    }
-    if (cred[0] == '\0') {
-        header(wsi, WSI_TOKEN_COUNT, "x-egress-ticket:", cred, sizeof(cred));
-    }
+    header(wsi, WSI_TOKEN_COUNT, "x-egress-ticket:", cred, sizeof(cred));
     if (cred[0] == '\0') {
         header(wsi, WSI_TOKEN_COUNT, "x-egress-resume:", cred, sizeof(cred));
         via_resume = cred[0] != '\0';
+    }
+    header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, NULL, auth, sizeof(auth));
+    if (cred[0] == '\0' && strncasecmp(auth, "Bearer egt_", 11) == 0) {
+        snprintf(cred, sizeof(cred), "%s", auth + 7);
     }
     OPENSSL_cleanse(auth, sizeof(auth));
     if (cred[0] == '\0') {

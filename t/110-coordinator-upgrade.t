@@ -65,8 +65,9 @@ $ct = ticket(role => 'client');
 $S = $ct->{sessionID};
 
 # ---- accept, hello, peer --------------------------------------------------------
-my $client = $c->ws($L, 'client', ticket => $ct->{ticket}, ticket_header => 'x-egress-ticket');
-ok($client, 'client accepted with X-Egress-Ticket');
+my $client = $c->ws($L, 'client', ticket => $ct->{ticket}, ticket_header => 'x-egress-ticket',
+    headers => { Authorization => 'Bearer access-proxy-token' });
+ok($client, 'client accepted with X-Egress-Ticket while a proxy owns Authorization');
 is($client->protocol, 'egress.v2', 'v2 negotiated');
 my $h = $client->recv_json(5);
 is($h->{type}, 'hello', 'hello first');

@@ -26,8 +26,8 @@ my @secrets = ($ct->{ticket}, $ht->{ticket}, $cr, $hr);
 # ---- blip: the client reconnects with its resume secret ----------------------
 $cl->close;
 is($ho->recv_json(5)->{connected}, JSON::PP::false, 'host sees the client leave');
-my ($ws, $st) = $c->ws($L, 'client', resume => $cr);
-ok($ws, 'client resumes without a ticket');
+my ($ws, $st) = $c->ws($L, 'client', resume => $cr, headers => { Authorization => 'Bearer proxy' });
+ok($ws, 'client resumes without a ticket (Authorization owned by a proxy)');
 my $h = $ws->recv_json(5);
 is($h->{sessionID}, $S, 'same session');
 ok($h->{peerConnected}, 'host still there');
