@@ -50,6 +50,7 @@ struct stream_s {
     uint8_t tcp_open;  /* tcp handle initialized and not yet closed */
     uint8_t attempted; /* at least one connect was tried */
     uint8_t held;      /* reading paused by whole-bridge backpressure */
+    uint8_t gai_pending; /* uv_getaddrinfo in flight */
     int refs;          /* table + pending requests + open handles */
     int last_err;
     uint32_t writes_pending;

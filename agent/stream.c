@@ -204,7 +204,7 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
     ag->bytes_up_total += s->bytes_up;
     ag->bytes_down_total += s->bytes_down;
     stream_table_remove(ag, s);
-    if (s->state == ST_RESOLVING)
+    if (s->gai_pending)
         uv_cancel((uv_req_t *)&s->gai); /* its callback then drops its reference */
     s->state = ST_DEAD;
     uv_close((uv_handle_t *)&s->timer, stream_on_handle_closed);
@@ -604,6 +604,7 @@ static void stream_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
 {
     stream_t *s = req->data;
 
+    s->gai_pending = 0;
     if (s->state != ST_RESOLVING) {
         if (res)
             uv_freeaddrinfo(res);
@@ -693,4 +694,5 @@ void stream_on_open(agent_t *ag, const egress_frame_t *f)
         return;
     }
     s->refs++; /* the getaddrinfo request */
+    s->gai_pending = 1;
 }
