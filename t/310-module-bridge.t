@@ -275,8 +275,14 @@ like($r, qr/\r\n\r\n127\.0\.0\.1\n\z/, 'requests work again');
 
 # --- coordinator restart: the bridge reconnects with its resume secret ---------------
 
-my $connects = () = $m->error_log =~ /egress bridge: connected to/g;
+my $pending = $m->client;    # an open nobody answers, cut by the restart
+$pending->send("CONNECT void.test:443 HTTP/1.1\r\n\r\n");
+ok(wait_until(sub { (() = $m->error_log =~ /egress stream \d+: CONNECT void\.test:443/g) == 2 }),
+    'an open is pending');
 $c->restart;
+$r = $pending->read_all(10);
+is(status_of($r), 503, 'the bridge lost while an open is pending: 503');
+like(body_of($r), qr/^egress bridge to the coordinator lost: /, '... saying so');
 ok(wait_until(sub { (() = $m->error_log =~ /egress bridge: connected to .*with resume secret/g) >= 1 }, 20),
     'after a coordinator restart the bridge reconnects with the resume secret');
 start_host() unless $t->running('hostsim');
