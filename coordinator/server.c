@@ -23,7 +23,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return ws_confirm_upgrade(wsi);
+        return ws_confirm_upgrade(wsi, (const char *) in);
 
     case LWS_CALLBACK_HTTP:
         return http_api_begin(wsi, req, (const char *) in);
@@ -44,8 +44,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return rc;
     }
 
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
+        ws_forget_upgrade(wsi);
+        /* fall through */
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (req != NULL) {
             http_req_free(req);
         }

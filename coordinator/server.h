@@ -52,7 +52,10 @@ lease_state_e lease_effective_state(const store_lease_t *l);
 void http_api_tick(void);
 
 /* ws_bridge.c */
-int ws_confirm_upgrade(struct lws *wsi);
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 accept, 1 refused (answered), -1 hang up. */
+int ws_confirm_upgrade(struct lws *wsi, const char *upgrade);
+/* Drops an authorized upgrade that never became a socket. */
+void ws_forget_upgrade(struct lws *wsi);
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                 size_t len);
 

@@ -57,6 +57,10 @@ static void pending_put(struct lws *wsi, const char *lease_id, const char *sessi
     p->at_ms = coord_now_ms();
 }
 
+/* An authorized upgrade becomes a socket within the same service pass;
+ * anything older is an abandoned upgrade whose wsi address may be reused. */
+#define PENDING_TTL_MS 5000
+
 static int pending_take(struct lws *wsi, pending_t *out)
 {
     int i;
@@ -65,10 +69,17 @@ static int pending_take(struct lws *wsi, pending_t *out)
         if (pending[i].wsi == wsi) {
             *out = pending[i];
             memset(&pending[i], 0, sizeof(pending[i]));
-            return 0;
+            return coord_now_ms() - out->at_ms <= PENDING_TTL_MS ? 0 : -1;
         }
     }
     return -1;
+}
+
+void ws_forget_upgrade(struct lws *wsi)
+{
+    pending_t unused;
+
+    pending_take(wsi, &unused);
 }
 
 /* ---- upgrade authorization --------------------------------------------- */
@@ -170,7 +181,7 @@ static int check_session(struct lws *wsi, const char *lease, const char *role, c
     return 0;
 }
 
-int ws_confirm_upgrade(struct lws *wsi)
+int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     char uri[256], ref[COORD_ID_MAX + 2], key[160], ip[64] = "";
     char auth[512], cred[512], hash[EGRESS_SHA256_HEX_LEN + 1];
@@ -181,6 +192,11 @@ int ws_confirm_upgrade(struct lws *wsi)
     int role_id, n, rc, via_resume;
     size_t len;
 
+    /* Only HTTP/1.1 WebSocket upgrades; h2c would bypass this check. */
+    if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0) {
+        return refuse(wsi, "-", "-", 400, "bad_request",
+                      "only WebSocket upgrades are served (no h2c)");
+    }
     header(wsi, WSI_TOKEN_GET_URI, NULL, uri, sizeof(uri));
     if (strncmp(uri, "/v1/leases/", 11) != 0) {
         return refuse(wsi, "-", "-", 404, "not_found", "no such WebSocket endpoint");
