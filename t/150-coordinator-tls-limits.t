@@ -111,6 +111,10 @@ for my $i (1 .. 5) {
     push @ka, $r->{status};
 }
 is_deeply(\@ka, [ (201) x 5 ], 'keep-alive requests with bodies');
+my $h2c = Test::Egress::http_request($c->port, "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    . "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    until => qr/\}/);
+like($h2c, qr{^HTTP/1\.[01] 400 .*"bad_request"}s, 'h2c upgrade refused (no path around the ticket check)');
 ($st2) = $c->api(PUT => '/v1/leases', $alice);
 is($st2, 405, 'unsupported method: 405');
 ($st2) = $c->api(GET => '/nope');
