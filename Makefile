@@ -91,7 +91,7 @@ demo: deps
 	@sh tools/demo.sh
 
 bench:
-	$(MAKE) all
+	-$(MAKE) all
 	@sh bench/run.sh
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

@@ -31,12 +31,12 @@ my $GiB   = 1024 * $MiB;
 # Sizes: the full suite follows issue 7; BENCH_QUICK=1 is a smoke run.
 my %C = $QUICK
   ? ( runs => 3, bulk_down => 256 * $MiB, bulk_up => 64 * $MiB, bulk_max => 4,
-      many => [ 100, 1000 ], many_bytes => 256 * 1024, idle => 1000,
+      many => [ 100, 500 ], many_bytes => 256 * 1024, many_max => 10, idle => 1000,
       lat_samples => 100, lat_open => 1000, lat_bulk => 256 * $MiB,
-      slow_fast => 256 * $MiB, slow_max => 4, wrk_secs => 2, wrk_conns => 16,
+      slow_fast => 256 * $MiB, slow_max => 4, wrk_secs => 1, wrk_conns => 16,
       idle_cap_fork => 200 )
   : ( runs => 5, bulk_down => 2 * $GiB, bulk_up => 512 * $MiB, bulk_max => 10,
-      many => [ 100, 1000 ], many_bytes => $MiB, idle => 5000,
+      many => [ 100, 1000 ], many_bytes => $MiB, many_max => 20, idle => 5000,
       lat_samples => 300, lat_open => 1000, lat_bulk => $GiB,
       slow_fast => $GiB, slow_max => 8, wrk_secs => 5, wrk_conns => 32,
       idle_cap_fork => 500 );
@@ -47,6 +47,9 @@ my $TCK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 my $HTTP = HTTP::Tiny->new(timeout => 10);
 my %procs;    # name => { pid, cmd, log }
 my @order;
+my %pathprocs;    # path => [ process names it started ]
+our $CUR_PATH;    # set while a path's setup runs
+my $SETUPS = 0;   # fresh directories for restarted paths
 
 sub note { print STDERR strftime('%H:%M:%S ', gmtime), @_, "\n" }
 
@@ -67,6 +70,7 @@ sub spawn {
     }
     $procs{$name} = { pid => $pid, cmd => $cmd, log => $log };
     push @order, $name;
+    push @{ $pathprocs{$CUR_PATH} }, $name if $CUR_PATH;
     return $pid;
 }
 
@@ -215,7 +219,7 @@ sub setup_direct {
 
 sub setup_squid {
     return path_skip('squid', 'squid not installed') unless have('squid');
-    my $d = "$DIR/squid";
+    my $d = "$DIR/squid-" . ++$SETUPS;
     mkdir $d;
     chmod 0777, $d;
     my $port = free_port();
@@ -247,7 +251,8 @@ EOF
 sub setup_tinyproxy {
     return path_skip('tinyproxy', 'tinyproxy not installed') unless have('tinyproxy');
     my $port = free_port();
-    spew("$DIR/tinyproxy.conf", <<"EOF");
+    my $tc = "$DIR/tinyproxy-" . ++$SETUPS . '.conf';
+    spew($tc, <<"EOF");
 Port $port
 Listen 127.0.0.1
 Timeout 600
@@ -255,7 +260,7 @@ MaxClients 6000
 Allow 127.0.0.1
 LogLevel Error
 EOF
-    spawn('tinyproxy', [ 'tinyproxy', '-d', '-c', "$DIR/tinyproxy.conf" ]);
+    spawn('tinyproxy', [ 'tinyproxy', '-d', '-c', $tc ]);
     my $e = wait_port('tinyproxy', $port, 15);
     return path_skip('tinyproxy', $e) if $e;
     path_add('tinyproxy', connect => "127.0.0.1:$port", proxy => 1,
@@ -333,13 +338,16 @@ sub setup_egress {
         return path_skip($name, "$EB/$b not built") unless -e "$EB/$b";
     }
     my ($ng_extra, $ag_extra) = ('', '');
+    my $v1_sides;
     if ($ver eq 'v1') {
         my ($ng, $ag) = egress_v1_knobs();
         return path_skip($name, 'no way to force protocol v1 yet (hook: BENCH_EGRESS_V1_NGINX / '
               . 'BENCH_EGRESS_V1_AGENT, see bench/README.md)') unless defined $ng || defined $ag;
         ($ng_extra, $ag_extra) = ($ng // '', $ag // '');
+        # only one side forced: the coordinator translates on the other leg
+        $v1_sides = join('+', (defined $ng ? 'nginx' : ()), (defined $ag ? 'agent' : ()));
     }
-    my $d = "$DIR/$name";
+    my $d = "$DIR/$name-" . ++$SETUPS;
     mkdir $d;
     chmod 0700, $d;
     my $cport = free_port();
@@ -431,7 +439,12 @@ EOF
           . (cmd_out('git', '-C', $ROOT, 'rev-parse', '--short', 'HEAD') =~ s/\s+//gr) . ')';
     }
     my ($ps, $pj) = api($base, 'GET', "/v1/leases/$id/egress/status", $tok);
-    $path{$name}{protocol} = $pj->{protocol} if $pj && $pj->{protocol};
+    if ($pj && $pj->{protocol}) {    # a string, or {host, client}
+        my $pr = $pj->{protocol};
+        $path{$name}{protocol} = ref $pr eq 'HASH'
+          ? join(' ', map { "$_=" . ($pr->{$_} // '?') } sort keys %$pr) : "$pr";
+    }
+    $path{$name}{protocol} = ($path{$name}{protocol} // 'v1') . " forced on $v1_sides" if $v1_sides;
 }
 
 # ---- load generation ----------------------------------------------------------
@@ -504,6 +517,37 @@ sub lg_finish {
     return $line ? eval { decode_json($line) } : undef;
 }
 
+# BENCH_PERF=1: perf record the path's processes during the bulk runs (once
+# per path and direction) and keep the top of `perf report` next to the
+# results: results/perf-PATH-WORKLOAD.txt.
+my %perf_done;
+sub perf_start {
+    my ($p, $w) = @_;
+    return undef unless $ENV{BENCH_PERF} && %{ $p->{roles} } && have('perf');
+    return undef if $perf_done{"$p->{name}-$w"}++;
+    my @pids = map { tree_pids($_) } values %{ $p->{roles} };
+    my $data = "$DIR/perf-$p->{name}-$w.data";
+    my $pid = fork() // return undef;
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'perf', 'record', '-F', 499, '-g', '-o', $data, '-p', join(',', @pids);
+        exit 127;
+    }
+    sleep 0.3;    # perf attaches asynchronously
+    return { pid => $pid, data => $data, name => "$p->{name}-$w" };
+}
+
+sub perf_finish {
+    my $h = shift or return;
+    kill 'INT', $h->{pid};
+    waitpid($h->{pid}, 0);
+    mkdir $OUT;
+    my $rep = cmd_out('perf', 'report', '-i', $h->{data}, '--no-children', '--sort',
+        'comm,dso,sym', '--stdio', '-g', 'none', '--percent-limit', '0.5');
+    spew("$OUT/perf-$h->{name}.txt", join("\n", grep { /%/ } split /\n/, $rep) . "\n");
+}
+
 sub child_cpu { my @t = times; return $t[2] + $t[3] }
 
 # Snapshot of the CPU seconds of every role of a path plus origin.
@@ -527,9 +571,11 @@ sub mem_snap {
 sub w_bulk {
     my ($p, $dir) = @_;
     my $args = $dir eq 'down' ? [ '--bytes', $C{bulk_down} ] : [ '--upload', $C{bulk_up} ];
+    my $perf = perf_start($p, "bulk_$dir");
     my $c0 = cpu_snap($p);
     my $r = loadgen($p, [ @$args, '--max-time', $C{bulk_max} ], $C{bulk_max} + 60);
     my $c1 = cpu_snap($p);
+    perf_finish($perf);
     return { error => 'loadgen failed' } unless $r;
     return { error => $r->{error} || 'no bytes' } unless $r->{bytes} > 0 && !$r->{failed};
     my $gib = $r->{bytes} / $GiB;
@@ -547,8 +593,10 @@ sub w_bulk {
 sub w_many {
     my ($p, $n) = @_;
     my $r = loadgen($p, [ '--streams', $n, '--total', $n, '--bytes', $C{many_bytes},
-        '--open-parallel', 256, '--max-time', 60 ], 120);
+        '--open-parallel', 256, '--max-time', $C{many_max} ], $C{many_max} + 60);
     return { error => 'loadgen failed' } unless $r;
+    return { error => "$r->{unfinished} of $n unfinished after $C{many_max} s ("
+          . sprintf('%.1f', $r->{mib_s}) . ' MiB/s so far)' } if $r->{unfinished};
     return { error => "$r->{failed} of $n failed: $r->{error}" } if $r->{failed} || $r->{ok} < $n;
     return { mib_s => $r->{mib_s}, done_p50_ms => $r->{done_p50_ms}, done_p99_ms => $r->{done_p99_ms} };
 }
@@ -692,11 +740,11 @@ my @WORKLOADS = (
     [ bulk_down => sub { w_bulk($_[0], 'down') }, 'Bulk download, 1 stream' ],
     [ bulk_up   => sub { w_bulk($_[0], 'up') },   'Bulk upload, 1 stream' ],
     (map { my $n = $_; [ "many_$n" => sub { w_many($_[0], $n) }, "$n concurrent streams" ] } @{ $C{many} }),
-    [ idle      => \&w_idle,     'Idle streams: memory per stream' ],
+    [ idle      => \&w_idle,     'Idle streams: memory per stream (fresh processes)', 1 ],
     [ lat_idle  => \&w_lat_idle, 'Open latency at idle' ],
     [ lat_bulk  => \&w_lat_bulk, 'Open latency behind a bulk download' ],
     [ lat_open  => \&w_lat_open, 'Open latency with many streams open' ],
-    [ slow      => \&w_slow,     'Slow reader (64 KiB/s) + fast downloader' ],
+    [ slow      => \&w_slow,     'Slow reader (64 KiB/s) + fast downloader (fresh processes)', 1 ],
     [ wrk       => \&w_wrk,      'Small HTTP requests (wrk)' ],
 );
 if ($ENV{BENCH_WORKLOADS}) {
@@ -769,6 +817,7 @@ my %only = map { $_ => 1 } split /,/, ($ONLY // join(',', @PATHS));
 $only{direct} = 1;    # every ratio needs it
 for my $name (@PATHS) {
     if (!$only{$name}) { path_skip($name, 'excluded by BENCH_PATHS'); next }
+    local $CUR_PATH = $name;
     eval { $setup{$name}->(); 1 } or path_skip($name, "setup died: $@");
     note "$name: ready" if $path{$name}{avail};
 }
@@ -777,15 +826,30 @@ $versions{wrk} = cmd_out('dpkg-query', '-W', '-f', '${Version}', 'wrk') || 'not 
 $versions{$_} //= 'not installed' for qw(squid tinyproxy websockify wstunnel egress);
 $versions{egress} = 'not built' unless -e "$EB/egress";
 
+# Stops a path's processes and sets it up again (fresh memory for the
+# memory workloads); returns the new path or undef.
+sub restart_path {
+    my $name = shift;
+    return $path{$name} if $name eq 'direct';
+    stop_proc($_) for @{ $pathprocs{$name} // [] };
+    $pathprocs{$name} = [];
+    local $CUR_PATH = $name;
+    eval { $setup{$name}->(); 1 } or path_skip($name, "setup died: $@");
+    return $path{$name}{avail} ? $path{$name} : undef;
+}
+
 my @live = grep { $path{$_}{avail} } @PATHS;
+my %live = map { $_ => 1 } @live;
 my %res;    # workload => path => [runs]
 for my $w (@WORKLOADS) {
-    my ($wname, $fn) = @$w;
+    my ($wname, $fn, undef, $fresh) = @$w;
     for my $run (1 .. $C{runs}) {
         for my $pn (@live) {
-            my $p = $path{$pn};
             my $t = time;
-            my $r = eval { $fn->($p) } // { error => "died: $@" };
+            # a failed restart fails this run; the next run tries again
+            my $p = ($fresh || !$path{$pn}{avail}) ? restart_path($pn) : $path{$pn};
+            my $r = !$p ? { error => "restart failed: $path{$pn}{reason}" }
+              : eval { $fn->($p) } // { error => "died: $@" };
             push @{ $res{$wname}{$pn} }, $r;
             note sprintf('%-10s %-10s run %d: %s (%.1fs)', $wname, $pn, $run,
                 $r->{error} ? "ERROR $r->{error}"
@@ -819,7 +883,7 @@ sub target {
     my $v1 = med('bulk_down', 'egress-v1', 'mib_s');
     my $dir = med('bulk_down', 'direct', 'mib_s');
     my ($bestws) = sort { $b <=> $a } grep { defined } map { med('bulk_down', $_, 'mib_s') } qw(websockify wstunnel);
-    my $why = $path{'egress-v2'}{avail} ? 'no result' : $path{'egress-v2'}{reason};
+    my $why = $live{'egress-v2'} ? 'no result' : $path{'egress-v2'}{reason};
     target('egress v2 bulk download >= 40% of direct', defined $v2 && $dir ? $v2 / $dir : undef, '>=', 0.4, $why);
     target('egress v2 bulk download >= 3x best WebSocket bridge', defined $v2 && $bestws ? $v2 / $bestws : undef,
         '>=', 3, $bestws ? $why : 'no WebSocket bridge measured');
@@ -843,7 +907,7 @@ my $m = machine();
 my $json = {
     date => strftime('%Y-%m-%dT%H:%M:%SZ', gmtime), quick => $QUICK, config => \%C,
     machine => $m, versions => \%versions, duration_s => int(time - $t_start),
-    paths => { map { $_ => { available => $path{$_}{avail} ? JSON::PP::true : JSON::PP::false,
+    paths => { map { $_ => { available => $live{$_} ? JSON::PP::true : JSON::PP::false,
         ($path{$_}{reason} ? (reason => $path{$_}{reason}) : ()),
         ($path{$_}{protocol} ? (protocol => $path{$_}{protocol}) : ()),
         roles => [ sort keys %{ $path{$_}{roles} } ] } } @PATHS },
@@ -887,7 +951,7 @@ push @md, '# egress benchmark results', '',
 push @md, '## Paths', '', '| path | status | processes measured |', '|---|---|---|';
 for (@PATHS) {
     my $p = $path{$_};
-    push @md, "| $_ | " . ($p->{avail} ? 'run' . ($p->{protocol} ? " (protocol $p->{protocol})" : '')
+    push @md, "| $_ | " . ($live{$_} ? 'run' . ($p->{protocol} ? " (protocol $p->{protocol})" : '')
         : "not run: $p->{reason}") . ' | ' . join(', ', sort keys %{ $p->{roles} }) . ' |';
 }
 push @md, '';
@@ -899,7 +963,7 @@ for my $c (@COLS) {
     for (@$cols) { push @h, $_->[1]; push @h, '×direct' if $_->[2] }
     push @md, '| ' . join(' | ', @h) . ' |', '|' . join('|', map { '---' } @h) . '|';
     for my $pn (@PATHS) {
-        next unless $path{$pn}{avail} && $sum{$w}{$pn};
+        next unless $live{$pn} && $sum{$w}{$pn};
         my $s = $sum{$w}{$pn};
         my @row = ($pn);
         for my $col (@$cols) {
@@ -918,7 +982,7 @@ for my $c (@COLS) {
     # per-process breakdowns
     my %per;
     for my $pn (@PATHS) {
-        next unless $path{$pn}{avail} && $sum{$w}{$pn};
+        next unless $live{$pn} && $sum{$w}{$pn};
         my $s = $sum{$w}{$pn};
         for my $k (sort keys %{ $s->{figures} }) {
             next unless $k =~ /^(cpu_s_per_gib|bytes_per_stream|rss_growth_mib)\.(.+)$/;

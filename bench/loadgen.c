@@ -53,6 +53,7 @@ typedef struct stream {
     enum phase phase;
     int throttled;
     struct stream *next_throttled;
+    struct stream *prev, *next;   /* all live streams, freed at exit */
     uint32_t events;
     int64_t t_start, t_open, t_first, t_body;
     uint64_t body_len, body_got;
@@ -85,6 +86,7 @@ static double *lat_open, *lat_ttfb, *lat_done;
 static long n_open, n_ttfb, n_done, lat_cap;
 static char first_error[160];
 static stream_t *throttled_list;
+static stream_t *live_list;
 
 static int64_t now_ns(void)
 {
@@ -137,6 +139,12 @@ static void stream_end(stream_t *s, int success)
     }
     if (s->phase <= PH_PROXY)
         opening--;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        live_list = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     close(s->fd);
     free(s);
 }
@@ -177,9 +185,16 @@ static int stream_start(int slow)
     if (!s)
         return -1;
     s->slow = slow;
+    s->next = live_list;
+    if (live_list)
+        live_list->prev = s;
+    live_list = s;
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (s->fd < 0) {
         note_error("socket() failed (fd limit?)");
+        live_list = s->next;
+        if (live_list)
+            live_list->prev = NULL;
         free(s);
         return -1;
     }
@@ -612,6 +627,16 @@ int main(int argc, char **argv)
             if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32)
                 putchar(*p);
         printf("\"}\n");
+        fflush(stdout);
     }
+    while (live_list) {
+        stream_t *s = live_list;
+        live_list = s->next;
+        close(s->fd);
+        free(s);
+    }
+    free(lat_open);
+    free(lat_ttfb);
+    free(lat_done);
     return 0;
 }
