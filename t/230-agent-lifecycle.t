@@ -44,7 +44,10 @@ is(defined $st ? $st >> 8 : -1, 0, 'SIGTERM: exit 0');
 unlike($t->log_of('agent'), qr/egt_|egr_/, 'no ticket or resume secret in the log');
 
 # ---- reconnect after a coordinator restart (resume secret) -----------------------------
-$h->start_agent(name => 'agent2');
+my $audit = $t->dir . '/audit.log';
+$h->start_agent(name => 'agent2', args => [ '--audit-log', $audit ]);
+is($h->open(5, '127.0.0.1', $P)->{type}, 'open_ok', 'stream 5 open before the restart');
+$h->send(5, "GET /slow/100000/1000 HTTP/1.1\r\nHost: a\r\n\r\n");
 $c->restart;
 ok(wait_until(sub { $t->log_of('agent2') =~ /reconnected: lease=/ }, 30),
     'agent reconnects after the coordinator restarts');
@@ -55,6 +58,19 @@ my $st2 = $c->status($h->token, $h->lease);
 ok($st2->{hostConnected} && $st2->{clientConnected}, 'status: both sides connected again');
 my ($a, $r) = $h->http(10, '127.0.0.1', $P, '/ip');
 like($r // '', qr/127\.0\.0\.1\n$/, 'streams work after the reconnect');
+
+# the client leaves: its streams die with it
+is($h->open(11, '127.0.0.1', $P)->{type}, 'open_ok', 'stream 11 open');
+$h->send(11, "GET /slow/100000/1000 HTTP/1.1\r\nHost: a\r\n\r\n");
+$h->ws->close;
+my %res;
+wait_until(sub {
+    %res = map { $_->{stream} => $_->{result} } $h->audit_lines($audit);
+    return $res{11};
+}, 10);
+is($res{5}, 'bridge_down', 'bridge loss closed the open stream (audit)');
+is($res{11}, 'bridge_down', 'client departure closed its stream (audit)');
+$h->connect_client(same_session => 1);
 
 # ---- fatal: a second agent on the same session takes over (4002) -----------------------
 $t->spawn('agent3', cmd => $h->agent_cmd, env => { $h->env }, wait_log => qr/connected: lease=/);
