@@ -28,6 +28,7 @@ sub new {
         ticket  => $o{ticket_file} // $t->dir . '/client.ticket',
         state   => $o{state_file} // $t->dir . '/client.state',
         server  => $o{server} // '',
+        listen_params => $o{listen_params} // '',
         stream  => $o{stream} // '',
         name    => $o{name} // 'nginx',
     }, $class;
@@ -61,7 +62,7 @@ sub stream_conf {
     egress_bridge_reconnect_max 2s;
     $self->{stream}
     server {
-        listen 127.0.0.1:$self->{port};
+        listen 127.0.0.1:$self->{port} $self->{listen_params};
         egress_proxy on;
         $self->{server}
     }
