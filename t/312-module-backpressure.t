@@ -96,9 +96,12 @@ $total += length $_ for @data;
 my $sent_stalled = pump(4);
 my $rss_stalled  = rss_kb();
 cmp_ok($sent_stalled, '<', $total / 2, 'with the host side stopped, the uploads stall');
-cmp_ok($rss_stalled - $rss0, '<', 12 * 1024,
-    'nginx does not queue the stalled uploads (RSS grows by less than 12 MiB)')
-    or diag("rss $rss0 -> $rss_stalled kB, $sent_stalled bytes accepted from browsers");
+SKIP: {
+    skip 'RSS is checked in the plain pass (ASan quarantine keeps freed memory)', 1 if $t->san;
+    cmp_ok($rss_stalled - $rss0, '<', 12 * 1024,
+        'nginx does not queue the stalled uploads (RSS grows by less than 12 MiB)')
+        or diag("rss $rss0 -> $rss_stalled kB, $sent_stalled bytes accepted from browsers");
+}
 note("accepted $sent_stalled of $total bytes while stalled; RSS $rss0 -> $rss_stalled kB");
 
 kill 'CONT', $t->pid('hostsim');
