@@ -28,7 +28,7 @@ wsmsg_t *bridge_msg_new(agent_t *ag, size_t len)
         size_t cap = len <= EGRESS_CHUNK_CAP ? EGRESS_CHUNK_CAP : len;
         if ((m = malloc(sizeof(*m) + LWS_PRE + cap)) == NULL)
             return NULL;
-        m->cap = (uint32_t)cap;
+        m->cap = (uint32_t) cap;
     }
     m->next = NULL;
     m->len = 0;
@@ -82,8 +82,8 @@ int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
         bridge_msg_free(ag, m);
         return -1;
     }
-    m->len = (uint32_t)n;
-    m->binary = (uint8_t)binary;
+    m->len = (uint32_t) n;
+    m->binary = (uint8_t) binary;
     m->stream_id = f->id;
     bridge_enqueue(ag, m);
     return 0;
@@ -132,8 +132,9 @@ static void bridge_on_hello(agent_t *ag, const egress_frame_t *f)
     }
     ag->peer = f->peer_connected;
     ag->ever_connected = 1;
-    agent_log("%s: lease=%s session=%s protocol=egress.v2 client=%s", first ? "connected" : "reconnected",
-              ag->o->lease, ag->session, ag->peer ? "connected" : "not connected");
+    agent_log("%s: lease=%s session=%s protocol=egress.v2 client=%s",
+              first ? "connected" : "reconnected", ag->o->lease, ag->session,
+              ag->peer ? "connected" : "not connected");
 }
 
 static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, int binary)
@@ -213,7 +214,8 @@ static int bridge_receive(agent_t *ag, struct lws *wsi, const void *in, size_t l
         ag->rxbinary = lws_frame_is_binary(wsi);
     }
     if (ag->rxlen + len > EGRESS_MAX_MESSAGE) {
-        agent_log("coordinator sent a message above %d bytes; reconnecting", EGRESS_MAX_MESSAGE);
+        agent_log("coordinator sent a message above %d bytes; reconnecting",
+                  EGRESS_MAX_MESSAGE);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
         return -1;
     }
@@ -253,7 +255,7 @@ static int bridge_writeable(agent_t *ag, struct lws *wsi)
         wsmsg_t *m = ag->qhead;
         int n = lws_write(wsi, m->buf + LWS_PRE, m->len,
                           m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        if (n < (int)m->len) {
+        if (n < (int) m->len) {
             agent_log("WebSocket write failed; reconnecting");
             return -1;
         }
@@ -273,7 +275,7 @@ static int bridge_writeable(agent_t *ag, struct lws *wsi)
     }
     if (ag->stopping) {
         /* every stream got its close: end the socket with a normal close */
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"agent stopping", 14);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *) "agent stopping", 14);
         return -1;
     }
     return 0;
@@ -289,14 +291,22 @@ static int bridge_status_fatal(int status)
 static const char *bridge_status_text(int status)
 {
     switch (status) {
-    case 403: return "lease forbidden for this credential";
-    case 404: return "unknown lease";
-    case 409: return "session replaced by a newer one";
-    case 410: return "lease released or expired";
-    case 4001: return "session replaced by a newer one (egress_session_replaced)";
-    case 4002: return "a newer host agent took over this session (egress_socket_replaced)";
-    case 4003: return "lease released or expired (egress_lease_gone)";
-    case 4004: return "session stopped (egress_session_stopped)";
+    case 403:
+        return "lease forbidden for this credential";
+    case 404:
+        return "unknown lease";
+    case 409:
+        return "session replaced by a newer one";
+    case 410:
+        return "lease released or expired";
+    case 4001:
+        return "session replaced by a newer one (egress_session_replaced)";
+    case 4002:
+        return "a newer host agent took over this session (egress_socket_replaced)";
+    case 4003:
+        return "lease released or expired (egress_lease_gone)";
+    case 4004:
+        return "session stopped (egress_session_stopped)";
     }
     return "error";
 }
@@ -362,23 +372,23 @@ int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         return 0;
     switch (reason) {
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+        unsigned char **p = (unsigned char **) in, *end = (*p) + len;
         char hv[EGRESS_MAX_TOKEN_TEXT + 16];
         int rc;
         if (ag->using_resume) {
-            rc = lws_add_http_header_by_name(wsi, (const unsigned char *)"x-egress-resume:",
-                                             (unsigned char *)ag->resume,
-                                             (int)strlen(ag->resume), p, end);
+            rc = lws_add_http_header_by_name(
+                wsi, (const unsigned char *) "x-egress-resume:", (unsigned char *) ag->resume,
+                (int) strlen(ag->resume), p, end);
         } else {
             snprintf(hv, sizeof(hv), "Bearer %s", ag->ticket);
-            rc = lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
-                                             (unsigned char *)hv, (int)strlen(hv), p, end);
+            rc = lws_add_http_header_by_name(wsi, (const unsigned char *) "authorization:",
+                                             (unsigned char *) hv, (int) strlen(hv), p, end);
             explicit_bzero(hv, sizeof(hv));
         }
         return rc ? -1 : 0;
     }
     case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-        ag->http_status = (int)lws_http_client_http_response(wsi);
+        ag->http_status = (int) lws_http_client_http_response(wsi);
         /* the selected subprotocol; the header is gone by CLIENT_ESTABLISHED */
         if (lws_hdr_copy(wsi, ag->subproto, sizeof(ag->subproto), WSI_TOKEN_PROTOCOL) < 0)
             ag->subproto[0] = '\0';
@@ -413,7 +423,7 @@ int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (wsi == ag->wsi || !ag->established) {
-            snprintf(buf, sizeof(buf), "%s", in ? (const char *)in : "connection failed");
+            snprintf(buf, sizeof(buf), "%s", in ? (const char *) in : "connection failed");
             if (ag->http_status && ag->http_status != 101)
                 snprintf(buf, sizeof(buf), "HTTP %d", ag->http_status);
             bridge_on_down(ag, buf);
@@ -541,7 +551,7 @@ void bridge_schedule_reconnect(agent_t *ag, int immediate)
 
     if (!immediate) {
         unsigned shift = ag->attempts < 10 ? ag->attempts : 10;
-        uint64_t d = (uint64_t)BACKOFF_BASE_MS << shift;
+        uint64_t d = (uint64_t) BACKOFF_BASE_MS << shift;
         if (d > BACKOFF_CAP_MS)
             d = BACKOFF_CAP_MS;
         /* "equal jitter": half fixed, half random, so agents do not retry in lockstep */

@@ -38,7 +38,8 @@ static int config_read_file(egress_config_t *cfg, char *err, size_t errcap)
     else
         return 0;
     if ((f = fopen(path, "r")) == NULL)
-        return errno == ENOENT ? 0 : (snprintf(err, errcap, "%s: %s", path, strerror(errno)), -1);
+        return errno == ENOENT ? 0
+                               : (snprintf(err, errcap, "%s: %s", path, strerror(errno)), -1);
     while (fgets(line, sizeof(line), f)) {
         char *k = config_trim(line), *eq, *v;
         lineno++;

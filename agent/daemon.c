@@ -38,7 +38,7 @@ static int daemon_pid_alive(const char *pidfile)
     if (fscanf(f, "%ld", &pid) != 1)
         pid = 0;
     fclose(f);
-    return pid > 0 && kill((pid_t)pid, 0) == 0 ? (int)pid : 0;
+    return pid > 0 && kill((pid_t) pid, 0) == 0 ? (int) pid : 0;
 }
 
 static int daemon_supervise(host_opts_t *o, const char *pidfile)
@@ -75,7 +75,7 @@ static int daemon_supervise(host_opts_t *o, const char *pidfile)
             free(o->ticket);
             o->ticket = NULL;
         }
-        agent_log("supervisor: agent pid %d started", (int)pid);
+        agent_log("supervisor: agent pid %d started", (int) pid);
         while (waitpid(pid, &status, 0) < 0) {
             if (errno != EINTR) {
                 status = 0;
@@ -119,7 +119,8 @@ int daemon_run(host_opts_t *o)
     pid_t pid;
 
     if (config_state_dir(dir, sizeof(dir)) < 0) {
-        fprintf(stderr, "egress host: cannot create the state directory (set XDG_STATE_HOME)\n");
+        fprintf(stderr,
+                "egress host: cannot create the state directory (set XDG_STATE_HOME)\n");
         return EXIT_USAGE;
     }
     snprintf(pidfile, sizeof(pidfile), "%s/%s.host.pid", dir, o->lease);
@@ -159,8 +160,8 @@ int daemon_run(host_opts_t *o)
         close(fd);
     }
     if ((fd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) >= 0) {
-        int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-        if (write(fd, buf, (size_t)n) != n)
+        int n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+        if (write(fd, buf, (size_t) n) != n)
             agent_log("supervisor: cannot write %s", pidfile);
         close(fd);
     }

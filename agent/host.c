@@ -17,77 +17,78 @@
 
 static void host_usage(FILE *out)
 {
-    fprintf(out,
-"NAME\n"
-"    egress host - run the host agent for a lease\n"
-"\n"
-"SYNOPSIS\n"
-"    egress host --id LEASE (--profile NAME | --allow PATTERNS)... [options]\n"
-"\n"
-"DESCRIPTION\n"
-"    Connects to the coordinator as the lease's \"host\" side and opens the\n"
-"    TCP connections that the lease's browser asks for, from this machine, but\n"
-"    only to destinations on the allowlist. It refuses to start without an\n"
-"    allowlist. Resolved addresses that are loopback, private, link-local,\n"
-"    CGNAT, ULA, multicast or unspecified are refused unless --allow-private,\n"
-"    so a public name that resolves into your LAN cannot reach it.\n"
-"\n"
-"OPTIONS\n"
-"    --id LEASE            lease id or slug (required)\n"
-"    --profile NAME        built-in allowlist: %s\n"
-"    --allow PATTERNS      comma-separated host patterns, merged with --profile;\n"
-"                          repeatable. `example.com` exact, `*.example.com` the\n"
-"                          domain and every subdomain, IP literals exact,\n"
-"                          `host:PORT` restricts a pattern to one port\n"
-"    --ports LIST          ports allowed for patterns without a port\n"
-"                          (default 80,443), e.g. --ports 80,443,8443\n"
-"    --allow-private       also dial private/loopback/link-local addresses\n"
-"    --coordinator URL     coordinator base URL (http:// or https://)\n"
-"    --session ID          join this egress session (with a ticket or when minting)\n"
-"    --ticket-file FILE    read a one-use host ticket from FILE (`-` = stdin)\n"
-"    --dial-timeout SECS   connect timeout per destination, DNS included (default 10)\n"
-"    --audit-log FILE      append one JSON line per connection to FILE\n"
-"    --metrics ADDR:PORT   serve Prometheus metrics on a loopback address\n"
-"                          (e.g. 127.0.0.1:9464)\n"
-"    --daemon              run in the background under a supervisor that\n"
-"                          restarts the agent after crashes and transient errors\n"
-"    -v, --verbose         log every stream\n"
-"    -h, --help            this help\n"
-"\n"
-"CREDENTIALS\n"
-"    The coordinator URL and bearer token come from --coordinator, then the\n"
-"    environment (EGRESS_COORDINATOR, EGRESS_TOKEN), then the config file\n"
-"    $XDG_CONFIG_HOME/egress/config (default ~/.config/egress/config) with\n"
-"    `coordinator = URL` and `token = egk_...` lines. A ticket comes from\n"
-"    --ticket-file or EGRESS_TICKET; never pass one on the command line (other\n"
-"    users can read argv). Without a ticket the agent mints one with the token\n"
-"    (POST /v1/leases/LEASE/egress/ticket, role host). Tickets, tokens and\n"
-"    resume secrets are never logged.\n"
-"\n"
-"RECONNECTING\n"
-"    A dropped bridge is re-established with capped exponential backoff and\n"
-"    jitter, using the resume secret from the coordinator's hello (kept in\n"
-"    memory, and for --daemon in $XDG_STATE_HOME/egress/LEASE.host.state, mode\n"
-"    0600). Fatal answers end the agent: HTTP 403/404/409/410 on upgrade, close\n"
-"    codes 4001-4004.\n"
-"\n"
-"DAEMON\n"
-"    --daemon writes LEASE.host.pid and LEASE.host.log under\n"
-"    $XDG_STATE_HOME/egress (default ~/.local/state/egress). SIGTERM to the\n"
-"    supervisor stops the agent cleanly.\n"
-"\n"
-"SIGNALS\n"
-"    SIGTERM, SIGINT: send close for every stream, close the WebSocket, exit 0.\n"
-"\n"
-"EXIT STATUS\n"
-"    0 stopped by a signal; 1 runtime error; 2 usage/configuration error;\n"
-"    3 fatal bridge answer; 4 credentials rejected or exhausted.\n"
-"\n"
-"EXAMPLES\n"
-"    egress host --id swift-crab --profile discord\n"
-"    egress host --id swift-crab --allow 'example.com,*.example.org' --ports 443\n"
-"    egress host --id L --session S --ticket-file - --allow example.com < ticket\n",
-            "discord, slack");
+    fprintf(
+        out,
+        "NAME\n"
+        "    egress host - run the host agent for a lease\n"
+        "\n"
+        "SYNOPSIS\n"
+        "    egress host --id LEASE (--profile NAME | --allow PATTERNS)... [options]\n"
+        "\n"
+        "DESCRIPTION\n"
+        "    Connects to the coordinator as the lease's \"host\" side and opens the\n"
+        "    TCP connections that the lease's browser asks for, from this machine, but\n"
+        "    only to destinations on the allowlist. It refuses to start without an\n"
+        "    allowlist. Resolved addresses that are loopback, private, link-local,\n"
+        "    CGNAT, ULA, multicast or unspecified are refused unless --allow-private,\n"
+        "    so a public name that resolves into your LAN cannot reach it.\n"
+        "\n"
+        "OPTIONS\n"
+        "    --id LEASE            lease id or slug (required)\n"
+        "    --profile NAME        built-in allowlist: %s\n"
+        "    --allow PATTERNS      comma-separated host patterns, merged with --profile;\n"
+        "                          repeatable. `example.com` exact, `*.example.com` the\n"
+        "                          domain and every subdomain, IP literals exact,\n"
+        "                          `host:PORT` restricts a pattern to one port\n"
+        "    --ports LIST          ports allowed for patterns without a port\n"
+        "                          (default 80,443), e.g. --ports 80,443,8443\n"
+        "    --allow-private       also dial private/loopback/link-local addresses\n"
+        "    --coordinator URL     coordinator base URL (http:// or https://)\n"
+        "    --session ID          join this egress session (with a ticket or when minting)\n"
+        "    --ticket-file FILE    read a one-use host ticket from FILE (`-` = stdin)\n"
+        "    --dial-timeout SECS   connect timeout per destination, DNS included (default 10)\n"
+        "    --audit-log FILE      append one JSON line per connection to FILE\n"
+        "    --metrics ADDR:PORT   serve Prometheus metrics on a loopback address\n"
+        "                          (e.g. 127.0.0.1:9464)\n"
+        "    --daemon              run in the background under a supervisor that\n"
+        "                          restarts the agent after crashes and transient errors\n"
+        "    -v, --verbose         log every stream\n"
+        "    -h, --help            this help\n"
+        "\n"
+        "CREDENTIALS\n"
+        "    The coordinator URL and bearer token come from --coordinator, then the\n"
+        "    environment (EGRESS_COORDINATOR, EGRESS_TOKEN), then the config file\n"
+        "    $XDG_CONFIG_HOME/egress/config (default ~/.config/egress/config) with\n"
+        "    `coordinator = URL` and `token = egk_...` lines. A ticket comes from\n"
+        "    --ticket-file or EGRESS_TICKET; never pass one on the command line (other\n"
+        "    users can read argv). Without a ticket the agent mints one with the token\n"
+        "    (POST /v1/leases/LEASE/egress/ticket, role host). Tickets, tokens and\n"
+        "    resume secrets are never logged.\n"
+        "\n"
+        "RECONNECTING\n"
+        "    A dropped bridge is re-established with capped exponential backoff and\n"
+        "    jitter, using the resume secret from the coordinator's hello (kept in\n"
+        "    memory, and for --daemon in $XDG_STATE_HOME/egress/LEASE.host.state, mode\n"
+        "    0600). Fatal answers end the agent: HTTP 403/404/409/410 on upgrade, close\n"
+        "    codes 4001-4004.\n"
+        "\n"
+        "DAEMON\n"
+        "    --daemon writes LEASE.host.pid and LEASE.host.log under\n"
+        "    $XDG_STATE_HOME/egress (default ~/.local/state/egress). SIGTERM to the\n"
+        "    supervisor stops the agent cleanly.\n"
+        "\n"
+        "SIGNALS\n"
+        "    SIGTERM, SIGINT: send close for every stream, close the WebSocket, exit 0.\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0 stopped by a signal; 1 runtime error; 2 usage/configuration error;\n"
+        "    3 fatal bridge answer; 4 credentials rejected or exhausted.\n"
+        "\n"
+        "EXAMPLES\n"
+        "    egress host --id swift-crab --profile discord\n"
+        "    egress host --id swift-crab --allow 'example.com,*.example.org' --ports 443\n"
+        "    egress host --id L --session S --ticket-file - --allow example.com < ticket\n",
+        "discord, slack");
 }
 
 uint64_t agent_now_ms(agent_t *ag)
@@ -158,7 +159,7 @@ static void host_on_finish_idle(uv_idle_t *h)
     agent_t *ag = h->data;
 
     uv_idle_stop(h);
-    uv_close((uv_handle_t *)h, NULL);
+    uv_close((uv_handle_t *) h, NULL);
     /* outside any lws callback: safe to destroy the context here */
     if (ag->ctx)
         lws_context_destroy(ag->ctx); /* phase 1; lws NULLs ag->ctx when done */
@@ -172,10 +173,10 @@ void agent_finish(agent_t *ag, int code)
     ag->exit_code = code;
     stream_kill_all(ag, 0);
     uv_timer_stop(&ag->retry_timer);
-    uv_close((uv_handle_t *)&ag->retry_timer, NULL);
-    uv_close((uv_handle_t *)&ag->stop_timer, NULL);
-    uv_close((uv_handle_t *)&ag->sigterm, NULL);
-    uv_close((uv_handle_t *)&ag->sigint, NULL);
+    uv_close((uv_handle_t *) &ag->retry_timer, NULL);
+    uv_close((uv_handle_t *) &ag->stop_timer, NULL);
+    uv_close((uv_handle_t *) &ag->sigterm, NULL);
+    uv_close((uv_handle_t *) &ag->sigint, NULL);
     metrics_stop(ag);
     uv_idle_init(&ag->loop, &ag->finish_idle);
     ag->finish_idle.data = ag;
@@ -211,8 +212,7 @@ static void host_on_signal(uv_signal_t *h, int signum)
 }
 
 static const struct lws_protocols host_protocols[] = {
-    {"egress", bridge_lws_callback, 0, 64 * 1024, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0}};
+    {"egress", bridge_lws_callback, 0, 64 * 1024, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void host_startup_line(host_opts_t *o, const char *session)
 {
@@ -221,12 +221,12 @@ static void host_startup_line(host_opts_t *o, const char *session)
 
     egress_allow_ports_format(o->allow, ports, sizeof(ports));
     for (size_t i = 0; i < n && off < sizeof(allow) - 1; i++)
-        off += (size_t)snprintf(allow + off, sizeof(allow) - off, "%s%s", i ? "," : "",
-                                egress_allow_pattern(o->allow, i));
+        off += (size_t) snprintf(allow + off, sizeof(allow) - off, "%s%s", i ? "," : "",
+                                 egress_allow_pattern(o->allow, i));
     agent_log("host agent %s: lease=%s session=%s profile=%s allow=%s ports=%s "
               "private-addresses=%s coordinator=%s",
-              EGRESS_VERSION, o->lease, session, o->profile ? o->profile : "(none)", allow, ports,
-              o->allow_private ? "ALLOWED" : "refused", o->coordinator);
+              EGRESS_VERSION, o->lease, session, o->profile ? o->profile : "(none)", allow,
+              ports, o->allow_private ? "ALLOWED" : "refused", o->coordinator);
 }
 
 int host_run(host_opts_t *o)
@@ -278,16 +278,20 @@ int host_run(host_opts_t *o)
         char err[256];
         for (size_t i = 0; i < n; i++)
             allow[i] = egress_allow_pattern(o->allow, i);
-        mint_req_t rq = {.lease = o->lease, .token = o->token, .session = ag->session,
-                         .profile = o->profile, .allow = allow, .nallow = n,
+        mint_req_t rq = {.lease = o->lease,
+                         .token = o->token,
+                         .session = ag->session,
+                         .profile = o->profile,
+                         .allow = allow,
+                         .nallow = n,
                          .timeout_ms = 10000};
         int st = http_mint_ticket(&o->url, &rq, ag->ticket, sizeof(ag->ticket), ag->session,
                                   sizeof(ag->session), err, sizeof(err));
         if (st != 0) {
             agent_log("cannot mint a host ticket: %s", err);
-            code = st == 401 ? EXIT_AUTH
+            code = st == 401                                            ? EXIT_AUTH
                    : (st == 403 || st == 404 || st == 409 || st == 410) ? EXIT_FATAL
-                                                                          : EXIT_RUNTIME;
+                                                                        : EXIT_RUNTIME;
             if (ag->audit)
                 fclose(ag->audit);
             free(ag);
@@ -368,8 +372,19 @@ out:
 /* ---- option parsing ---- */
 
 enum {
-    OPT_ID = 256, OPT_PROFILE, OPT_ALLOW, OPT_PORTS, OPT_ALLOW_PRIVATE, OPT_COORD, OPT_SESSION,
-    OPT_TICKET, OPT_TICKET_FILE, OPT_DIAL_TIMEOUT, OPT_AUDIT, OPT_METRICS, OPT_DAEMON
+    OPT_ID = 256,
+    OPT_PROFILE,
+    OPT_ALLOW,
+    OPT_PORTS,
+    OPT_ALLOW_PRIVATE,
+    OPT_COORD,
+    OPT_SESSION,
+    OPT_TICKET,
+    OPT_TICKET_FILE,
+    OPT_DIAL_TIMEOUT,
+    OPT_AUDIT,
+    OPT_METRICS,
+    OPT_DAEMON
 };
 
 static const struct option host_longopts[] = {
@@ -448,10 +463,11 @@ int cmd_host(int argc, char **argv)
             o.session = optarg;
             break;
         case OPT_TICKET:
-            fprintf(stderr,
-                    "egress host: refusing --ticket: a ticket on the command line is visible to\n"
-                    "every user of this machine (ps, /proc). Pass it with --ticket-file FILE,\n"
-                    "--ticket-file - (stdin) or the EGRESS_TICKET environment variable.\n");
+            fprintf(
+                stderr,
+                "egress host: refusing --ticket: a ticket on the command line is visible to\n"
+                "every user of this machine (ps, /proc). Pass it with --ticket-file FILE,\n"
+                "--ticket-file - (stdin) or the EGRESS_TICKET environment variable.\n");
             goto usage;
         case OPT_TICKET_FILE:
             ticket_file = optarg;
@@ -463,7 +479,7 @@ int cmd_host(int argc, char **argv)
                 fprintf(stderr, "egress host: --dial-timeout must be 0 < SECS <= 600\n");
                 goto usage;
             }
-            o.dial_timeout_ms = (int)(secs * 1000);
+            o.dial_timeout_ms = (int) (secs * 1000);
             break;
         }
         case OPT_AUDIT:
@@ -539,8 +555,9 @@ int cmd_host(int argc, char **argv)
         goto usage;
     }
     if (!cfg.coordinator) {
-        fprintf(stderr, "egress host: no coordinator: pass --coordinator URL, set "
-                        "EGRESS_COORDINATOR, or add `coordinator = URL` to ~/.config/egress/config\n");
+        fprintf(stderr,
+                "egress host: no coordinator: pass --coordinator URL, set "
+                "EGRESS_COORDINATOR, or add `coordinator = URL` to ~/.config/egress/config\n");
         goto usage;
     }
     if (url_parse(&o.url, cfg.coordinator, err, sizeof(err)) < 0) {

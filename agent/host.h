@@ -43,15 +43,15 @@ struct stream_s {
     agent_t *ag;
     uint32_t id;
     uint8_t state;
-    uint8_t reading;   /* uv_read_start active */
-    uint8_t rd_eof;    /* TCP peer sent FIN; we sent close{half} */
-    uint8_t wr_half;   /* client sent close{half}: shut down our write side */
-    uint8_t wr_shut;   /* uv_shutdown done */
-    uint8_t tcp_open;  /* tcp handle initialized and not yet closed */
-    uint8_t attempted; /* at least one connect was tried */
-    uint8_t held;      /* reading paused by whole-bridge backpressure */
+    uint8_t reading;     /* uv_read_start active */
+    uint8_t rd_eof;      /* TCP peer sent FIN; we sent close{half} */
+    uint8_t wr_half;     /* client sent close{half}: shut down our write side */
+    uint8_t wr_shut;     /* uv_shutdown done */
+    uint8_t tcp_open;    /* tcp handle initialized and not yet closed */
+    uint8_t attempted;   /* at least one connect was tried */
+    uint8_t held;        /* reading paused by whole-bridge backpressure */
     uint8_t gai_pending; /* uv_getaddrinfo in flight */
-    int refs;          /* table + pending requests + open handles */
+    int refs;            /* table + pending requests + open handles */
     int last_err;
     uint32_t writes_pending;
     uint16_t port;
@@ -75,8 +75,8 @@ struct agent_s {
     uv_loop_t loop;
     struct lws_context *ctx;
     struct lws *wsi;
-    int proto;        /* negotiated version once established, else 0 */
-    int established;  /* WebSocket open */
+    int proto;       /* negotiated version once established, else 0 */
+    int established; /* WebSocket open */
     int ever_connected;
     int peer;         /* client leg attached (v2 peer/hello) */
     int http_status;  /* status of the last upgrade answer */
@@ -84,11 +84,11 @@ struct agent_s {
     int using_resume; /* the current attempt authenticates with the resume secret */
     int using_ticket;
     int exit_code;
-    int stopping;     /* SIGTERM/SIGINT: flushing closes */
-    int finished;     /* agent_finish() ran */
+    int stopping; /* SIGTERM/SIGINT: flushing closes */
+    int finished; /* agent_finish() ran */
     int minting;
     char subproto[64];
-    int active;       /* a connection attempt or socket exists */
+    int active; /* a connection attempt or socket exists */
     char session[EGRESS_MAX_TOKEN_TEXT + 1];
     char resume[EGRESS_MAX_TOKEN_TEXT + 1];
     char ticket[EGRESS_MAX_TOKEN_TEXT + 1];
@@ -105,7 +105,7 @@ struct agent_s {
     /* WebSocket send queue (FIFO) */
     wsmsg_t *qhead, *qtail;
     size_t qbytes;
-    int held;         /* streams are held by backpressure */
+    int held; /* streams are held by backpressure */
 
     /* pools */
     wsmsg_t *msgpool;

@@ -10,9 +10,21 @@
 
 #include "host.h"
 
-static const char *const metrics_results[] = {
-    "ok", "denied", "private", "dns_failed", "refused", "timeout", "unreachable", "failed",
-    "reset", "abandoned", "flow_violation", "bridge_down", "agent_stopped", "no_memory", NULL};
+static const char *const metrics_results[] = {"ok",
+                                              "denied",
+                                              "private",
+                                              "dns_failed",
+                                              "refused",
+                                              "timeout",
+                                              "unreachable",
+                                              "failed",
+                                              "reset",
+                                              "abandoned",
+                                              "flow_violation",
+                                              "bridge_down",
+                                              "agent_stopped",
+                                              "no_memory",
+                                              NULL};
 
 typedef struct {
     uv_tcp_t tcp;
@@ -38,34 +50,35 @@ static char *metrics_render(agent_t *ag)
 
     if (!f)
         return NULL;
-    fprintf(f,
-            "# HELP egress_host_bridge_connected 1 when the WebSocket to the coordinator is open.\n"
-            "# TYPE egress_host_bridge_connected gauge\n"
-            "egress_host_bridge_connected %d\n"
-            "# HELP egress_host_peer_connected 1 when the lease client is attached.\n"
-            "# TYPE egress_host_peer_connected gauge\n"
-            "egress_host_peer_connected %d\n"
-            "# HELP egress_host_streams Streams currently open or dialing.\n"
-            "# TYPE egress_host_streams gauge\n"
-            "egress_host_streams %zu\n"
-            "# HELP egress_host_streams_opened_total open requests received.\n"
-            "# TYPE egress_host_streams_opened_total counter\n"
-            "egress_host_streams_opened_total %llu\n"
-            "# HELP egress_host_bytes_total Payload bytes relayed (up: lease to internet).\n"
-            "# TYPE egress_host_bytes_total counter\n"
-            "egress_host_bytes_total{direction=\"up\"} %llu\n"
-            "egress_host_bytes_total{direction=\"down\"} %llu\n"
-            "# HELP egress_host_bridge_queue_bytes Bytes waiting to be written to the WebSocket.\n"
-            "# TYPE egress_host_bridge_queue_bytes gauge\n"
-            "egress_host_bridge_queue_bytes %zu\n"
-            "# HELP egress_host_streams_closed_total Streams ended, by result.\n"
-            "# TYPE egress_host_streams_closed_total counter\n",
-            ag->established, ag->peer, ag->nstreams, (unsigned long long)ag->streams_total,
-            (unsigned long long)ag->bytes_up_total, (unsigned long long)ag->bytes_down_total,
-            ag->qbytes);
+    fprintf(
+        f,
+        "# HELP egress_host_bridge_connected 1 when the WebSocket to the coordinator is open.\n"
+        "# TYPE egress_host_bridge_connected gauge\n"
+        "egress_host_bridge_connected %d\n"
+        "# HELP egress_host_peer_connected 1 when the lease client is attached.\n"
+        "# TYPE egress_host_peer_connected gauge\n"
+        "egress_host_peer_connected %d\n"
+        "# HELP egress_host_streams Streams currently open or dialing.\n"
+        "# TYPE egress_host_streams gauge\n"
+        "egress_host_streams %zu\n"
+        "# HELP egress_host_streams_opened_total open requests received.\n"
+        "# TYPE egress_host_streams_opened_total counter\n"
+        "egress_host_streams_opened_total %llu\n"
+        "# HELP egress_host_bytes_total Payload bytes relayed (up: lease to internet).\n"
+        "# TYPE egress_host_bytes_total counter\n"
+        "egress_host_bytes_total{direction=\"up\"} %llu\n"
+        "egress_host_bytes_total{direction=\"down\"} %llu\n"
+        "# HELP egress_host_bridge_queue_bytes Bytes waiting to be written to the WebSocket.\n"
+        "# TYPE egress_host_bridge_queue_bytes gauge\n"
+        "egress_host_bridge_queue_bytes %zu\n"
+        "# HELP egress_host_streams_closed_total Streams ended, by result.\n"
+        "# TYPE egress_host_streams_closed_total counter\n",
+        ag->established, ag->peer, ag->nstreams, (unsigned long long) ag->streams_total,
+        (unsigned long long) ag->bytes_up_total, (unsigned long long) ag->bytes_down_total,
+        ag->qbytes);
     for (size_t i = 0; metrics_results[i]; i++)
         fprintf(f, "egress_host_streams_closed_total{result=\"%s\"} %llu\n", metrics_results[i],
-                (unsigned long long)ag->results[i]);
+                (unsigned long long) ag->results[i]);
     fclose(f);
     return buf;
 }
@@ -82,7 +95,7 @@ static void metrics_on_written(uv_write_t *w, int status)
 {
     metrics_conn_t *mc = w->data;
 
-    uv_close((uv_handle_t *)&mc->tcp, metrics_on_closed);
+    uv_close((uv_handle_t *) &mc->tcp, metrics_on_closed);
 }
 
 static void metrics_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -103,7 +116,7 @@ static void metrics_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     uv_read_stop(st);
     if (n < 0 || (text = metrics_render(ag)) == NULL) {
-        uv_close((uv_handle_t *)st, metrics_on_closed);
+        uv_close((uv_handle_t *) st, metrics_on_closed);
         return;
     }
     len = asprintf(&resp,
@@ -112,14 +125,14 @@ static void metrics_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                    strlen(text), text);
     free(text);
     if (len < 0) {
-        uv_close((uv_handle_t *)st, metrics_on_closed);
+        uv_close((uv_handle_t *) st, metrics_on_closed);
         return;
     }
     mc->body = resp;
     mc->wr.data = mc;
-    uv_buf_t b = uv_buf_init(resp, (unsigned)len);
+    uv_buf_t b = uv_buf_init(resp, (unsigned) len);
     if (uv_write(&mc->wr, st, &b, 1, metrics_on_written) < 0)
-        uv_close((uv_handle_t *)st, metrics_on_closed);
+        uv_close((uv_handle_t *) st, metrics_on_closed);
 }
 
 static void metrics_on_connection(uv_stream_t *srv, int status)
@@ -130,9 +143,9 @@ static void metrics_on_connection(uv_stream_t *srv, int status)
         return;
     uv_tcp_init(srv->loop, &mc->tcp);
     mc->tcp.data = mc;
-    if (uv_accept(srv, (uv_stream_t *)&mc->tcp) < 0 ||
-        uv_read_start((uv_stream_t *)&mc->tcp, metrics_on_alloc, metrics_on_read) < 0)
-        uv_close((uv_handle_t *)&mc->tcp, metrics_on_closed);
+    if (uv_accept(srv, (uv_stream_t *) &mc->tcp) < 0 ||
+        uv_read_start((uv_stream_t *) &mc->tcp, metrics_on_alloc, metrics_on_read) < 0)
+        uv_close((uv_handle_t *) &mc->tcp, metrics_on_closed);
 }
 
 int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
@@ -149,18 +162,19 @@ int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
         return -1;
     }
     if (kind == EGRESS_HOST_NAME || !egress_host_is_loopback(host, strlen(host))) {
-        snprintf(err, errcap, "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
+        snprintf(err, errcap,
+                 "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
         return -1;
     }
     if (kind == EGRESS_HOST_IPV4)
-        uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+        uv_ip4_addr(host, port, (struct sockaddr_in *) &ss);
     else
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *) &ss);
     ag->loop.data = ag;
     uv_tcp_init(&ag->loop, &ag->metrics_srv);
     ag->metrics_on = 1;
-    if ((rc = uv_tcp_bind(&ag->metrics_srv, (struct sockaddr *)&ss, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *)&ag->metrics_srv, 64, metrics_on_connection)) < 0) {
+    if ((rc = uv_tcp_bind(&ag->metrics_srv, (struct sockaddr *) &ss, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *) &ag->metrics_srv, 64, metrics_on_connection)) < 0) {
         snprintf(err, errcap, "--metrics %s: %s", addr, uv_strerror(rc));
         return -1;
     }
@@ -171,6 +185,6 @@ void metrics_stop(agent_t *ag)
 {
     if (ag->metrics_on) {
         ag->metrics_on = 0;
-        uv_close((uv_handle_t *)&ag->metrics_srv, NULL);
+        uv_close((uv_handle_t *) &ag->metrics_srv, NULL);
     }
 }

@@ -26,7 +26,7 @@
 
 static size_t stream_hash(uint32_t id, size_t n)
 {
-    return (size_t)((id * 2654435761u) & (n - 1));
+    return (size_t) ((id * 2654435761u) & (n - 1));
 }
 
 stream_t *stream_find(agent_t *ag, uint32_t id)
@@ -165,10 +165,10 @@ static void stream_audit(stream_t *s, const char *result)
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03ldZ", now.tv_nsec / 1000000);
     j = json_pack("{s:s, s:I, s:s, s:i, s:s?, s:s, s:I, s:I, s:I}", "time", ts, "stream",
-                  (json_int_t)s->id, "host", s->host, "port", (int)s->port, "address",
+                  (json_int_t) s->id, "host", s->host, "port", (int) s->port, "address",
                   s->addr[0] ? s->addr : NULL, "result", result, "bytesUp",
-                  (json_int_t)s->bytes_up, "bytesDown", (json_int_t)s->bytes_down, "durationMs",
-                  (json_int_t)(agent_now_ms(ag) - s->t_start));
+                  (json_int_t) s->bytes_up, "bytesDown", (json_int_t) s->bytes_down,
+                  "durationMs", (json_int_t) (agent_now_ms(ag) - s->t_start));
     if (j && (line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL) {
         fprintf(ag->audit, "%s\n", line);
         fflush(ag->audit);
@@ -205,12 +205,12 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
     ag->bytes_down_total += s->bytes_down;
     stream_table_remove(ag, s);
     if (s->gai_pending)
-        uv_cancel((uv_req_t *)&s->gai); /* its callback then drops its reference */
+        uv_cancel((uv_req_t *) &s->gai); /* its callback then drops its reference */
     s->state = ST_DEAD;
-    uv_close((uv_handle_t *)&s->timer, stream_on_handle_closed);
+    uv_close((uv_handle_t *) &s->timer, stream_on_handle_closed);
     if (s->tcp_open) {
         s->tcp_open = 0;
-        uv_close((uv_handle_t *)&s->tcp, stream_on_handle_closed);
+        uv_close((uv_handle_t *) &s->tcp, stream_on_handle_closed);
     }
     stream_unref(s); /* the table's reference */
 }
@@ -230,13 +230,14 @@ static void stream_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     }
     if (room > EGRESS_DATA_CHUNK)
         room = EGRESS_DATA_CHUNK;
-    *buf = uv_buf_init((char *)s->rdmsg->buf + LWS_PRE + EGRESS_V2_DATA_HEADER, (unsigned)room);
+    *buf =
+        uv_buf_init((char *) s->rdmsg->buf + LWS_PRE + EGRESS_V2_DATA_HEADER, (unsigned) room);
 }
 
 static void stream_read_stop(stream_t *s)
 {
     if (s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
+        uv_read_stop((uv_stream_t *) &s->tcp);
         s->reading = 0;
     }
 }
@@ -249,7 +250,7 @@ static void stream_read_start(stream_t *s)
         return;
     if (!s->reading && !s->rd_eof && s->state == ST_OPEN &&
         egress_flow_send_room(&s->flow) > 0) {
-        if (uv_read_start((uv_stream_t *)&s->tcp, stream_on_alloc, stream_on_read) == 0)
+        if (uv_read_start((uv_stream_t *) &s->tcp, stream_on_alloc, stream_on_read) == 0)
             s->reading = 1;
     }
 }
@@ -271,7 +272,7 @@ static void stream_send_data(stream_t *s, size_t n)
     s->bytes_down += n;
     if (ag->proto == EGRESS_PROTO_V2) {
         egress_frame_data_header(m->buf + LWS_PRE, s->id);
-        m->len = (uint32_t)(EGRESS_V2_DATA_HEADER + n);
+        m->len = (uint32_t) (EGRESS_V2_DATA_HEADER + n);
         m->binary = 1;
         m->stream_id = s->id;
         bridge_enqueue(ag, m);
@@ -294,7 +295,7 @@ static void stream_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     if (s->state != ST_OPEN)
         return;
     if (nread > 0) {
-        stream_send_data(s, (size_t)nread);
+        stream_send_data(s, (size_t) nread);
         if (egress_flow_send_room(&s->flow) == 0) {
             stream_read_stop(s); /* restarted by the next window grant */
         } else if (s->ag->qbytes > AGENT_QUEUE_HIGH) {
@@ -344,7 +345,7 @@ static void stream_on_shutdown(uv_shutdown_t *req, int status)
 static void stream_do_shutdown(stream_t *s)
 {
     s->shut.data = s;
-    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, stream_on_shutdown) == 0)
+    if (uv_shutdown(&s->shut, (uv_stream_t *) &s->tcp, stream_on_shutdown) == 0)
         s->refs++;
     else
         stream_end(s, 1, NULL, "reset");
@@ -402,8 +403,8 @@ void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len)
     c->len = len;
     c->s = s;
     c->req.data = c;
-    b = uv_buf_init((char *)c->data, (unsigned)len);
-    if (uv_write(&c->req, (uv_stream_t *)&s->tcp, &b, 1, stream_on_write) < 0) {
+    b = uv_buf_init((char *) c->data, (unsigned) len);
+    if (uv_write(&c->req, (uv_stream_t *) &s->tcp, &b, 1, stream_on_write) < 0) {
         chunk_free(ag, c);
         stream_end(s, 1, NULL, "reset");
         return;
@@ -533,7 +534,7 @@ static void stream_on_connect(uv_connect_t *req, int status)
         s->addr[0] = '\0';
         s->tcp_open = 0;
         stream_unref(s); /* the connect request; the table still holds s */
-        uv_close((uv_handle_t *)&s->tcp, stream_on_retry_closed);
+        uv_close((uv_handle_t *) &s->tcp, stream_on_retry_closed);
         return;
     }
     stream_unref(s);
@@ -559,8 +560,8 @@ static void stream_dial_next(stream_t *s)
     for (a = s->next_ai; a; a = a->ai_next) {
         char txt[INET6_ADDRSTRLEN];
         const void *p = a->ai_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr;
+                            ? (const void *) &((struct sockaddr_in6 *) a->ai_addr)->sin6_addr
+                            : (const void *) &((struct sockaddr_in *) a->ai_addr)->sin_addr;
         if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
             continue;
         inet_ntop(a->ai_family, p, txt, sizeof(txt));
@@ -590,7 +591,7 @@ static void stream_dial_next(stream_t *s)
         s->last_err = rc;
         s->addr[0] = '\0';
         s->tcp_open = 0;
-        uv_close((uv_handle_t *)&s->tcp, stream_on_retry_closed);
+        uv_close((uv_handle_t *) &s->tcp, stream_on_retry_closed);
         return;
     }
     s->next_ai = NULL;
@@ -678,10 +679,11 @@ void stream_on_open(agent_t *ag, const egress_frame_t *f)
     s->state = ST_RESOLVING;
 
     if (!egress_allow_match(o->allow, s->host, strlen(s->host), s->port)) {
-        stream_fail(s, "denied", "not allowed: %s:%u is not on the allowlist", s->host, s->port);
+        stream_fail(s, "denied", "not allowed: %s:%u is not on the allowlist", s->host,
+                    s->port);
         return;
     }
-    uv_timer_start(&s->timer, stream_on_timeout, (uint64_t)o->dial_timeout_ms, 0);
+    uv_timer_start(&s->timer, stream_on_timeout, (uint64_t) o->dial_timeout_ms, 0);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
