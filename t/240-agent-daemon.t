@@ -60,10 +60,21 @@ ok($h->wait_peer(1, 30), 'restarted agent rejoined the session');
 like(slurp($log), qr/killed by signal 9; restarting/, 'restart logged');
 my ($a, $r) = $h->http(1, '127.0.0.1', $P, '/ip');
 like($r // '', qr/127\.0\.0\.1\n$/, 'streams work after the restart');
+
+# ---- a refused resume secret: the restarted agent mints a fresh ticket -------------------
+my $a2 = agent_pid();
+my $sess = slurp($state) =~ /^session = (\S+)/m ? $1 : '';
+Test::Egress::spew($state, "session = $sess\nresume = egr_bogusbogusbogus\n", 0600);
+kill 'KILL', $a2;
+ok($h->wait_peer(0, 20), 'client sees the host go again');
+ok($h->wait_peer(1, 30), 'agent rejoined after its resume secret was refused');
+like(slurp($log), qr/resume secret refused \(401\); trying a fresh ticket/, 'fallback to minting logged');
+($a, $r) = $h->http(2, '127.0.0.1', $P, '/ip');
+like($r // '', qr/127\.0\.0\.1\n$/, 'streams work on the minted ticket');
 unlike(slurp($log), qr/egt_|egr_|egk_/, 'no secrets in the daemon log');
 
 # ---- SIGTERM the supervisor: clean stop ----------------------------------------------------
-my $a2 = agent_pid();
+$a2 = agent_pid();
 kill 'TERM', $sup;
 ok(wait_until(sub { !kill(0, $sup) && !kill(0, $a2) }, 20), 'supervisor and agent exit on SIGTERM');
 ok(!-e $pidfile, 'pidfile removed');
