@@ -25,17 +25,19 @@ if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "bench: installing$missing"
         # keep the packages' init scripts from starting system daemons
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.bench
+        made_policy=0
         if [ ! -e /usr/sbin/policy-rc.d ]; then
-            mv /usr/sbin/policy-rc.d.bench /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
-            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-        else
-            rm -f /usr/sbin/policy-rc.d.bench
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            made_policy=1
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
         fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing \
             || echo "bench: could not install$missing; those paths will be reported as not run"
-        rm -f /usr/sbin/policy-rc.d
-        trap - EXIT
+        if [ "$made_policy" = 1 ]; then
+            rm -f /usr/sbin/policy-rc.d
+            trap - EXIT INT TERM
+        fi
     else
         echo "bench: missing$missing (run as root to install); those paths will be reported as not run"
     fi
