@@ -243,6 +243,9 @@ int host_run(host_opts_t *o)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* DNS runs on libuv's thread pool (default 4 threads): give parallel
+     * lookups room; must be set before the pool's first use */
+    setenv("UV_THREADPOOL_SIZE", "32", 0);
     if ((ag = calloc(1, sizeof(*ag))) == NULL)
         return EXIT_RUNTIME;
     ag->o = o;
