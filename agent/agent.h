@@ -29,6 +29,11 @@ typedef struct {
 } egress_cmd_t;
 
 int cmd_host(int argc, char **argv);
+int cmd_client(int argc, char **argv);
+int cmd_lease(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_ticket(int argc, char **argv);
 
 /* ---- logging (stderr, one line, UTC timestamp) ---- */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -68,6 +73,14 @@ typedef struct {
     size_t nallow;
     int timeout_ms;
 } mint_req_t;
+
+/*
+ * Any API request (body: JSON text or NULL). Returns the HTTP status with
+ * *resp the decoded JSON body (NULL when there is none), or -1 with err set.
+ */
+struct json_t;
+int http_api(const egress_url_t *u, const char *method, const char *path, const char *token,
+             const char *body, struct json_t **resp, int timeout_ms, char *err, size_t errcap);
 
 int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, size_t tcap,
                      char *session, size_t scap, char *err, size_t errcap);

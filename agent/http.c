@@ -46,7 +46,7 @@ int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap)
     slash = strchr(p, '/');
     hs = p;
     he = slash ? slash : p + strlen(p);
-    if (he - hs == 0 || (size_t)(he - hs) >= sizeof(hostport)) {
+    if (he - hs == 0 || (size_t) (he - hs) >= sizeof(hostport)) {
         snprintf(err, errcap, "coordinator URL has no valid host: %s", url);
         return -1;
     }
@@ -150,12 +150,13 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
         }
     }
     for (size_t w = 0; w < reqlen;) {
-        ssize_t n = ssl ? SSL_write(ssl, req + w, (int)(reqlen - w)) : write(fd, req + w, reqlen - w);
+        ssize_t n =
+            ssl ? SSL_write(ssl, req + w, (int) (reqlen - w)) : write(fd, req + w, reqlen - w);
         if (n <= 0) {
             snprintf(err, errcap, "sending to coordinator failed");
             goto out;
         }
-        w += (size_t)n;
+        w += (size_t) n;
     }
     for (;;) {
         ssize_t n;
@@ -163,10 +164,11 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
             snprintf(err, errcap, "coordinator response too large");
             goto out;
         }
-        n = ssl ? SSL_read(ssl, resp + off, (int)(cap - 1 - off)) : read(fd, resp + off, cap - 1 - off);
+        n = ssl ? SSL_read(ssl, resp + off, (int) (cap - 1 - off))
+                : read(fd, resp + off, cap - 1 - off);
         if (n <= 0)
             break;
-        off += (size_t)n;
+        off += (size_t) n;
     }
     resp[off] = '\0';
     *resplen = off;
@@ -189,10 +191,9 @@ int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, 
                      char *session, size_t scap, char *err, size_t errcap)
 {
     json_t *body = json_object(), *allow = json_array(), *resp = NULL;
-    char *bodytxt, *req = NULL, *respbuf = NULL;
-    const char *b, *t, *s;
-    size_t resplen = 0;
-    int status = -1, n;
+    char *bodytxt, path[512];
+    const char *t, *s;
+    int status = -1;
 
     json_object_set_new(body, "role", json_string("host"));
     if (rq->session && *rq->session)
@@ -204,28 +205,15 @@ int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, 
     json_object_set_new(body, "allow", allow);
     bodytxt = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    if (!bodytxt)
-        goto out;
-
-    n = asprintf(&req,
-                 "POST %s/v1/leases/%s/egress/ticket HTTP/1.1\r\n"
-                 "Host: %s:%u\r\n"
-                 "Authorization: Bearer %s\r\n"
-                 "Content-Type: application/json\r\n"
-                 "Content-Length: %zu\r\n"
-                 "Connection: close\r\n"
-                 "User-Agent: egress/" EGRESS_VERSION "\r\n\r\n%s",
-                 u->prefix, rq->lease, u->host, u->port, rq->token, strlen(bodytxt), bodytxt);
+    if (!bodytxt) {
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
+    snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", rq->lease);
+    status = http_api(u, "POST", path, rq->token, bodytxt, &resp, rq->timeout_ms, err, errcap);
     free(bodytxt);
-    if (n < 0 || (respbuf = malloc(HTTP_RESPONSE_MAX)) == NULL)
-        goto out;
-    status = http_exchange(u, req, (size_t)n, respbuf, HTTP_RESPONSE_MAX, &resplen,
-                           rq->timeout_ms, err, errcap);
     if (status < 0)
         goto out;
-    b = strstr(respbuf, "\r\n\r\n");
-    b = b ? b + 4 : respbuf + resplen;
-    resp = json_loads(b, JSON_DISABLE_EOF_CHECK, NULL);
     if (status != 201 && status != 200) {
         const char *m = resp ? json_string_value(json_object_get(resp, "message")) : NULL;
         snprintf(err, errcap, "coordinator answered %d%s%s", status, m ? ": " : "", m ? m : "");
@@ -242,6 +230,42 @@ int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, 
     strcpy(session, s);
     status = 0;
 out:
+    json_decref(resp);
+    return status;
+}
+
+int http_api(const egress_url_t *u, const char *method, const char *path, const char *token,
+             const char *body, json_t **resp, int timeout_ms, char *err, size_t errcap)
+{
+    char *req = NULL, *respbuf = NULL;
+    const char *b;
+    size_t resplen = 0;
+    int status = -1, n;
+
+    *resp = NULL;
+    n = asprintf(&req,
+                 "%s %s%s HTTP/1.1\r\n"
+                 "Host: %s:%u\r\n"
+                 "%s%s%s"
+                 "Content-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n"
+                 "Connection: close\r\n"
+                 "User-Agent: egress/" EGRESS_VERSION "\r\n\r\n%s",
+                 method, u->prefix, path, u->host, u->port,
+                 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "",
+                 body ? strlen(body) : 0, body ? body : "");
+    if (n < 0 || (respbuf = malloc(HTTP_RESPONSE_MAX)) == NULL) {
+        snprintf(err, errcap, "out of memory");
+        goto out;
+    }
+    status = http_exchange(u, req, (size_t) n, respbuf, HTTP_RESPONSE_MAX, &resplen, timeout_ms,
+                           err, errcap);
+    if (status < 0)
+        goto out;
+    b = strstr(respbuf, "\r\n\r\n");
+    b = b ? b + 4 : respbuf + resplen;
+    *resp = json_loads(b, JSON_DISABLE_EOF_CHECK, NULL);
+out:
     if (req) {
         explicit_bzero(req, strlen(req));
         free(req);
@@ -250,6 +274,5 @@ out:
         explicit_bzero(respbuf, HTTP_RESPONSE_MAX);
         free(respbuf);
     }
-    json_decref(resp);
     return status;
 }

@@ -15,22 +15,26 @@
 
 static const egress_cmd_t commands[] = {
     {"host", "run the host agent: dial allowlisted destinations for a lease", cmd_host},
-    /* start, status, stop, client, ticket, lease: issue 6 */
+    {"client", "run the lease-side proxy (nginx with the egress module)", cmd_client},
+    {"status", "show a lease's egress session; exit 0 when both sides are connected",
+     cmd_status},
+    {"stop", "stop the local host agent daemon and the lease's egress session", cmd_stop},
+    {"ticket", "mint a one-use WebSocket ticket for manual wiring", cmd_ticket},
+    {"lease", "create, list, show or release leases on the coordinator", cmd_lease},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void main_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: egress <command> [options]\n"
-            "       egress help [command]\n"
-            "       egress --version\n"
-            "\n"
-            "Mediated egress: a browser on a lease reaches the internet through the\n"
-            "operator's machine, limited to an allowlist.\n"
-            "\n"
-            "Commands:\n");
+    fprintf(out, "usage: egress <command> [options]\n"
+                 "       egress help [command]\n"
+                 "       egress --version\n"
+                 "\n"
+                 "Mediated egress: a browser on a lease reaches the internet through the\n"
+                 "operator's machine, limited to an allowlist.\n"
+                 "\n"
+                 "Commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
@@ -56,7 +60,7 @@ void agent_log(const char *fmt, ...)
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03dZ egress: ", ts, (int)(tv.tv_usec / 1000));
+    fprintf(stderr, "%s.%03dZ egress: ", ts, (int) (tv.tv_usec / 1000));
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

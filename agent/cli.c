@@ -1,0 +1,132 @@
+/*
+ * cli.c: coordinator access and helpers shared by the operator commands.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_open(cli_t *c, int need_token)
+{
+    char err[256] = "";
+
+    if (config_load(&c->cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err);
+        return EXIT_USAGE;
+    }
+    if (!c->cfg.coordinator) {
+        fprintf(stderr,
+                "%s: no coordinator: pass --coordinator URL, set EGRESS_COORDINATOR, or put\n"
+                "  `coordinator = URL` in ~/.config/egress/config\n",
+                c->prog);
+        return EXIT_USAGE;
+    }
+    if (url_parse(&c->url, c->cfg.coordinator, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err);
+        return EXIT_USAGE;
+    }
+    if (need_token && !c->cfg.token) {
+        fprintf(stderr,
+                "%s: no API token: set EGRESS_TOKEN or put `token = ...` in\n"
+                "  ~/.config/egress/config (tokens are never taken from the command line)\n",
+                c->prog);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+void cli_close(cli_t *c)
+{
+    config_free(&c->cfg);
+}
+
+int cli_api(cli_t *c, const char *method, const char *path, json_t *body, json_t **resp)
+{
+    char err[256] = "";
+    char *text = NULL;
+    int status;
+
+    if (body && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return -1;
+    }
+    status = http_api(&c->url, method, path, c->cfg.token, text, resp, CLI_TIMEOUT_MS, err,
+                      sizeof(err));
+    free(text);
+    if (status < 0)
+        fprintf(stderr, "%s: %s\n", c->prog, err[0] ? err : "coordinator request failed");
+    return status;
+}
+
+int cli_api_fail(cli_t *c, int status, json_t *resp, const char *what)
+{
+    const char *m = cli_str(resp, "message");
+
+    fprintf(stderr, "%s: %s: coordinator answered %d%s%s\n", c->prog, what, status,
+            *m ? ": " : "", m);
+    if (status == 401)
+        return EXIT_AUTH;
+    if (status == 403 || status == 404 || status == 409 || status == 410)
+        return EXIT_FATAL;
+    return EXIT_RUNTIME;
+}
+
+const char *cli_str(json_t *o, const char *key)
+{
+    const char *s = o ? json_string_value(json_object_get(o, key)) : NULL;
+
+    return s ? s : "";
+}
+
+int cli_lease_ok(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 0 || n > 64)
+        return 0;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+int cli_write_private(const char *path, const char *data)
+{
+    char tmp[4096];
+    size_t len = strlen(data), off = 0;
+    int fd;
+
+    if ((size_t) snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid()) >=
+        sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        off += (size_t) n;
+    }
+    if (fsync(fd) < 0 || close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    if (rename(tmp, path) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return -1;
+}

@@ -1,0 +1,391 @@
+/*
+ * cmd_client.c: `egress client`, the lease side. Writes a minimal nginx
+ * configuration for ngx_stream_egress_module into a private runtime directory
+ * and runs Debian's nginx with it, so nobody needs to know nginx to use it.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define CLIENT_DEFAULT_LISTEN "127.0.0.1:3128"
+#define CLIENT_NGINX          "/usr/sbin/nginx"
+#define CLIENT_STREAM_MODULE  "/usr/lib/nginx/modules/ngx_stream_module.so"
+#define CLIENT_SYSTEM_MODULE  "/usr/lib/nginx/modules/ngx_stream_egress_module.so"
+
+static void client_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: egress client --id LEASE [--listen 127.0.0.1:3128] [--ticket-file FILE]\n"
+        "                     [--coordinator URL] [--daemon] [--print-config] [--stop]\n"
+        "\n"
+        "Run the lease-side proxy: nginx with ngx_stream_egress_module listening on a\n"
+        "loopback address, its bridge connected to the coordinator as the lease's\n"
+        "egress client. Point a browser at it with --proxy-server=http://LISTEN.\n"
+        "\n"
+        "Options:\n"
+        "  --id LEASE            lease id or slug\n"
+        "  --listen ADDR:PORT    proxy address; loopback only (127.0.0.0/8, [::1],\n"
+        "                        localhost); default 127.0.0.1:3128\n"
+        "  --ticket-file FILE    one-use client ticket (\"-\" reads standard input);\n"
+        "                        else EGRESS_TICKET; not needed to restart with a\n"
+        "                        resume secret saved by an earlier run\n"
+        "  --coordinator URL     coordinator base URL (http:// or https://)\n"
+        "  --trusted-certificate FILE\n"
+        "                        CA bundle that verifies an https:// coordinator\n"
+        "  --module FILE         the module to load (default: next to this program,\n"
+        "                        else " CLIENT_SYSTEM_MODULE ")\n"
+        "  --runtime-dir DIR     private directory for the config, ticket, resume\n"
+        "                        state, pid and logs (default $XDG_RUNTIME_DIR/egress/LEASE,\n"
+        "                        /run/egress/LEASE as root, else /tmp/egress-UID/LEASE)\n"
+        "  --daemon              run nginx in the background and return\n"
+        "  --print-config        print the nginx configuration and exit\n"
+        "  --stop                stop a client started with --daemon and exit\n"
+        "  -h, --help            this help\n"
+        "\n"
+        "No coordinator credential is needed or accepted here: the lease side holds\n"
+        "only its one-use ticket and the resume secret the coordinator hands it.\n"
+        "\n"
+        "Exit status: 0 ok (or nginx's own status in the foreground); 1 failure;\n"
+        "2 usage or configuration error.\n");
+}
+
+static int client_runtime_dir(char *out, size_t cap, const char *lease)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    char base[PATH_MAX];
+
+    if (xdg && *xdg)
+        snprintf(base, sizeof(base), "%s/egress", xdg);
+    else if (geteuid() == 0)
+        snprintf(base, sizeof(base), "/run/egress");
+    else
+        snprintf(base, sizeof(base), "/tmp/egress-%ld", (long) geteuid());
+    /* Traversable but not listable: a root-run nginx worker (nobody) must reach its dir. */
+    if (mkdir(base, 0711) < 0 && errno != EEXIST)
+        return -1;
+    if (geteuid() == 0 && chmod(base, 0711) < 0)
+        return -1;
+    if ((size_t) snprintf(out, cap, "%s/%s", base, lease) >= cap)
+        return -1;
+    return 0;
+}
+
+static const char *client_module(const char *flag, char *buf, size_t cap)
+{
+    const char *env = getenv("EGRESS_MODULE");
+    char self[PATH_MAX];
+    ssize_t n;
+
+    if (flag)
+        return flag;
+    if (env && *env)
+        return env;
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        snprintf(buf, cap, "%s/ngx_stream_egress_module.so", dirname(self));
+        if (access(buf, R_OK) == 0)
+            return buf;
+    }
+    return CLIENT_SYSTEM_MODULE;
+}
+
+static char *client_config(const char *lease, const egress_url_t *u, const char *listen,
+                           const char *module, const char *dir, const char *trusted,
+                           const char *user, int daemon)
+{
+    char *conf = NULL, hostport[300], tls_line[PATH_MAX + 64] = "";
+
+    if (strchr(u->host, ':'))
+        snprintf(hostport, sizeof(hostport), "[%s]:%u", u->host, u->port);
+    else
+        snprintf(hostport, sizeof(hostport), "%s:%u", u->host, u->port);
+    if (trusted)
+        snprintf(tls_line, sizeof(tls_line), "    egress_bridge_trusted_certificate %s;\n",
+                 trusted);
+    if (asprintf(&conf,
+                 "# Written by `egress client` for lease %s; regenerated on every start.\n"
+                 "load_module %s;\n"
+                 "load_module %s;\n"
+                 "%s"
+                 "worker_processes 1;\n"
+                 "daemon %s;\n"
+                 "pid %s/nginx.pid;\n"
+                 "error_log %s info;\n"
+                 "events {\n"
+                 "    worker_connections 4096;\n"
+                 "}\n"
+                 "stream {\n"
+                 "    egress_bridge %s://%s%s/v1/leases/%s/egress/client;\n"
+                 "    egress_bridge_ticket_file %s/client.ticket;\n"
+                 "    egress_bridge_state_file %s/client.state;\n"
+                 "%s"
+                 "    server {\n"
+                 "        listen %s;\n"
+                 "        egress_proxy on;\n"
+                 "    }\n"
+                 "}\n",
+                 lease, CLIENT_STREAM_MODULE, module, user, daemon ? "on" : "off", dir,
+                 daemon ? "logs/error.log" : "stderr", u->tls ? "wss" : "ws", hostport,
+                 u->prefix, lease, dir, dir, tls_line, listen) < 0)
+        return NULL;
+    return conf;
+}
+
+/*
+ * As root, nginx runs its worker as an unprivileged user; that worker reads
+ * the ticket and writes the resume state, so it must own the runtime
+ * directory and the ticket. Other users run the worker as themselves.
+ */
+static int client_worker_user(char *line, size_t cap, uid_t *uid, gid_t *gid)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    line[0] = '\0';
+    *uid = (uid_t) -1;
+    *gid = (gid_t) -1;
+    if (geteuid() != 0)
+        return 0;
+    if ((pw = getpwnam("nobody")) == NULL)
+        return -1;
+    gr = getgrnam("nogroup");
+    *uid = pw->pw_uid;
+    *gid = gr ? gr->gr_gid : pw->pw_gid;
+    snprintf(line, cap, "user nobody %s;\n", gr ? "nogroup" : "nobody");
+    return 0;
+}
+
+/* Stops a daemonized client: TERM to the nginx master named in the pid file. */
+static int client_stop(const char *dir)
+{
+    char path[PATH_MAX], buf[32];
+    FILE *f;
+    long pid;
+    int i;
+
+    snprintf(path, sizeof(path), "%s/nginx.pid", dir);
+    if ((f = fopen(path, "r")) == NULL) {
+        printf("egress client: not running (no %s)\n", path);
+        return EXIT_OK;
+    }
+    pid = fgets(buf, sizeof(buf), f) ? strtol(buf, NULL, 10) : 0;
+    fclose(f);
+    if (pid <= 1 || kill((pid_t) pid, SIGTERM) < 0) {
+        printf("egress client: not running\n");
+        unlink(path);
+        return EXIT_OK;
+    }
+    /* nginx removes its pid file when the master exits. */
+    for (i = 0; i < 500 && access(path, F_OK) == 0; i++) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    printf("egress client: stopped nginx (pid %ld)\n", pid);
+    return EXIT_OK;
+}
+
+int cmd_client(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"id", required_argument, NULL, 'i'},
+        {"listen", required_argument, NULL, 'l'},
+        {"ticket-file", required_argument, NULL, 't'},
+        {"coordinator", required_argument, NULL, 'c'},
+        {"trusted-certificate", required_argument, NULL, 'T'},
+        {"module", required_argument, NULL, 'm'},
+        {"runtime-dir", required_argument, NULL, 'r'},
+        {"daemon", no_argument, NULL, 'd'},
+        {"print-config", no_argument, NULL, 'p'},
+        {"stop", no_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    cli_t c = {.prog = "egress client"};
+    const char *id = NULL, *listen = CLIENT_DEFAULT_LISTEN, *ticket_file = NULL;
+    const char *module_flag = NULL, *dir_flag = NULL, *trusted = NULL, *module;
+    char dir[PATH_MAX], path[PATH_MAX + 32], modbuf[PATH_MAX], host[EGRESS_HOST_BUF];
+    char err[256] = "", *ticket = NULL, *conf = NULL, user[64];
+    uid_t wuid;
+    gid_t wgid;
+    int daemon = 0, print = 0, stop = 0, opt, rc = EXIT_USAGE;
+    uint16_t port;
+    egress_error_t e;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'i':
+            id = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 't':
+            ticket_file = optarg;
+            break;
+        case 'c':
+            c.cfg.coordinator = strdup(optarg);
+            break;
+        case 'T':
+            trusted = optarg;
+            break;
+        case 'm':
+            module_flag = optarg;
+            break;
+        case 'r':
+            dir_flag = optarg;
+            break;
+        case 'd':
+            daemon = 1;
+            break;
+        case 'p':
+            print = 1;
+            break;
+        case 's':
+            stop = 1;
+            break;
+        case 'h':
+            client_usage(stdout);
+            return EXIT_OK;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !id || !cli_lease_ok(id)) {
+        fprintf(stderr, "egress client: --id LEASE is required (see egress client --help)\n");
+        goto out;
+    }
+    if (egress_hostport_parse(host, &port, listen, strlen(listen), 0, &e) < 0) {
+        fprintf(stderr, "egress client: --listen %s: %s\n", listen, e.message);
+        goto out;
+    }
+    if (!egress_host_is_loopback(host, strlen(host))) {
+        fprintf(stderr,
+                "egress client: --listen %s is not a loopback address; the proxy only\n"
+                "  listens on 127.0.0.0/8, [::1] or localhost so nothing else can use it\n",
+                listen);
+        goto out;
+    }
+    if (dir_flag) {
+        if (strlen(dir_flag) >= sizeof(dir))
+            goto out;
+        strcpy(dir, dir_flag);
+    } else if (client_runtime_dir(dir, sizeof(dir), id) < 0) {
+        fprintf(stderr, "egress client: cannot create a runtime directory: %s\n",
+                strerror(errno));
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    if (stop) {
+        rc = client_stop(dir);
+        goto out;
+    }
+    if ((rc = cli_open(&c, 0)) != 0)
+        goto out;
+    rc = EXIT_RUNTIME;
+    module = client_module(module_flag, modbuf, sizeof(modbuf));
+    if (client_worker_user(user, sizeof(user), &wuid, &wgid) < 0) {
+        fprintf(stderr, "egress client: no user \"nobody\" to run the nginx worker as\n");
+        goto out;
+    }
+    conf = client_config(id, &c.url, listen, module, dir, trusted, user, daemon);
+    if (!conf)
+        goto out;
+    if (print) {
+        fputs(conf, stdout);
+        rc = EXIT_OK;
+        goto out;
+    }
+    if (access(module, R_OK) < 0) {
+        fprintf(stderr, "egress client: the nginx module %s is missing (%s)\n", module,
+                strerror(errno));
+        goto out;
+    }
+    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chmod(dir, 0700) < 0) {
+        fprintf(stderr, "egress client: %s: %s\n", dir, strerror(errno));
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/logs", dir);
+    mkdir(path, 0700);
+
+    if (ticket_file)
+        ticket = config_read_secret_file(ticket_file, err, sizeof(err));
+    else if (getenv("EGRESS_TICKET") && *getenv("EGRESS_TICKET"))
+        ticket = strdup(getenv("EGRESS_TICKET"));
+    if (ticket_file && !ticket) {
+        fprintf(stderr, "egress client: %s\n", err);
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/client.ticket", dir);
+    if (ticket) {
+        size_t n = strlen(ticket);
+        char *line = malloc(n + 2);
+        if (!line)
+            goto out;
+        memcpy(line, ticket, n);
+        memcpy(line + n, "\n", 2);
+        if (cli_write_private(path, line) < 0) {
+            fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
+            free(line);
+            goto out;
+        }
+        explicit_bzero(line, n);
+        free(line);
+    } else if (access(path, R_OK) < 0) {
+        /* The module needs a readable ticket file even when it resumes. */
+        if (cli_write_private(path, "") < 0)
+            goto out;
+    }
+    if (wuid != (uid_t) -1 && (chown(dir, wuid, wgid) < 0 || chown(path, wuid, wgid) < 0)) {
+        fprintf(stderr, "egress client: cannot hand %s to the worker user: %s\n", dir,
+                strerror(errno));
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/nginx.conf", dir);
+    if (cli_write_private(path, conf) < 0) {
+        fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    {
+        char prefix[PATH_MAX + 2], elog[PATH_MAX + 32];
+        const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
+                                ? getenv("EGRESS_NGINX")
+                                : CLIENT_NGINX;
+        snprintf(prefix, sizeof(prefix), "%s/", dir);
+        snprintf(elog, sizeof(elog), "%s/logs/error.log", dir);
+        char *nargv[] = {(char *) nginx,           "-p", prefix, "-c", path, "-e",
+                         daemon ? elog : "stderr", NULL};
+        fflush(NULL);
+        if (daemon) {
+            fprintf(stderr, "egress client: proxy for lease %s on %s (logs %s)\n", id, listen,
+                    elog);
+        } else {
+            fprintf(stderr, "egress client: proxy for lease %s on %s\n", id, listen);
+        }
+        execv(nginx, nargv);
+        fprintf(stderr, "egress client: cannot run %s: %s\n", nginx, strerror(errno));
+    }
+out:
+    if (ticket) {
+        explicit_bzero(ticket, strlen(ticket));
+        free(ticket);
+    }
+    free(conf);
+    cli_close(&c);
+    return rc;
+}
