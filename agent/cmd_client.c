@@ -173,7 +173,7 @@ static int client_worker_user(char *line, size_t cap, uid_t *uid, gid_t *gid)
 /* Stops a daemonized client: TERM to the nginx master named in the pid file. */
 static int client_stop(const char *dir)
 {
-    char path[PATH_MAX], buf[32];
+    char path[PATH_MAX + 16], buf[32];
     FILE *f;
     long pid;
     int i;
