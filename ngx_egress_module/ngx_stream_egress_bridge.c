@@ -93,6 +93,8 @@ typedef struct {
     u_char                          used_ticket[EGRESS_SHA256_LEN];
     u_char                          spent_ticket[EGRESS_SHA256_LEN];
 
+    ngx_err_t                       ticket_err;     /* last open() error */
+
     unsigned                        with_ticket:1;  /* this attempt */
     unsigned                        with_resume:1;
     unsigned                        has_dead_resume:1;
@@ -578,6 +580,14 @@ ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
         }
     }
 
+    if (b->ticket_err && b->ticket_err != NGX_ENOENT) {
+        ngx_stream_egress_bridge_set_reason(b,
+                      "the nginx worker cannot read the ticket file \"%V\" "
+                      "(check its owner and mode, and the user directive)",
+                      &b->conf->ticket_file);
+        return NGX_DECLINED;
+    }
+
     ngx_stream_egress_bridge_set_reason(b,
                       "no usable ticket in \"%V\" (spent or missing) and no "
                       "resume secret", &b->conf->ticket_file);
@@ -593,12 +603,25 @@ ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
     u_char    *p, *last;
     ssize_t    n;
     ngx_fd_t   fd;
+    ngx_err_t  err;
 
     fd = ngx_open_file(b->conf->ticket_file.data, NGX_FILE_RDONLY,
                        NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        /* the file is polled: say so once, not every second */
+        if (err != NGX_ENOENT && err != b->ticket_err) {
+            ngx_log_error(NGX_LOG_ERR, b->log, err,
+                          "egress bridge: cannot read ticket file \"%V\"",
+                          &b->conf->ticket_file);
+        }
+
+        b->ticket_err = err;
         return NGX_DECLINED;
     }
+
+    b->ticket_err = 0;
 
     n = read(fd, buf, size - 1);
 
