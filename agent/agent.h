@@ -112,6 +112,7 @@ typedef struct {
     int daemon;
     int dial_timeout_ms;
     int verbose;
+    int protocol; /* 0: offer v2 then v1; else only that version */
     egress_url_t url;
     char coordinator[512];
     char *token;  /* may be NULL */

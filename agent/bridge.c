@@ -400,8 +400,8 @@ int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (ag->using_ticket) /* one-use: it is spent now */
             explicit_bzero(ag->ticket, sizeof(ag->ticket));
         ag->proto = egress_proto_from_subprotocol(ag->subproto);
-        if (ag->proto == 0) {
-            agent_log("coordinator selected unknown subprotocol '%s'", ag->subproto);
+        if (ag->proto == 0 || (ag->o->protocol && ag->proto != ag->o->protocol)) {
+            agent_log("coordinator selected unusable subprotocol '%s'", ag->subproto);
             return -1;
         }
         if (ag->proto == EGRESS_PROTO_V1) {
@@ -521,7 +521,10 @@ int bridge_connect(agent_t *ag)
     i.path = path;
     i.host = o->url.host;
     i.origin = o->url.host;
-    i.protocol = EGRESS_SUBPROTO_V2 ", " EGRESS_SUBPROTO_V1;
+    i.protocol = ag->o->protocol == EGRESS_PROTO_V1   ? EGRESS_SUBPROTO_V1
+                 : ag->o->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
+                                                      : EGRESS_SUBPROTO_V2
+                     ", " EGRESS_SUBPROTO_V1;
     i.local_protocol_name = "egress";
     i.ssl_connection = o->url.tls ? LCCSCF_USE_SSL : 0;
     i.pwsi = &ag->wsi;

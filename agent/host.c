@@ -47,6 +47,8 @@ static void host_usage(FILE *out)
         "    --session ID          join this egress session (with a ticket or when minting)\n"
         "    --ticket-file FILE    read a one-use host ticket from FILE (`-` = stdin)\n"
         "    --dial-timeout SECS   connect timeout per destination, DNS included (default 10)\n"
+        "    --protocol auto|v1|v2 bridge protocol to offer (default auto: egress.v2,\n"
+        "                          falling back to egress.v1)\n"
         "    --audit-log FILE      append one JSON line per connection to FILE\n"
         "    --metrics ADDR:PORT   serve Prometheus metrics on a loopback address\n"
         "                          (e.g. 127.0.0.1:9464)\n"
@@ -385,6 +387,7 @@ enum {
     OPT_TICKET,
     OPT_TICKET_FILE,
     OPT_DIAL_TIMEOUT,
+    OPT_PROTOCOL,
     OPT_AUDIT,
     OPT_METRICS,
     OPT_DAEMON
@@ -401,6 +404,7 @@ static const struct option host_longopts[] = {
     {"ticket", required_argument, NULL, OPT_TICKET},
     {"ticket-file", required_argument, NULL, OPT_TICKET_FILE},
     {"dial-timeout", required_argument, NULL, OPT_DIAL_TIMEOUT},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
     {"audit-log", required_argument, NULL, OPT_AUDIT},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"daemon", no_argument, NULL, OPT_DAEMON},
@@ -485,6 +489,18 @@ int cmd_host(int argc, char **argv)
             o.dial_timeout_ms = (int) (secs * 1000);
             break;
         }
+        case OPT_PROTOCOL:
+            if (strcmp(optarg, "auto") == 0) {
+                o.protocol = 0;
+            } else if (strcmp(optarg, "v1") == 0) {
+                o.protocol = EGRESS_PROTO_V1;
+            } else if (strcmp(optarg, "v2") == 0) {
+                o.protocol = EGRESS_PROTO_V2;
+            } else {
+                fprintf(stderr, "egress host: --protocol must be auto, v1 or v2\n");
+                goto usage;
+            }
+            break;
         case OPT_AUDIT:
             o.audit_path = optarg;
             break;

@@ -444,12 +444,15 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
                      "Connection: Upgrade" CRLF
                      "Sec-WebSocket-Key: %V" CRLF
                      "Sec-WebSocket-Version: 13" CRLF
-                     "Sec-WebSocket-Protocol: " EGRESS_SUBPROTO_V2 ", "
-                     EGRESS_SUBPROTO_V1 CRLF
+                     "Sec-WebSocket-Protocol: %s" CRLF
                      "User-Agent: ngx_stream_egress_module/"
                      NGX_STREAM_EGRESS_VERSION CRLF
                      "%*s" CRLF,
-                     &conf->path, &conf->host_header, &key, cred_len, cred);
+                     &conf->path, &conf->host_header, &key,
+                     conf->protocol == EGRESS_PROTO_V1 ? EGRESS_SUBPROTO_V1
+                     : conf->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
+                     : EGRESS_SUBPROTO_V2 ", " EGRESS_SUBPROTO_V1,
+                     cred_len, cred);
 
     ngx_explicit_memzero(cred, sizeof(cred));
 
@@ -1295,6 +1298,15 @@ ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
             ngx_stream_egress_bridge_fail(b, 1);
             return NGX_OK;
         }
+    }
+
+    if (b->conf->protocol && (ngx_uint_t) b->version != b->conf->protocol) {
+        ngx_stream_egress_bridge_set_reason(b, "coordinator chose egress.v%ui, "
+                                            "egress_bridge_protocol requires "
+                                            "egress.v%ui", (ngx_uint_t) b->version,
+                                            b->conf->protocol);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return NGX_OK;
     }
 
     /* what follows the head already belongs to the WebSocket */

@@ -55,6 +55,15 @@ static ngx_conf_num_bounds_t  ngx_stream_egress_header_size_bounds = {
 };
 
 
+/* "auto" offers v2 and accepts v1; v1 or v2 offer only that version */
+static ngx_conf_enum_t  ngx_stream_egress_protocols[] = {
+    { ngx_string("auto"), 0 },
+    { ngx_string("v1"), EGRESS_PROTO_V1 },
+    { ngx_string("v2"), EGRESS_PROTO_V2 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_stream_egress_commands[] = {
 
     { ngx_string("egress_bridge"),
@@ -98,6 +107,13 @@ static ngx_command_t  ngx_stream_egress_commands[] = {
       NGX_STREAM_MAIN_CONF_OFFSET,
       offsetof(ngx_stream_egress_main_conf_t, ping_interval),
       NULL },
+
+    { ngx_string("egress_bridge_protocol"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_egress_main_conf_t, protocol),
+      &ngx_stream_egress_protocols },
 
     { ngx_string("egress_proxy"),
       NGX_STREAM_SRV_CONF|NGX_CONF_FLAG,
@@ -219,6 +235,7 @@ ngx_stream_egress_create_main_conf(ngx_conf_t *cf)
 
     emcf->reconnect_max = NGX_CONF_UNSET_MSEC;
     emcf->ping_interval = NGX_CONF_UNSET_MSEC;
+    emcf->protocol = NGX_CONF_UNSET_UINT;
 
     return emcf;
 }
@@ -231,6 +248,7 @@ ngx_stream_egress_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(emcf->reconnect_max, 30000);
     ngx_conf_init_msec_value(emcf->ping_interval, 20000);
+    ngx_conf_init_uint_value(emcf->protocol, 0);
 
     if (emcf->reconnect_max < 1000) {
         emcf->reconnect_max = 1000;

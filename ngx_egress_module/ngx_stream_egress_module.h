@@ -57,6 +57,7 @@ typedef struct {
     ngx_str_t                      trusted_certificate;
     ngx_msec_t                     reconnect_max;
     ngx_msec_t                     ping_interval;
+    ngx_uint_t                     protocol;     /* 0: v2 then v1; or v1/v2 */
 
     ngx_ssl_t                     *ssl;
 
