@@ -32,6 +32,7 @@ int cmd_host(int argc, char **argv);
 int cmd_client(int argc, char **argv);
 int cmd_lease(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_ticket(int argc, char **argv);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -129,4 +130,61 @@ fail:
         close(fd);
     unlink(tmp);
     return -1;
+}
+
+int cli_ssh_run(const cli_ssh_t *ssh, const char *const *args, const char *input)
+{
+    const char *argv[40];
+    size_t n = 0, i;
+    int in[2], status;
+    pid_t pid;
+
+    if (ssh->target[0] == '-') /* would be read as an ssh option */
+        return -1;
+    argv[n++] = "ssh";
+    argv[n++] = "-o";
+    argv[n++] = "BatchMode=yes";
+    argv[n++] = "-o";
+    argv[n++] = "ConnectTimeout=10";
+    if (ssh->config) {
+        argv[n++] = "-F";
+        argv[n++] = ssh->config;
+    }
+    argv[n++] = "--";
+    argv[n++] = ssh->target;
+    argv[n++] = ssh->remote ? ssh->remote : "egress";
+    for (i = 0; args[i] && n < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+
+    if (pipe2(in, O_CLOEXEC) < 0)
+        return -1;
+    fflush(NULL);
+    if ((pid = fork()) < 0) {
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        execvp("ssh", (char *const *) argv);
+        _exit(127);
+    }
+    close(in[0]);
+    if (input) {
+        size_t len = strlen(input), off = 0;
+        while (off < len) {
+            ssize_t w = write(in[1], input + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t) w;
+        }
+    }
+    close(in[1]);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

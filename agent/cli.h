@@ -45,4 +45,18 @@ int cli_lease_ok(const char *id);
 /* Writes data to path with mode 0600 (replacing it atomically). Returns 0 or -1 (errno). */
 int cli_write_private(const char *path, const char *data);
 
+/* How the operator machine reaches a lease (OpenSSH client, never a password prompt). */
+typedef struct {
+    const char *target; /* user@host */
+    const char *config; /* -F FILE, or NULL */
+    const char *remote; /* the egress program on the lease ("egress") */
+} cli_ssh_t;
+
+/*
+ * Runs `REMOTE ARGS...` on the lease with BatchMode; input (may be NULL) is
+ * written to its standard input, so secrets never appear in an argv. Output
+ * goes to ours. Returns the remote exit status, 255 for an SSH failure, or -1.
+ */
+int cli_ssh_run(const cli_ssh_t *ssh, const char *const *args, const char *input);
+
 #endif /* EGRESS_CLI_H */

@@ -170,6 +170,32 @@ static int client_worker_user(char *line, size_t cap, uid_t *uid, gid_t *gid)
     return 0;
 }
 
+/* Names every missing piece of the lease side; 0 when all are there. */
+static int client_check(const char *module)
+{
+    const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
+                            ? getenv("EGRESS_NGINX")
+                            : CLIENT_NGINX;
+    int missing = 0;
+
+    if (access(nginx, X_OK) < 0) {
+        printf("missing: nginx (%s; Debian package nginx)\n", nginx);
+        missing = 1;
+    }
+    if (access(CLIENT_STREAM_MODULE, R_OK) < 0) {
+        printf("missing: nginx stream module (%s; Debian package libnginx-mod-stream)\n",
+               CLIENT_STREAM_MODULE);
+        missing = 1;
+    }
+    if (access(module, R_OK) < 0) {
+        printf("missing: ngx_stream_egress_module (%s)\n", module);
+        missing = 1;
+    }
+    if (!missing)
+        printf("ok: nginx %s, module %s\n", nginx, module);
+    return missing ? EXIT_RUNTIME : EXIT_OK;
+}
+
 /* Stops a daemonized client: TERM to the nginx master named in the pid file. */
 static int client_stop(const char *dir)
 {
@@ -212,6 +238,7 @@ int cmd_client(int argc, char **argv)
         {"daemon", no_argument, NULL, 'd'},
         {"print-config", no_argument, NULL, 'p'},
         {"stop", no_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -222,7 +249,7 @@ int cmd_client(int argc, char **argv)
     char err[256] = "", *ticket = NULL, *conf = NULL, user[64];
     uid_t wuid;
     gid_t wgid;
-    int daemon = 0, print = 0, stop = 0, opt, rc = EXIT_USAGE;
+    int daemon = 0, print = 0, stop = 0, check = 0, opt, rc = EXIT_USAGE;
     uint16_t port;
     egress_error_t e;
 
@@ -259,6 +286,9 @@ int cmd_client(int argc, char **argv)
         case 's':
             stop = 1;
             break;
+        case 'k':
+            check = 1;
+            break;
         case 'h':
             client_usage(stdout);
             return EXIT_OK;
@@ -293,6 +323,10 @@ int cmd_client(int argc, char **argv)
     }
     if (stop) {
         rc = client_stop(dir);
+        goto out;
+    }
+    if (check) {
+        rc = client_check(client_module(module_flag, modbuf, sizeof(modbuf)));
         goto out;
     }
     if ((rc = cli_open(&c, 0)) != 0)

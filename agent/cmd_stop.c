@@ -20,7 +20,8 @@
 static void stop_usage(FILE *out)
 {
     fprintf(out,
-            "usage: egress stop --id LEASE [--ssh TARGET] [--local-only]\n"
+            "usage: egress stop --id LEASE [--ssh TARGET] [--ssh-config FILE]\n"
+            "                   [--remote-egress PATH] [--local-only]\n"
             "\n"
             "Stop the egress of LEASE:\n"
             "  1. the host agent daemon started by `egress start --daemon` or\n"
@@ -33,6 +34,9 @@ static void stop_usage(FILE *out)
             "Options:\n"
             "  --id LEASE         lease id or slug\n"
             "  --ssh TARGET       SSH destination of the lease (overrides the lease record)\n"
+            "  --ssh-config FILE  OpenSSH client configuration (ssh -F)\n"
+            "  --remote-egress PATH\n"
+            "                     the egress program on the lease (default: egress)\n"
             "  --local-only       only stop the local daemon\n"
             "  --coordinator URL  coordinator base URL\n"
             "  -h, --help         this help\n"
@@ -78,39 +82,13 @@ static int stop_daemon(const char *lease)
 }
 
 /* Runs `egress client --id L --stop` on the lease over SSH. */
-static int stop_remote(const char *target, const char *lease)
+static int stop_remote(const cli_ssh_t *ssh, const char *lease)
 {
-    pid_t pid;
-    int status;
+    const char *args[] = {"client", "--id", lease, "--stop", NULL};
 
-    if (target[0] == '-') {
-        fprintf(stderr, "egress stop: bad SSH target '%s'\n", target);
-        return -1;
-    }
-    fflush(NULL);
-    if ((pid = fork()) < 0)
-        return -1;
-    if (pid == 0) {
-        char *argv[] = {"ssh",
-                        "-o",
-                        "BatchMode=yes",
-                        "-o",
-                        "ConnectTimeout=10",
-                        "--",
-                        (char *) target,
-                        "egress",
-                        "client",
-                        "--id",
-                        (char *) lease,
-                        "--stop",
-                        NULL};
-        execvp("ssh", argv);
-        _exit(127);
-    }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "egress stop: stopping the lease proxy over SSH (%s) failed\n", target);
+    if (cli_ssh_run(ssh, args, NULL) != 0) {
+        fprintf(stderr, "egress stop: stopping the lease proxy over SSH (%s) failed\n",
+                ssh->target);
         return -1;
     }
     return 0;
@@ -119,12 +97,18 @@ static int stop_remote(const char *target, const char *lease)
 int cmd_stop(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},   {"ssh", required_argument, NULL, 'S'},
-        {"local-only", no_argument, NULL, 'l'}, {"coordinator", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"id", required_argument, NULL, 'i'},
+        {"ssh", required_argument, NULL, 'S'},
+        {"local-only", no_argument, NULL, 'l'},
+        {"ssh-config", required_argument, NULL, 'F'},
+        {"remote-egress", required_argument, NULL, 'R'},
+        {"coordinator", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     cli_t c = {.prog = "egress stop"};
     const char *id = NULL, *ssh = NULL;
+    cli_ssh_t remote = {NULL, NULL, "egress"};
     json_t *resp = NULL;
     char path[256], *target = NULL;
     int local_only = 0, opt, rc, status, failed = 0;
@@ -140,6 +124,12 @@ int cmd_stop(int argc, char **argv)
             break;
         case 'l':
             local_only = 1;
+            break;
+        case 'F':
+            remote.config = optarg;
+            break;
+        case 'R':
+            remote.remote = optarg;
             break;
         case 'c':
             c.cfg.coordinator = strdup(optarg);
@@ -176,7 +166,8 @@ int cmd_stop(int argc, char **argv)
         json_decref(resp);
         resp = NULL;
     }
-    if (target && stop_remote(target, id) < 0)
+    remote.target = target;
+    if (target && stop_remote(&remote, id) < 0)
         failed = 1;
 
     snprintf(path, sizeof(path), "/v1/leases/%s/egress", id);

@@ -15,6 +15,8 @@
 
 static const egress_cmd_t commands[] = {
     {"host", "run the host agent: dial allowlisted destinations for a lease", cmd_host},
+    {"start", "start egress for a lease in one step (lease proxy over SSH, host agent)",
+     cmd_start},
     {"client", "run the lease-side proxy (nginx with the egress module)", cmd_client},
     {"status", "show a lease's egress session; exit 0 when both sides are connected",
      cmd_status},
