@@ -109,15 +109,13 @@ curl -sS --proxy "http://127.0.0.1:$PPORT" -w 'HTTP %{http_code}\n' \
 say "done; tearing down"
 cat <<EOF
 
-Try next (each side by hand; see README.md):
+Try next (see README.md and docs/operations.md):
   egress-coordinator --listen 127.0.0.1:8080 --db ./egress.db &
   export EGRESS_COORDINATOR=http://127.0.0.1:8080
   export EGRESS_TOKEN=$(egress-coordinator --db ./egress.db token add --owner you --org yours)
-  egress lease create --slug my-lease
-  egress ticket --id my-lease --role client --out client.ticket --session-out session
-  egress client --id my-lease --ticket-file client.ticket --daemon      # on the lease
-  egress host --id my-lease --session "$(cat session)" --profile discord   # on your machine
-  chromium --proxy-server=http://127.0.0.1:3128 https://discord.com
+  egress lease create --slug my-lease --ssh root@LEASE-HOST
+  egress start --id my-lease --profile discord --daemon
+  chromium --proxy-server=http://127.0.0.1:3128 https://discord.com    # on the lease
   egress status --id my-lease
   egress stop --id my-lease
 See README.md and docs/ for the full tour.
