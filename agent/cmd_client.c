@@ -5,6 +5,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,7 +141,7 @@ static char *client_config(const char *lease, const egress_url_t *u, const char 
                  "        egress_proxy on;\n"
                  "    }\n"
                  "}\n",
-                 lease, CLIENT_STREAM_MODULE, module, user, daemon ? "on" : "off", dir,
+                 lease, CLIENT_STREAM_MODULE, module, user, "off", dir,
                  daemon ? "logs/error.log" : "stderr", u->tls ? "wss" : "ws", hostport,
                  u->prefix, lease, dir, dir, tls_line, listen) < 0)
         return NULL;
@@ -197,7 +199,7 @@ static int client_check(const char *module)
 }
 
 /* Stops a daemonized client: TERM to the nginx master named in the pid file. */
-static int client_stop(const char *dir)
+static int client_stop(const char *dir, int quiet)
 {
     char path[PATH_MAX + 16], buf[32];
     FILE *f;
@@ -206,13 +208,15 @@ static int client_stop(const char *dir)
 
     snprintf(path, sizeof(path), "%s/nginx.pid", dir);
     if ((f = fopen(path, "r")) == NULL) {
-        printf("egress client: not running (no %s)\n", path);
+        if (!quiet)
+            printf("egress client: not running (no %s)\n", path);
         return EXIT_OK;
     }
     pid = fgets(buf, sizeof(buf), f) ? strtol(buf, NULL, 10) : 0;
     fclose(f);
     if (pid <= 1 || kill((pid_t) pid, SIGTERM) < 0) {
-        printf("egress client: not running\n");
+        if (!quiet)
+            printf("egress client: not running\n");
         unlink(path);
         return EXIT_OK;
     }
@@ -221,8 +225,94 @@ static int client_stop(const char *dir)
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    printf("egress client: stopped nginx (pid %ld)\n", pid);
+    if (!quiet)
+        printf("egress client: stopped nginx (pid %ld)\n", pid);
     return EXIT_OK;
+}
+
+static volatile sig_atomic_t client_signal;
+
+static void client_on_signal(int sig)
+{
+    client_signal = sig;
+}
+
+/* 1 when the module marked the lease or session as over in its state file. */
+static int client_ended(const char *state)
+{
+    char buf[4096];
+    FILE *f = fopen(state, "r");
+    size_t n;
+
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, "\"ended\"") != NULL;
+}
+
+/*
+ * Runs nginx as a child and watches it: signals are passed on, and when the
+ * module records that the lease was released or the session stopped, nginx
+ * is stopped too, so the proxy port closes with the lease. With daemon, this
+ * watcher detaches first and the command returns at once.
+ */
+static int client_supervise(const char *nginx, char *const *nargv, const char *state,
+                            int daemon)
+{
+    struct sigaction sa;
+    pid_t pid;
+    int status, ticks = 0, fd;
+
+    fflush(NULL);
+    if (daemon) {
+        if ((pid = fork()) < 0)
+            return EXIT_RUNTIME;
+        if (pid > 0)
+            return EXIT_OK;
+        setsid();
+        /* an SSH session waits for these to close */
+        if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+            dup2(fd, STDIN_FILENO);
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            if (fd > STDERR_FILENO)
+                close(fd);
+        }
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = client_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    if ((pid = fork()) < 0)
+        return EXIT_RUNTIME;
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        execv(nginx, nargv);
+        fprintf(stderr, "egress client: cannot run %s: %s\n", nginx, strerror(errno));
+        _exit(EXIT_RUNTIME);
+    }
+    for (;;) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        pid_t w = waitpid(pid, &status, WNOHANG);
+
+        if (w == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_RUNTIME;
+        if (client_signal) {
+            kill(pid, client_signal == SIGHUP ? SIGHUP : SIGTERM);
+            client_signal = 0;
+        }
+        if (++ticks % 10 == 0 && client_ended(state)) {
+            fprintf(stderr, "egress client: the lease or its egress session is over; "
+                            "stopping the proxy\n");
+            kill(pid, SIGTERM);
+        }
+        nanosleep(&ts, NULL);
+    }
 }
 
 int cmd_client(int argc, char **argv)
@@ -322,7 +412,7 @@ int cmd_client(int argc, char **argv)
         goto out;
     }
     if (stop) {
-        rc = client_stop(dir);
+        rc = client_stop(dir, 0);
         goto out;
     }
     if (check) {
@@ -365,8 +455,15 @@ int cmd_client(int argc, char **argv)
         fprintf(stderr, "egress client: %s\n", err);
         goto out;
     }
+    /* a restart replaces the previous proxy of this lease instead of failing to bind */
+    client_stop(dir, 1);
     snprintf(path, sizeof(path), "%s/client.ticket", dir);
     if (ticket) {
+        char state[PATH_MAX + 32];
+
+        /* a new ticket is a new session: the old resume secret and end mark are void */
+        snprintf(state, sizeof(state), "%s/client.state", dir);
+        unlink(state);
         size_t n = strlen(ticket);
         char *line = malloc(n + 2);
         if (!line)
@@ -396,23 +493,18 @@ int cmd_client(int argc, char **argv)
         goto out;
     }
     {
-        char prefix[PATH_MAX + 2], elog[PATH_MAX + 32];
+        char prefix[PATH_MAX + 2], elog[PATH_MAX + 32], state[PATH_MAX + 32];
         const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
                                 ? getenv("EGRESS_NGINX")
                                 : CLIENT_NGINX;
         snprintf(prefix, sizeof(prefix), "%s/", dir);
         snprintf(elog, sizeof(elog), "%s/logs/error.log", dir);
+        snprintf(state, sizeof(state), "%s/client.state", dir);
         char *nargv[] = {(char *) nginx,           "-p", prefix, "-c", path, "-e",
                          daemon ? elog : "stderr", NULL};
-        fflush(NULL);
-        if (daemon) {
-            fprintf(stderr, "egress client: proxy for lease %s on %s (logs %s)\n", id, listen,
-                    elog);
-        } else {
-            fprintf(stderr, "egress client: proxy for lease %s on %s\n", id, listen);
-        }
-        execv(nginx, nargv);
-        fprintf(stderr, "egress client: cannot run %s: %s\n", nginx, strerror(errno));
+        fprintf(stderr, "egress client: proxy for lease %s on %s%s%s%s\n", id, listen,
+                daemon ? " (logs " : "", daemon ? elog : "", daemon ? ")" : "");
+        rc = client_supervise(nginx, nargv, state, daemon);
     }
 out:
     if (ticket) {

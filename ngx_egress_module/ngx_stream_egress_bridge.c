@@ -94,6 +94,7 @@ typedef struct {
     u_char                          spent_ticket[EGRESS_SHA256_LEN];
 
     ngx_err_t                       ticket_err;     /* last open() error */
+    ngx_uint_t                      ended;          /* 4003/4004/404/410 */
 
     unsigned                        with_ticket:1;  /* this attempt */
     unsigned                        with_resume:1;
@@ -819,6 +820,11 @@ ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
         *p++ = '"';
     }
 
+    /* the lease or session is over: `egress client` stops nginx on this */
+    if (b->ended) {
+        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ended\": %ui", b->ended);
+    }
+
     p = ngx_snprintf(p, buf + sizeof(buf) - p, "}\n");
     len = p - buf;
 
@@ -1391,9 +1397,16 @@ ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
     case 409:
     case 410:
         /* fatal for this session: only a new ticket can help */
+        if (status == 404 || status == 410) {
+            b->ended = status;
+        }
+
         if (b->with_ticket) {
             ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
             b->has_spent_ticket = 1;
+        }
+
+        if (b->with_ticket || b->ended) {
             ngx_stream_egress_bridge_save_state(b);
         }
 
@@ -1457,6 +1470,7 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
     }
 
     b->need_ticket = 0;
+    b->ended = 0;
 
     if (b->version == EGRESS_PROTO_V1) {
         /* v1 has no hello: assume the host side is there */
@@ -1798,6 +1812,11 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
          * over (4002, e.g. our successor after a reload): do not fight.
          */
         b->need_ticket = 1;
+
+        if (code == 4003 || code == 4004) {
+            b->ended = code;
+            ngx_stream_egress_bridge_save_state(b);
+        }
     }
 
     ngx_stream_egress_bridge_fail(b, 1);

@@ -175,6 +175,29 @@ like($out, qr/Failed to connect|Connection refused|Couldn't connect/i, 'port 312
 ($rc, $out) = op('stop', '--id', 'e2e-lease', @ssh_opts);
 is($rc, 0, 'egress stop again is harmless');
 
+# --- releasing the lease tears down the same way -----------------------------------
+
+($rc, $out) = op('start', '--id', 'e2e-lease', '--allow', 'origin.test', '--daemon', @ssh_opts,
+    '--lease-coordinator', 'http://198.51.100.1:8080');
+is($rc, 0, 'egress start again') or diag($out);
+ok(wait_until(sub { (op('status', '--id', 'e2e-lease'))[0] == 0 }, 15), 'connected again');
+chomp($daemon = slurp($pidfile));
+($rc, $out) = $n->run('lease', [ 'curl', '-sS', '--max-time', '10', '--proxy',
+        'http://127.0.0.1:3128', 'http://origin.test/ip' ]);
+is($out, "203.0.113.20\n", 'browsing works again');
+
+($rc, $out) = op('lease', 'release', '--id', 'e2e-lease');
+is($rc, 0, 'lease released');
+ok(wait_until(sub { !kill(0, $daemon) }, 10), 'the host agent daemon exits on release');
+ok(wait_until(sub {
+    my ($r, $o) = $n->run('lease', [ 'curl', '-sS', '--max-time', '3', '--proxy',
+            'http://127.0.0.1:3128', 'http://origin.test/ip' ]);
+    $o =~ /Failed to connect|Connection refused|Couldn't connect/i;
+}, 10), 'port 3128 closes on the lease when the lease is released');
+($rc, $out) = op('status', '--id', 'e2e-lease');
+isnt($rc, 0, 'status no longer reports a connected session');
+unlike($out, qr/host=true|client=true/, '... neither side connected');
+
 my $sshd = $t->pid('sshd');
 my @left = grep { $_ != $sshd } split ' ', `ip netns pids ${\ $n->name('lease')}`;
 is(scalar(@left), 0, 'nothing but sshd is left on the lease') or diag(`ps -o pid,args -p @left`);
