@@ -46,10 +46,18 @@ include coordinator/coordinator.mk
 include agent/agent.mk
 include ngx_egress_module/module.mk
 
+# Benchmark load tools: built with everything so they cannot rot unnoticed.
+BENCH_TOOLS := $(BUILD)/bench/origin $(BUILD)/bench/loadgen $(BUILD)/bench/wsbridge
+all: $(BENCH_TOOLS)
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -o $@ $< $(LDFLAGS) -lm
+
 deps:
 	@sh tools/install-deps.sh
 
 test: deps
+	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) check-unit check-fuzz check-t
 	$(MAKE) check-san

@@ -42,8 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HDR_MAX   1024
-#define READ_BUF  (256 * 1024)
+#define HDR_MAX  1024
+#define READ_BUF (256 * 1024)
 
 enum phase { PH_CONNECTING, PH_PROXY, PH_SEND, PH_HEADER, PH_BODY, PH_IDLE };
 
@@ -53,7 +53,7 @@ typedef struct stream {
     enum phase phase;
     int throttled;
     struct stream *next_throttled;
-    struct stream *prev, *next;   /* all live streams, freed at exit */
+    struct stream *prev, *next; /* all live streams, freed at exit */
     uint32_t events;
     int64_t t_start, t_open, t_first, t_body;
     uint64_t body_len, body_got;
@@ -71,7 +71,7 @@ static struct {
     long streams, total, open_parallel, slow;
     uint64_t bytes, upload, rate, slow_rate, slow_bytes;
     double max_time;
-} opt = { .streams = 1, .total = -1, .open_parallel = 256 };
+} opt = {.streams = 1, .total = -1, .open_parallel = 256};
 
 static int epfd;
 static volatile sig_atomic_t stop_flag;
@@ -92,12 +92,12 @@ static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    (void) sig;
     stop_flag = 1;
 }
 
@@ -110,12 +110,12 @@ static void note_error(const char *what)
 static void lat_push(double *arr, long *n, int64_t ns)
 {
     if (*n < lat_cap)
-        arr[(*n)++] = (double)ns / 1e6;
+        arr[(*n)++] = (double) ns / 1e6;
 }
 
 static void stream_events(stream_t *s, uint32_t ev)
 {
-    struct epoll_event e = { .events = ev, .data.ptr = s };
+    struct epoll_event e = {.events = ev, .data.ptr = s};
     if (s->events == ev)
         return;
     s->events = ev;
@@ -154,14 +154,14 @@ static void stream_request(stream_t *s)
     uint64_t up = s->slow ? 0 : opt.upload;
     uint64_t down = s->slow ? opt.slow_bytes : (opt.idle ? 1 : opt.bytes);
     if (up > 0)
-        s->req_len = (size_t)snprintf(s->req, sizeof s->req,
-                                      "POST /upload HTTP/1.1\r\nHost: %s\r\n"
-                                      "Content-Length: %llu\r\n\r\n",
-                                      opt.target, (unsigned long long)up);
+        s->req_len = (size_t) snprintf(s->req, sizeof s->req,
+                                       "POST /upload HTTP/1.1\r\nHost: %s\r\n"
+                                       "Content-Length: %llu\r\n\r\n",
+                                       opt.target, (unsigned long long) up);
     else
-        s->req_len = (size_t)snprintf(s->req, sizeof s->req,
-                                      "GET /bytes/%llu HTTP/1.1\r\nHost: %s\r\n\r\n",
-                                      (unsigned long long)down, opt.target);
+        s->req_len = (size_t) snprintf(s->req, sizeof s->req,
+                                       "GET /bytes/%llu HTTP/1.1\r\nHost: %s\r\n\r\n",
+                                       (unsigned long long) down, opt.target);
     s->req_off = 0;
     s->up_left = up;
     s->hdr_len = 0;
@@ -202,7 +202,7 @@ static int stream_start(int slow)
     s->t_start = now_ns();
     s->phase = PH_CONNECTING;
     s->events = EPOLLOUT;
-    struct epoll_event e = { .events = EPOLLOUT, .data.ptr = s };
+    struct epoll_event e = {.events = EPOLLOUT, .data.ptr = s};
     epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e);
     opening++;
     if (slow) {
@@ -211,7 +211,7 @@ static int stream_start(int slow)
         active++;
         started++;
     }
-    if (connect(s->fd, (struct sockaddr *)&opt.connect, sizeof opt.connect) < 0 &&
+    if (connect(s->fd, (struct sockaddr *) &opt.connect, sizeof opt.connect) < 0 &&
         errno != EINPROGRESS) {
         note_error("connect failed");
         stream_end(s, 0);
@@ -223,7 +223,7 @@ static int stream_start(int slow)
 static size_t hdr_complete(stream_t *s)
 {
     char *e = memmem(s->hdr, s->hdr_len, "\r\n\r\n", 4);
-    return e ? (size_t)(e - s->hdr) + 4 : 0;
+    return e ? (size_t) (e - s->hdr) + 4 : 0;
 }
 
 static int status_ok(const char *h)
@@ -238,7 +238,7 @@ static void note_status(stream_t *s, const char *what)
     size_t n = 0;
     while (n < s->hdr_len && n < 60 && s->hdr[n] != '\r')
         n++;
-    snprintf(buf, sizeof buf, "%s: %.*s", what, (int)n, s->hdr);
+    snprintf(buf, sizeof buf, "%s: %.*s", what, (int) n, s->hdr);
     note_error(buf);
 }
 
@@ -246,7 +246,7 @@ static uint64_t parse_clen(const char *h, size_t len)
 {
     const char *p = h, *end = h + len;
     while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = memchr(p, '\n', (size_t) (end - p));
         if (!eol)
             break;
         if (strncasecmp(p, "Content-Length:", 15) == 0)
@@ -261,8 +261,8 @@ static int64_t rate_allowance(stream_t *s, int64_t t)
     uint64_t rate = s->slow ? opt.slow_rate : opt.rate;
     if (!rate)
         return READ_BUF;
-    double allowed = (double)rate * (double)(t - s->t_body) / 1e9 + 4096.0;
-    return (int64_t)allowed - (int64_t)s->body_got;
+    double allowed = (double) rate * (double) (t - s->t_body) / 1e9 + 4096.0;
+    return (int64_t) allowed - (int64_t) s->body_got;
 }
 
 static void body_bytes(stream_t *s, size_t n)
@@ -292,10 +292,10 @@ static int stream_io(stream_t *s, uint32_t ev)
             return -1;
         }
         if (opt.proxy) {
-            s->req_len = (size_t)snprintf(s->req, sizeof s->req,
-                                          "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
-                                          opt.target, opt.target);
-            if (send(s->fd, s->req, s->req_len, MSG_NOSIGNAL) != (ssize_t)s->req_len) {
+            s->req_len = (size_t) snprintf(s->req, sizeof s->req,
+                                           "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                                           opt.target, opt.target);
+            if (send(s->fd, s->req, s->req_len, MSG_NOSIGNAL) != (ssize_t) s->req_len) {
                 note_error("CONNECT send failed");
                 return -1;
             }
@@ -316,7 +316,7 @@ static int stream_io(stream_t *s, uint32_t ev)
             note_error("proxy closed before CONNECT answer");
             return -1;
         }
-        s->hdr_len += (size_t)n;
+        s->hdr_len += (size_t) n;
         h = hdr_complete(s);
         if (!h)
             return s->hdr_len >= HDR_MAX - 1 ? -1 : 0;
@@ -332,10 +332,10 @@ static int stream_io(stream_t *s, uint32_t ev)
             ssize_t n = send(s->fd, s->req + s->req_off, s->req_len - s->req_off, MSG_NOSIGNAL);
             if (n < 0)
                 return errno == EAGAIN ? 0 : -1;
-            s->req_off += (size_t)n;
+            s->req_off += (size_t) n;
         }
         while (s->up_left > 0) {
-            size_t want = s->up_left < READ_BUF ? (size_t)s->up_left : READ_BUF;
+            size_t want = s->up_left < READ_BUF ? (size_t) s->up_left : READ_BUF;
             ssize_t n = send(s->fd, up_buf, want, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN)
@@ -343,9 +343,9 @@ static int stream_io(stream_t *s, uint32_t ev)
                 note_error("upload send failed");
                 return -1;
             }
-            s->up_left -= (uint64_t)n;
+            s->up_left -= (uint64_t) n;
             if (!s->slow)
-                bytes_total += (uint64_t)n;
+                bytes_total += (uint64_t) n;
         }
         s->phase = PH_HEADER;
         stream_events(s, EPOLLIN);
@@ -360,7 +360,7 @@ static int stream_io(stream_t *s, uint32_t ev)
             note_error("closed before response header");
             return -1;
         }
-        s->hdr_len += (size_t)n;
+        s->hdr_len += (size_t) n;
         h = hdr_complete(s);
         if (!h)
             return s->hdr_len >= HDR_MAX - 1 ? -1 : 0;
@@ -390,10 +390,10 @@ static int stream_io(stream_t *s, uint32_t ev)
                 stream_events(s, 0);
                 return 0;
             }
-            if ((uint64_t)allow < want)
-                want = (size_t)allow;
+            if ((uint64_t) allow < want)
+                want = (size_t) allow;
             if (s->body_len - s->body_got < want)
-                want = (size_t)(s->body_len - s->body_got);
+                want = (size_t) (s->body_len - s->body_got);
             n = read(s->fd, read_buf, want);
             if (n <= 0) {
                 if (n < 0 && errno == EAGAIN)
@@ -401,7 +401,7 @@ static int stream_io(stream_t *s, uint32_t ev)
                 note_error("closed during body");
                 return -1;
             }
-            body_bytes(s, (size_t)n);
+            body_bytes(s, (size_t) n);
         }
         if (opt.idle && !s->slow) {
             s->phase = PH_IDLE;
@@ -423,19 +423,19 @@ static int parse_addr(const char *s, struct sockaddr_in *sa)
 {
     char host[64];
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host)
+    if (!colon || (size_t) (colon - s) >= sizeof host)
         return -1;
-    memcpy(host, s, (size_t)(colon - s));
+    memcpy(host, s, (size_t) (colon - s));
     host[colon - s] = 0;
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    sa->sin_port = htons((uint16_t) atoi(colon + 1));
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
 static int cmp_double(const void *a, const void *b)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    double x = *(const double *) a, y = *(const double *) b;
     return x < y ? -1 : x > y;
 }
 
@@ -444,7 +444,7 @@ static double pct(double *v, long n, double p)
     long k;
     if (n == 0)
         return -1;
-    k = (long)ceil(p * (double)n) - 1;
+    k = (long) ceil(p * (double) n) - 1;
     if (k < 0)
         k = 0;
     return v[k];
@@ -452,7 +452,7 @@ static double pct(double *v, long n, double p)
 
 static void print_lat(const char *name, double *v, long n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t) n, sizeof *v, cmp_double);
     printf(",\"%s_n\":%ld,\"%s_p50_ms\":%.3f,\"%s_p99_ms\":%.3f,\"%s_max_ms\":%.3f", name, n,
            name, pct(v, n, 0.5), name, pct(v, n, 0.99), name, n ? v[n - 1] : -1.0);
 }
@@ -532,16 +532,16 @@ int main(int argc, char **argv)
     lat_cap = (opt.total > 0 ? opt.total : 1000000) + 16;
     if (lat_cap > 4000000)
         lat_cap = 4000000;
-    lat_open = calloc((size_t)lat_cap, sizeof(double));
-    lat_ttfb = calloc((size_t)lat_cap, sizeof(double));
-    lat_done = calloc((size_t)lat_cap, sizeof(double));
+    lat_open = calloc((size_t) lat_cap, sizeof(double));
+    lat_ttfb = calloc((size_t) lat_cap, sizeof(double));
+    lat_done = calloc((size_t) lat_cap, sizeof(double));
     epfd = epoll_create1(0);
     if (!lat_open || !lat_ttfb || !lat_done || epfd < 0)
         return 1;
 
     t0 = t_last = now_ns();
     if (opt.max_time > 0)
-        deadline = t0 + (int64_t)(opt.max_time * 1e9);
+        deadline = t0 + (int64_t) (opt.max_time * 1e9);
     for (long k = 0; k < opt.slow; k++)
         stream_start(1);
 
@@ -566,7 +566,7 @@ int main(int argc, char **argv)
             printf("READY ok=%ld failed=%ld\n", idle_ready, failed);
             fflush(stdout);
             ready_said = 1;
-            struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+            struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
             epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &e);
         }
         if (!opt.idle && opt.total > 0 && started >= opt.total && active == 0)
@@ -604,27 +604,28 @@ int main(int argc, char **argv)
         if (opt.slow && active == 0 && started >= opt.total && opt.total > 0)
             break;
     }
-    (void)timedout;
+    (void) timedout;
     {
-        double secs = (double)(t_last - t0) / 1e9;
+        double secs = (double) (t_last - t0) / 1e9;
         if (opt.idle || stop_flag || (deadline && now_ns() >= deadline)) {
-            secs = (double)(now_ns() - t0) / 1e9;
+            secs = (double) (now_ns() - t0) / 1e9;
             timedout = active;
         }
         if (secs <= 0)
             secs = 1e-9;
-        printf("{\"started\":%ld,\"ok\":%ld,\"failed\":%ld,\"unfinished\":%ld,\"idle_ready\":%ld,"
-               "\"bytes\":%llu,\"seconds\":%.4f,\"mib_s\":%.2f,\"slow_bytes\":%llu,"
-               "\"slow_rate_Bps\":%.0f",
-               started, ok, failed, timedout, idle_ready, (unsigned long long)bytes_total, secs,
-               (double)bytes_total / 1048576.0 / secs, (unsigned long long)slow_bytes_total,
-               opt.slow ? (double)slow_bytes_total / opt.slow / secs : 0.0);
+        printf(
+            "{\"started\":%ld,\"ok\":%ld,\"failed\":%ld,\"unfinished\":%ld,\"idle_ready\":%ld,"
+            "\"bytes\":%llu,\"seconds\":%.4f,\"mib_s\":%.2f,\"slow_bytes\":%llu,"
+            "\"slow_rate_Bps\":%.0f",
+            started, ok, failed, timedout, idle_ready, (unsigned long long) bytes_total, secs,
+            (double) bytes_total / 1048576.0 / secs, (unsigned long long) slow_bytes_total,
+            opt.slow ? (double) slow_bytes_total / opt.slow / secs : 0.0);
         print_lat("open", lat_open, n_open);
         print_lat("ttfb", lat_ttfb, n_ttfb);
         print_lat("done", lat_done, n_done);
         printf(",\"error\":\"");
         for (const char *p = first_error; *p; p++)
-            if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32)
+            if (*p != '"' && *p != '\\' && (unsigned char) *p >= 32)
                 putchar(*p);
         printf("\"}\n");
         fflush(stdout);

@@ -36,10 +36,10 @@ typedef struct conn {
     enum conn_state state;
     size_t in_len;
     char in[HDR_MAX];
-    char out[256];           /* response header */
+    char out[256]; /* response header */
     size_t out_len, out_off;
-    uint64_t body_left;      /* bytes of body still to send */
-    uint64_t discard_left;   /* request body bytes still to read */
+    uint64_t body_left;    /* bytes of body still to send */
+    uint64_t discard_left; /* request body bytes still to read */
     int close_after;
     int want_out;
 } conn_t;
@@ -55,7 +55,7 @@ static void conn_free(conn_t *c)
 
 static void conn_set_out(conn_t *c, int out)
 {
-    struct epoll_event ev = { .events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c };
+    struct epoll_event ev = {.events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
     if (c->want_out == out)
         return;
     c->want_out = out;
@@ -67,10 +67,10 @@ static const char *hdr_find(const char *hdr, size_t len, const char *name)
     size_t nl = strlen(name);
     const char *p = hdr, *end = hdr + len;
     while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = memchr(p, '\n', (size_t) (end - p));
         if (!eol)
             break;
-        if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+        if ((size_t) (eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
             p += nl + 1;
             while (*p == ' ' || *p == '\t')
                 p++;
@@ -83,12 +83,12 @@ static const char *hdr_find(const char *hdr, size_t len, const char *name)
 
 static void conn_respond(conn_t *c, uint64_t body_len, int ok_body)
 {
-    c->out_len = (size_t)snprintf(c->out, sizeof c->out,
-                                  "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n"
-                                  "Content-Type: application/octet-stream\r\n%s\r\n%s",
-                                  (unsigned long long)(ok_body ? 2 : body_len),
-                                  c->close_after ? "Connection: close\r\n" : "",
-                                  ok_body ? "ok" : "");
+    c->out_len =
+        (size_t) snprintf(c->out, sizeof c->out,
+                          "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n"
+                          "Content-Type: application/octet-stream\r\n%s\r\n%s",
+                          (unsigned long long) (ok_body ? 2 : body_len),
+                          c->close_after ? "Connection: close\r\n" : "", ok_body ? "ok" : "");
     c->out_off = 0;
     c->body_left = ok_body ? 0 : body_len;
     c->state = ST_SEND;
@@ -105,13 +105,13 @@ static int conn_parse(conn_t *c)
 
     if (!end)
         return c->in_len >= HDR_MAX ? -1 : 0;
-    hlen = (size_t)(end - c->in) + 4;
+    hlen = (size_t) (end - c->in) + 4;
     path = memchr(c->in, ' ', hlen);
     if (!path)
         return -1;
     path++;
     if (strncmp(path, "http://", 7) == 0) {
-        path = memchr(path + 7, '/', hlen - (size_t)(path + 7 - c->in));
+        path = memchr(path + 7, '/', hlen - (size_t) (path + 7 - c->in));
         if (!path)
             return -1;
     }
@@ -150,9 +150,9 @@ static int conn_on_read(conn_t *c)
         if (c->state == ST_DISCARD) {
             n = read(c->fd, body_buf, sizeof body_buf);
             if (n > 0) {
-                if ((uint64_t)n > c->discard_left)
-                    n = (ssize_t)c->discard_left; /* pipelining past a body: drop */
-                c->discard_left -= (uint64_t)n;
+                if ((uint64_t) n > c->discard_left)
+                    n = (ssize_t) c->discard_left; /* pipelining past a body: drop */
+                c->discard_left -= (uint64_t) n;
                 if (c->discard_left == 0) {
                     c->state = ST_SEND;
                     conn_set_out(c, 1);
@@ -173,7 +173,7 @@ static int conn_on_read(conn_t *c)
             }
             n = read(c->fd, c->in + c->in_len, HDR_MAX - c->in_len);
             if (n > 0) {
-                c->in_len += (size_t)n;
+                c->in_len += (size_t) n;
                 continue;
             }
         } else {
@@ -193,14 +193,14 @@ static int conn_on_write(conn_t *c)
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
-        c->out_off += (size_t)n;
+        c->out_off += (size_t) n;
     }
     while (c->body_left > 0) {
-        size_t want = c->body_left < BODY_CHUNK ? (size_t)c->body_left : BODY_CHUNK;
+        size_t want = c->body_left < BODY_CHUNK ? (size_t) c->body_left : BODY_CHUNK;
         ssize_t n = send(c->fd, body_buf, want, MSG_NOSIGNAL);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
-        c->body_left -= (uint64_t)n;
+        c->body_left -= (uint64_t) n;
     }
     if (c->close_after)
         return -1;
@@ -213,13 +213,13 @@ static int parse_addr(const char *s, struct sockaddr_in *sa)
 {
     char host[64];
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host)
+    if (!colon || (size_t) (colon - s) >= sizeof host)
         return -1;
-    memcpy(host, s, (size_t)(colon - s));
+    memcpy(host, s, (size_t) (colon - s));
     host[colon - s] = 0;
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    sa->sin_port = htons((uint16_t) atoi(colon + 1));
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
@@ -227,7 +227,7 @@ int main(int argc, char **argv)
 {
     struct sockaddr_in sa;
     int lfd, one = 1;
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 
     if (argc != 3 || strcmp(argv[1], "--listen") != 0 || parse_addr(argv[2], &sa) < 0) {
         fprintf(stderr, "usage: origin --listen 127.0.0.1:PORT\n");
@@ -237,7 +237,7 @@ int main(int argc, char **argv)
     memset(body_buf, 'x', sizeof body_buf);
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4096) < 0) {
+    if (bind(lfd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(lfd, 4096) < 0) {
         perror("origin: bind/listen");
         return 1;
     }
@@ -261,13 +261,14 @@ int main(int argc, char **argv)
                         continue;
                     }
                     c->fd = fd;
-                    struct epoll_event cev = { .events = EPOLLIN, .data.ptr = c };
+                    struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
                     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &cev);
                 }
                 continue;
             }
             int r = 0;
-            if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & (EPOLLIN | EPOLLOUT)))
+            if (evs[i].events & (EPOLLERR | EPOLLHUP) &&
+                !(evs[i].events & (EPOLLIN | EPOLLOUT)))
                 r = -1;
             else if (c->want_out)
                 r = conn_on_write(c);

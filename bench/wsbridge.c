@@ -38,13 +38,13 @@ typedef struct end {
 
 typedef struct pair {
     end_t tcp, ws;
-    int ws_state;             /* 0 connecting, 1 handshake sent, 2 open */
-    size_t up_len, up_off;    /* framed bytes waiting to go to ws */
+    int ws_state;          /* 0 connecting, 1 handshake sent, 2 open */
+    size_t up_len, up_off; /* framed bytes waiting to go to ws */
     size_t down_len, down_off;
     uint64_t payload_left;
     int opcode;
-    int down_blocked;         /* tcp write would block */
-    int dead;                 /* closed; freed after the current event batch */
+    int down_blocked; /* tcp write would block */
+    int dead;         /* closed; freed after the current event batch */
     struct pair *next_dead;
     unsigned char up[UP_MAX + 14];
     unsigned char down[DOWN_MAX];
@@ -57,7 +57,7 @@ static const char *ws_path = "/";
 
 static void end_set(end_t *e, uint32_t ev)
 {
-    struct epoll_event x = { .events = ev, .data.ptr = e };
+    struct epoll_event x = {.events = ev, .data.ptr = e};
     if (e->events == ev)
         return;
     e->events = ev;
@@ -124,7 +124,7 @@ static int pair_flush_up(pair_t *p)
         ssize_t n = send(p->ws.fd, p->up + p->up_off, p->up_len - p->up_off, MSG_NOSIGNAL);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
-        p->up_off += (size_t)n;
+        p->up_off += (size_t) n;
     }
     p->up_off = p->up_len = 0;
     return 0;
@@ -145,21 +145,21 @@ static int pair_on_tcp_read(pair_t *p)
     unsigned char *h = p->up + 14 - hl;
     h[0] = 0x82;
     if (n < 126) {
-        h[1] = 0x80 | (unsigned char)n;
+        h[1] = 0x80 | (unsigned char) n;
     } else if (n <= 0xffff) {
         h[1] = 0x80 | 126;
-        h[2] = (unsigned char)(n >> 8);
-        h[3] = (unsigned char)n;
+        h[2] = (unsigned char) (n >> 8);
+        h[3] = (unsigned char) n;
     } else {
         h[1] = 0x80 | 127;
         for (int i = 0; i < 8; i++)
-            h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+            h[2 + i] = (unsigned char) ((uint64_t) n >> (56 - 8 * i));
     }
     getrandom(key, 4, 0);
     memcpy(h + hl - 4, key, 4);
-    mask_bytes(p->up + 14, (size_t)n, key);
+    mask_bytes(p->up + 14, (size_t) n, key);
     p->up_off = 14 - hl;
-    p->up_len = 14 + (size_t)n;
+    p->up_len = 14 + (size_t) n;
     return pair_flush_up(p);
 }
 
@@ -185,7 +185,7 @@ static int pair_drain_down(pair_t *p)
             if (avail < hl)
                 break;
             if (len == 126)
-                len = ((uint64_t)b[2] << 8) | b[3];
+                len = ((uint64_t) b[2] << 8) | b[3];
             else if (len == 127) {
                 len = 0;
                 for (int i = 0; i < 8; i++)
@@ -198,7 +198,7 @@ static int pair_drain_down(pair_t *p)
                 return -1;
             continue;
         }
-        size_t n = avail < p->payload_left ? avail : (size_t)p->payload_left;
+        size_t n = avail < p->payload_left ? avail : (size_t) p->payload_left;
         if (p->opcode <= 2) {
             ssize_t w = send(p->tcp.fd, b, n, MSG_NOSIGNAL);
             if (w < 0) {
@@ -207,7 +207,7 @@ static int pair_drain_down(pair_t *p)
                 p->down_blocked = 1;
                 return 0;
             }
-            n = (size_t)w;
+            n = (size_t) w;
         }
         p->down_off += n;
         p->payload_left -= n;
@@ -231,7 +231,7 @@ static int pair_on_ws_read(pair_t *p)
         return -1;
     if (n < 0)
         return errno == EAGAIN ? 0 : -1;
-    p->down_len += (size_t)n;
+    p->down_len += (size_t) n;
     if (p->ws_state == 1) {
         unsigned char *e = memmem(p->down, p->down_len, "\r\n\r\n", 4);
         if (!e)
@@ -240,7 +240,7 @@ static int pair_on_ws_read(pair_t *p)
             fprintf(stderr, "wsbridge: upgrade refused: %.40s\n", p->down);
             return -1;
         }
-        p->down_off = (size_t)(e - p->down) + 4;
+        p->down_off = (size_t) (e - p->down) + 4;
         p->ws_state = 2;
     }
     return pair_drain_down(p);
@@ -254,12 +254,13 @@ static int pair_on_ws_connected(pair_t *p)
     getsockopt(p->ws.fd, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err)
         return -1;
-    len = snprintf(req, sizeof req,
-                   "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                   "Sec-WebSocket-Protocol: binary\r\n\r\n",
-                   ws_path, ws_hostport);
-    if (send(p->ws.fd, req, (size_t)len, MSG_NOSIGNAL) != len)
+    len =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: binary\r\n\r\n",
+                 ws_path, ws_hostport);
+    if (send(p->ws.fd, req, (size_t) len, MSG_NOSIGNAL) != len)
         return -1;
     p->ws_state = 1;
     return 0;
@@ -269,13 +270,13 @@ static int parse_addr(const char *s, struct sockaddr_in *sa)
 {
     char host[64];
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host)
+    if (!colon || (size_t) (colon - s) >= sizeof host)
         return -1;
-    memcpy(host, s, (size_t)(colon - s));
+    memcpy(host, s, (size_t) (colon - s));
     host[colon - s] = 0;
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    sa->sin_port = htons((uint16_t) atoi(colon + 1));
     return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
@@ -297,12 +298,12 @@ static void accept_all(int lfd)
         p->ws.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         setsockopt(p->ws.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct epoll_event a = { .events = 0, .data.ptr = &p->tcp };
-        struct epoll_event b = { .events = EPOLLOUT, .data.ptr = &p->ws };
+        struct epoll_event a = {.events = 0, .data.ptr = &p->tcp};
+        struct epoll_event b = {.events = EPOLLOUT, .data.ptr = &p->ws};
         p->ws.events = EPOLLOUT;
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &a);
         epoll_ctl(epfd, EPOLL_CTL_ADD, p->ws.fd, &b);
-        if (connect(p->ws.fd, (struct sockaddr *)&ws_addr, sizeof ws_addr) < 0 &&
+        if (connect(p->ws.fd, (struct sockaddr *) &ws_addr, sizeof ws_addr) < 0 &&
             errno != EINPROGRESS)
             pair_free(p);
     }
@@ -312,7 +313,7 @@ int main(int argc, char **argv)
 {
     struct sockaddr_in la;
     int lfd, one = 1, have_l = 0, have_w = 0;
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--listen") == 0 && parse_addr(argv[i + 1], &la) == 0)
@@ -332,7 +333,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(lfd, (struct sockaddr *)&la, sizeof la) < 0 || listen(lfd, 4096) < 0) {
+    if (bind(lfd, (struct sockaddr *) &la, sizeof la) < 0 || listen(lfd, 4096) < 0) {
         perror("wsbridge: bind/listen");
         return 1;
     }
