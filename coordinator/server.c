@@ -3,6 +3,8 @@
  * callback that dispatches to http_api.c and ws_bridge.c, and the 1 s timer.
  */
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,22 @@ static int parse_listen(const char *s, char *host, size_t cap, int *port)
     return 0;
 }
 
+/* lws binds to an IP literal or an interface name; accept IPs and "localhost". */
+static int normalize_listen_host(char *host, size_t cap)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, cap, "127.0.0.1");
+        return 0;
+    }
+    if (host[0] == '\0' || inet_pton(AF_INET, host, buf) == 1 ||
+        inet_pton(AF_INET6, host, buf) == 1) {
+        return 0;
+    }
+    return -1;
+}
+
 int server_run(void)
 {
     struct lws_context_creation_info info;
@@ -171,8 +189,11 @@ int server_run(void)
     int port, n = 0;
     struct sigaction sa;
 
-    if (parse_listen(coord_cfg.listen, host, sizeof(host), &port) < 0) {
-        fprintf(stderr, "egress-coordinator: --listen wants HOST:PORT or [V6]:PORT, got %s\n",
+    if (parse_listen(coord_cfg.listen, host, sizeof(host), &port) < 0 ||
+        normalize_listen_host(host, sizeof(host)) < 0) {
+        fprintf(stderr,
+                "egress-coordinator: --listen wants IP:PORT, [V6]:PORT, localhost:PORT or "
+                ":PORT (all addresses), got %s\n",
                 coord_cfg.listen);
         return 2;
     }
@@ -183,7 +204,7 @@ int server_run(void)
     info.iface = host[0] ? host : NULL;
     info.protocols = protocols;
     info.pvo = &pvo_v1;
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     if (strchr(host, ':') != NULL) {
         info.options &= ~(uint64_t) LWS_SERVER_OPTION_DISABLE_IPV6;
         info.options |=

@@ -79,6 +79,17 @@ SKIP: {
     $t->stop('v6');
 }
 
+# ---- listen errors are fatal -----------------------------------------------------------
+($rc, $out) = $t->run([ $t->bin('egress-coordinator'), '--listen', 'name.invalid:1', '--db', "$dir/x.db" ],
+    env => { $t->san_env });
+is($rc, 2, 'a host name in --listen is a usage error');
+my $busy = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1);
+($rc, $out) = $t->run([ $t->bin('egress-coordinator'), '--listen', '127.0.0.1:' . $busy->sockport,
+        '--db', "$dir/x.db" ], env => { $t->san_env(leaks => 0) });    # lws 4.1.6 leaks 72 bytes when vhost creation fails
+is($rc, 1, 'a port in use makes it exit 1');
+like($out, qr/listen_failed/, 'and says so');
+close $busy;
+
 # ---- failed upgrades are rate limited ------------------------------------------------
 my $c = $t->coordinator(env => { EGRESS_RATE_FAIL => '0.001:5' });
 my $alice = $c->token(owner => 'alice', org => 'acme');
