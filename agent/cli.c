@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +84,25 @@ const char *cli_str(json_t *o, const char *key)
     const char *s = o ? json_string_value(json_object_get(o, key)) : NULL;
 
     return s ? s : "";
+}
+
+int cli_take_lease(const char *prog, int argc, char **argv, const char **id)
+{
+    if (!*id && optind == argc - 1)
+        *id = argv[optind++];
+    if (optind != argc || !*id || !cli_lease_ok(*id)) {
+        fprintf(stderr, "%s: --id LEASE is required (see %s --help)\n", prog, prog);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+void cli_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 int cli_lease_ok(const char *id)

@@ -39,6 +39,16 @@ int cli_api_fail(cli_t *c, int status, json_t *resp, const char *what);
 /* String member or "" (never NULL). */
 const char *cli_str(json_t *o, const char *key);
 
+/*
+ * After getopt: takes a positional lease id when --id was not given, and
+ * checks that exactly a valid one is there. Prints the usage hint and
+ * returns EXIT_USAGE, or 0.
+ */
+int cli_take_lease(const char *prog, int argc, char **argv, const char **id);
+
+/* Sleeps ms milliseconds (polling loops of the commands). */
+void cli_sleep_ms(long ms);
+
 /* Checks a lease id or slug ([A-Za-z0-9_-]{1,64}) before it goes into a URL path. */
 int cli_lease_ok(const char *id);
 

@@ -198,35 +198,59 @@ static int client_check(const char *module)
     return missing ? EXIT_RUNTIME : EXIT_OK;
 }
 
-/* Stops a daemonized client: TERM to the nginx master named in the pid file. */
-static int client_stop(const char *dir, int quiet)
+static long client_read_pid(const char *path)
 {
-    char path[PATH_MAX + 16], buf[32];
-    FILE *f;
+    char buf[32];
+    FILE *f = fopen(path, "r");
     long pid;
-    int i;
 
-    snprintf(path, sizeof(path), "%s/nginx.pid", dir);
-    if ((f = fopen(path, "r")) == NULL) {
-        if (!quiet)
-            printf("egress client: not running (no %s)\n", path);
-        return EXIT_OK;
-    }
+    if (!f)
+        return 0;
     pid = fgets(buf, sizeof(buf), f) ? strtol(buf, NULL, 10) : 0;
     fclose(f);
-    if (pid <= 1 || kill((pid_t) pid, SIGTERM) < 0) {
-        if (!quiet)
-            printf("egress client: not running\n");
+    return pid > 1 ? pid : 0;
+}
+
+/* TERMs pid and waits up to 10 s until it is gone. 0 when it was running. */
+static int client_kill_wait(long pid)
+{
+    int i;
+
+    if (pid <= 1 || kill((pid_t) pid, SIGTERM) < 0)
+        return -1;
+    for (i = 0; i < 500 && kill((pid_t) pid, 0) == 0; i++)
+        cli_sleep_ms(20);
+    return 0;
+}
+
+/*
+ * Stops a running client: its watcher (client.pid), which stops nginx and
+ * exits, or else an nginx master left without one (nginx.pid).
+ */
+static int client_stop(const char *dir, int quiet)
+{
+    char path[PATH_MAX + 16];
+    long pid;
+
+    snprintf(path, sizeof(path), "%s/client.pid", dir);
+    pid = client_read_pid(path);
+    if (client_kill_wait(pid) == 0) {
         unlink(path);
+        if (!quiet)
+            printf("egress client: stopped (pid %ld)\n", pid);
         return EXIT_OK;
     }
-    /* nginx removes its pid file when the master exits. */
-    for (i = 0; i < 500 && access(path, F_OK) == 0; i++) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/nginx.pid", dir);
+    pid = client_read_pid(path);
+    if (client_kill_wait(pid) == 0) {
+        if (!quiet)
+            printf("egress client: stopped nginx (pid %ld)\n", pid);
+        return EXIT_OK;
     }
+    unlink(path);
     if (!quiet)
-        printf("egress client: stopped nginx (pid %ld)\n", pid);
+        printf("egress client: not running\n");
     return EXIT_OK;
 }
 
@@ -259,8 +283,9 @@ static int client_ended(const char *state)
  * watcher detaches first and the command returns at once.
  */
 static int client_supervise(const char *nginx, char *const *nargv, const char *state,
-                            int daemon)
+                            const char *pidfile, int daemon)
 {
+    char line[32];
     struct sigaction sa;
     pid_t pid;
     int status, ticks = 0, fd;
@@ -281,6 +306,9 @@ static int client_supervise(const char *nginx, char *const *nargv, const char *s
                 close(fd);
         }
     }
+    snprintf(line, sizeof(line), "%ld\n", (long) getpid());
+    if (cli_write_private(pidfile, line) < 0)
+        return EXIT_RUNTIME;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = client_on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -300,8 +328,10 @@ static int client_supervise(const char *nginx, char *const *nargv, const char *s
         struct timespec ts = {0, 100 * 1000 * 1000};
         pid_t w = waitpid(pid, &status, WNOHANG);
 
-        if (w == pid)
+        if (w == pid) {
+            unlink(pidfile);
             return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_RUNTIME;
+        }
         if (client_signal) {
             kill(pid, client_signal == SIGHUP ? SIGHUP : SIGTERM);
             client_signal = 0;
@@ -386,10 +416,8 @@ int cmd_client(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind != argc || !id || !cli_lease_ok(id)) {
-        fprintf(stderr, "egress client: --id LEASE is required (see egress client --help)\n");
+    if (cli_take_lease("egress client", argc, argv, &id) != 0)
         goto out;
-    }
     if (egress_hostport_parse(host, &port, listen, strlen(listen), 0, &e) < 0) {
         fprintf(stderr, "egress client: --listen %s: %s\n", listen, e.message);
         goto out;
@@ -494,17 +522,19 @@ int cmd_client(int argc, char **argv)
     }
     {
         char prefix[PATH_MAX + 2], elog[PATH_MAX + 32], state[PATH_MAX + 32];
+        char pidfile[PATH_MAX + 32];
         const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
                                 ? getenv("EGRESS_NGINX")
                                 : CLIENT_NGINX;
         snprintf(prefix, sizeof(prefix), "%s/", dir);
         snprintf(elog, sizeof(elog), "%s/logs/error.log", dir);
         snprintf(state, sizeof(state), "%s/client.state", dir);
+        snprintf(pidfile, sizeof(pidfile), "%s/client.pid", dir);
         char *nargv[] = {(char *) nginx,           "-p", prefix, "-c", path, "-e",
                          daemon ? elog : "stderr", NULL};
         fprintf(stderr, "egress client: proxy for lease %s on %s%s%s%s\n", id, listen,
                 daemon ? " (logs " : "", daemon ? elog : "", daemon ? ")" : "");
-        rc = client_supervise(nginx, nargv, state, daemon);
+        rc = client_supervise(nginx, nargv, state, pidfile, daemon);
     }
 out:
     if (ticket) {

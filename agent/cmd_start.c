@@ -67,13 +67,6 @@ static void start_usage(FILE *out)
             "4 token refused, 6 the lease is missing nginx or the module.\n");
 }
 
-static void start_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
 /* Polls the session status until the lease proxy's bridge is connected. */
 static int start_wait_client(cli_t *c, const char *lease)
 {
@@ -90,7 +83,7 @@ static int start_wait_client(cli_t *c, const char *lease)
         json_decref(resp);
         if (up)
             return 0;
-        start_sleep_ms(100);
+        cli_sleep_ms(100);
     }
     return -1;
 }
@@ -193,10 +186,8 @@ int cmd_start(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind != argc || !id || !cli_lease_ok(id)) {
-        fprintf(stderr, "egress start: --id LEASE is required (see egress start --help)\n");
+    if (cli_take_lease("egress start", argc, argv, &id) != 0)
         return EXIT_USAGE;
-    }
 
     /* 1. the allowlist, checked here so a typo fails before anything starts */
     if (nprofiles == 0 && nallows == 0) {

@@ -65,12 +65,8 @@ int cmd_status(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!id && optind == argc - 1)
-        id = argv[optind++];
-    if (optind != argc || !id || !cli_lease_ok(id)) {
-        fprintf(stderr, "egress status: --id LEASE is required (see egress status --help)\n");
+    if (cli_take_lease("egress status", argc, argv, &id) != 0)
         return EXIT_USAGE;
-    }
     if ((rc = cli_open(&c, 1)) != 0)
         goto done;
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/status", id);

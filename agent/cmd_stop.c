@@ -45,13 +45,6 @@ static void stop_usage(FILE *out)
             "3 lease forbidden or unknown; 4 token refused.\n");
 }
 
-static void stop_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
 /* Returns 0 when no daemon runs (any more), -1 when it would not stop. */
 static int stop_daemon(const char *lease)
 {
@@ -72,7 +65,7 @@ static int stop_daemon(const char *lease)
         return 0;
     }
     for (i = 0; i < 1000 && kill((pid_t) pid, 0) == 0; i++)
-        stop_sleep_ms(20);
+        cli_sleep_ms(20);
     if (kill((pid_t) pid, 0) == 0) {
         fprintf(stderr, "egress stop: host agent daemon (pid %ld) did not exit\n", pid);
         return -1;
@@ -141,12 +134,8 @@ int cmd_stop(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!id && optind == argc - 1)
-        id = argv[optind++];
-    if (optind != argc || !id || !cli_lease_ok(id)) {
-        fprintf(stderr, "egress stop: --id LEASE is required (see egress stop --help)\n");
+    if (cli_take_lease("egress stop", argc, argv, &id) != 0)
         return EXIT_USAGE;
-    }
     if (stop_daemon(id) < 0)
         failed = 1;
     if (local_only) {
