@@ -109,6 +109,13 @@ like($out, qr/without an allowlist/, '... saying why');
     '--ssh-config', "$dir/ssh_config", '--remote-egress', '/nonexistent/egress');
 is($rc, 6, 'egress start with egress missing on the lease: exit 6');
 like($out, qr{/nonexistent/egress is not installed on the lease}, '... naming the missing piece');
+($rc, $out) = op('start', '--id', 'e2e-lease', '--allow', 'origin.test', @ssh_opts,
+    '--lease-coordinator', 'http://olga:secret@198.51.100.1:8080');
+is($rc, 2, 'egress start refuses to hand a URL with credentials to the lease');
+($rc, $out) = $n->run('lease', [ $egress, 'client', '--id', 'e2e-lease', '--check' ],
+    env => { EGRESS_MODULE => '/nonexistent/ngx_stream_egress_module.so' });
+is($rc, 1, 'egress client --check fails when the module is missing');
+like($out, qr{missing: ngx_stream_egress_module \(/nonexistent/}, '... naming the missing piece');
 ($rc, $out) = op('status', '--id', 'e2e-lease');
 like($out, qr/session=- host=false client=false/, '... and no session was created');
 ok(!-e "$dir/state/egress/e2e-lease.host.pid", '... and no host agent started');
