@@ -232,8 +232,9 @@ void translate_flush(session_t *s, stream_t *st, int to_role)
                 m->len -= room;
                 part->len = EGRESS_V2_DATA_HEADER + room;
                 part->binary = 1;
-                st->pend_bytes -= part->len;
-                s->pend_bytes[to_role] -= part->len;
+                /* Only payload moved: the header stays counted with m. */
+                st->pend_bytes -= room;
+                s->pend_bytes[to_role] -= room;
                 egress_flow_on_sent(&st->fl, room);
                 conn_enqueue(dst, part);
                 break;
