@@ -1,5 +1,6 @@
 /*
- * http_api.c: the REST API (leases, tickets, status, stop, healthz, metrics).
+ * http_api.c: the REST API (leases, tickets, status, stop, healthz, metrics);
+ * /portal/ is handed to portal.c.
  *
  * Access rules: a token sees leases of its own org only (others: 404, so
  * existence does not leak across orgs); the lease owner and admins of the
@@ -15,31 +16,35 @@
 #include "egress.h"
 #include "server.h"
 #include "session.h"
+#include "portal.h"
 #include "sessid.h"
 
 #define LEASE_TTL_MAX (30LL * 24 * 3600)
 
-typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
-
 /* ---- responses --------------------------------------------------------- */
 
-int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
-                        size_t len)
+int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
+                             const char *const *hdrs, const char *body, size_t len)
 {
-    size_t cap = LWS_PRE + 1024 + len;
+    size_t cap = LWS_PRE + 2048 + len;
     unsigned char *buf = malloc(cap), *start, *p, *end;
-    int rc = -1;
+    int rc = -1, ok;
 
     if (buf == NULL) {
         return -1;
     }
     start = p = buf + LWS_PRE;
     end = buf + cap - len - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
-                                    end) == 0 &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
-                                    (const unsigned char *) "no-store", 8, &p, end) == 0 &&
-        lws_finalize_http_header(wsi, &p, end) == 0) {
+    ok = lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
+                                     end) == 0 &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
+                                     (const unsigned char *) "no-store", 8, &p, end) == 0;
+    for (; ok && hdrs != NULL && hdrs[0] != NULL; hdrs += 2) {
+        ok = lws_add_http_header_by_name(wsi, (const unsigned char *) hdrs[0],
+                                         (const unsigned char *) hdrs[1], (int) strlen(hdrs[1]),
+                                         &p, end) == 0;
+    }
+    if (ok && lws_finalize_http_header(wsi, &p, end) == 0) {
         memcpy(p, body, len);
         p += len;
         if (lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_FINAL) ==
@@ -51,7 +56,13 @@ int http_write_response(struct lws *wsi, int status, const char *ctype, const ch
     return rc;
 }
 
-static int finish(struct lws *wsi, int rc)
+int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
+                        size_t len)
+{
+    return http_write_response_hdrs(wsi, status, ctype, NULL, body, len);
+}
+
+int http_finish(struct lws *wsi, int rc)
 {
     if (rc < 0 || lws_http_transaction_completed(wsi)) {
         return -1;
@@ -70,7 +81,7 @@ int http_reply_json(struct lws *wsi, int status, json_t *body)
     }
     rc = http_write_response(wsi, status, "application/json", text, strlen(text));
     free(text);
-    return finish(wsi, rc);
+    return http_finish(wsi, rc);
 }
 
 int http_reply_error(struct lws *wsi, int status, const char *error, const char *message)
@@ -158,7 +169,7 @@ static json_t *lease_json(const store_lease_t *l)
                      "expiresAt", expires);
 }
 
-static access_e lease_access(const store_token_t *t, const store_lease_t *l)
+access_e lease_access(const store_token_t *t, const store_lease_t *l)
 {
     if (strcmp(t->org, l->org) != 0) {
         return ACCESS_NONE;
@@ -355,6 +366,19 @@ static int route_lease_list(struct lws *wsi, const store_token_t *tok)
     return http_reply_json(wsi, 200, json_pack("{s:o}", "leases", ctx.arr));
 }
 
+int lease_release(const store_lease_t *l)
+{
+    if (lease_effective_state(l) != LEASE_ACTIVE) {
+        return 1;
+    }
+    if (store_lease_set_state(l->id, LEASE_RELEASED) < 0) {
+        return -1;
+    }
+    lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+    coord_log("lease_released", "lease=%s", l->id);
+    return 0;
+}
+
 static int route_lease_release(struct lws *wsi, const store_lease_t *l)
 {
     store_lease_t copy = *l;
@@ -363,11 +387,9 @@ static int route_lease_release(struct lws *wsi, const store_lease_t *l)
     if (require_active(wsi, l, &rc) < 0) {
         return rc;
     }
-    if (store_lease_set_state(l->id, LEASE_RELEASED) < 0) {
+    if (lease_release(l) < 0) {
         return http_reply_error(wsi, 500, "internal", "database error");
     }
-    lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
-    coord_log("lease_released", "lease=%s", l->id);
     copy.state = LEASE_RELEASED;
     return http_reply_json(wsi, 200, lease_json(&copy));
 }
@@ -574,7 +596,7 @@ static json_t *proto_json(const conn_t *c)
     return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
 }
 
-static int route_status(struct lws *wsi, const store_lease_t *l)
+int lease_status_json(const store_lease_t *l, json_t **out)
 {
     store_session_t s;
     session_t *live;
@@ -583,11 +605,8 @@ static int route_status(struct lws *wsi, const store_lease_t *l)
     int n = store_session_get(l->id, &s);
     int active;
 
-    if (n < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
-    }
-    if (n == 1) {
-        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+    if (n != 0) {
+        return n;
     }
     live = session_find(l->id);
     if (live != NULL && strcmp(live->session_id, s.session_id) != 0) {
@@ -600,24 +619,23 @@ static int route_status(struct lws *wsi, const store_lease_t *l)
     active = s.state == SESSION_ACTIVE && lease_effective_state(l) == LEASE_ACTIVE;
     coord_time_format(created, sizeof(created), s.created_at);
     coord_time_format(updated, sizeof(updated), s.updated_at);
-    return http_reply_json(
-        wsi, 200,
-        json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
-                  "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow",
-                  allow, "hostConnected", live && live->conn[ROLE_HOST], "clientConnected",
-                  live && live->conn[ROLE_CLIENT], "createdAt", created, "updatedAt", updated,
-                  "state", active ? "active" : "stopped", "protocol", "host",
-                  proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
-                  proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
-                  (json_int_t) (live ? live->nstreams : 0), "bytesUp",
-                  (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
-                  (json_int_t) (live ? live->bytes_down : 0)));
+    *out = json_pack(
+        "{s:s, s:s, s:s, s:o, s:b, s:b, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}", "leaseID",
+        l->id, "sessionID", s.session_id, "profile", s.profile, "allow", allow, "hostConnected",
+        live && live->conn[ROLE_HOST], "clientConnected", live && live->conn[ROLE_CLIENT],
+        "createdAt", created, "updatedAt", updated, "state", active ? "active" : "stopped",
+        "protocol", "host", proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
+        proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
+        (json_int_t) (live ? live->nstreams : 0), "bytesUp",
+        (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
+        (json_int_t) (live ? live->bytes_down : 0));
+    return *out != NULL ? 0 : -1;
 }
 
-static int route_stop(struct lws *wsi, const store_lease_t *l)
+static int route_status(struct lws *wsi, const store_lease_t *l)
 {
-    store_session_t s;
-    int n = store_session_get(l->id, &s);
+    json_t *doc = NULL;
+    int n = lease_status_json(l, &doc);
 
     if (n < 0) {
         return http_reply_error(wsi, 500, "internal", "database error");
@@ -625,11 +643,35 @@ static int route_stop(struct lws *wsi, const store_lease_t *l)
     if (n == 1) {
         return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
     }
+    return http_reply_json(wsi, 200, doc);
+}
+
+int lease_stop_session(const store_lease_t *l, store_session_t *s)
+{
+    int n = store_session_get(l->id, s);
+
+    if (n != 0) {
+        return n;
+    }
     if (store_session_set_state(l->id, SESSION_STOPPED, coord_now()) < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return -1;
     }
     lease_teardown(l->id, CLOSE_SESSION_STOPPED, "egress_session_stopped");
-    coord_log("session_stopped", "lease=%s session=%s", l->id, s.session_id);
+    coord_log("session_stopped", "lease=%s session=%s", l->id, s->session_id);
+    return 0;
+}
+
+static int route_stop(struct lws *wsi, const store_lease_t *l)
+{
+    store_session_t s;
+    int n = lease_stop_session(l, &s);
+
+    if (n < 0) {
+        return http_reply_error(wsi, 500, "internal", "database error");
+    }
+    if (n == 1) {
+        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+    }
     return http_reply_json(wsi, 200,
                            json_pack("{s:s, s:s, s:b}", "leaseID", l->id, "sessionID",
                                      s.session_id, "stopped", 1));
@@ -674,7 +716,10 @@ int http_api_complete(struct lws *wsi, http_req_t *req)
         }
         rc = http_write_response(wsi, 200, "text/plain; version=0.0.4", text, len);
         free(text);
-        return finish(wsi, rc);
+        return http_finish(wsi, rc);
+    }
+    if (strncmp(path, "/portal", 7) == 0 && (path[7] == '\0' || path[7] == '/')) {
+        return portal_handle(wsi, req);
     }
     if (strncmp(path, "/v1/leases", 10) != 0 || (path[10] != '\0' && path[10] != '/')) {
         return http_reply_error(wsi, 404, "not_found", "no such route");
@@ -752,5 +797,6 @@ void http_api_tick(void)
     if (now - last_purge >= 60) {
         last_purge = now;
         store_ticket_purge(now - 3600);
+        store_portal_purge(now);
     }
 }

@@ -36,6 +36,8 @@ int server_run(void);
 void server_request_stop(void);
 
 /* http_api.c */
+typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
+
 int http_api_begin(struct lws *wsi, http_req_t *req, const char *path);
 int http_api_body(struct lws *wsi, http_req_t *req, const void *in, size_t len);
 int http_api_complete(struct lws *wsi, http_req_t *req);
@@ -46,6 +48,19 @@ int http_reply_error(struct lws *wsi, int status, const char *error, const char 
 /* Writes the response but leaves the transaction to the caller (upgrade refusals). */
 int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
                         size_t len);
+/* The same with extra headers: NULL-terminated {"name:", "value", ...}. */
+int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
+                             const char *const *hdrs, const char *body, size_t len);
+/* Ends the transaction after a written response; returns what the callback returns. */
+int http_finish(struct lws *wsi, int rc);
+/* What a token may do with a lease (same org: read; owner or org admin: manage). */
+access_e lease_access(const store_token_t *t, const store_lease_t *l);
+/* Releases an active lease and ends its egress: 0, 1 not active, -1 database error. */
+int lease_release(const store_lease_t *l);
+/* Stops the lease's egress session (s receives it): 0, 1 none, -1 database error. */
+int lease_stop_session(const store_lease_t *l, store_session_t *s);
+/* The GET .../egress/status document: 0 (*out set), 1 no session, -1 error. */
+int lease_status_json(const store_lease_t *l, json_t **out);
 /* Lease effective state (an active lease past expires_at is expired). */
 lease_state_e lease_effective_state(const store_lease_t *l);
 /* Timer: expire due leases and purge old tickets. */

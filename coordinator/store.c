@@ -33,7 +33,9 @@ static const char *schema_sql =
     "  expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS resume ("
     "  hash TEXT PRIMARY KEY, lease_id TEXT NOT NULL, session_id TEXT NOT NULL,"
-    "  role TEXT NOT NULL, UNIQUE(lease_id, role));";
+    "  role TEXT NOT NULL, UNIQUE(lease_id, role));"
+    "CREATE TABLE IF NOT EXISTS portal_sessions ("
+    "  hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, expires_at INTEGER NOT NULL);";
 
 static int fail(const char *what)
 {
@@ -541,4 +543,60 @@ int store_resume_drop_lease(const char *lease_id)
     }
     sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_STATIC);
     return run_done(st, "resume_drop");
+}
+
+/* ---- portal sign-ins ---------------------------------------------------- */
+
+int store_portal_put(const char *hash, const char *token_hash, int64_t expires_at)
+{
+    sqlite3_stmt *st =
+        prep("INSERT INTO portal_sessions(hash, token_hash, expires_at) VALUES(?,?,?)");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, token_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, expires_at);
+    return run_done(st, "portal_put");
+}
+
+int store_portal_get(const char *hash, int64_t now, char *token_hash, size_t cap)
+{
+    int rc;
+    sqlite3_stmt *st =
+        prep("SELECT token_hash FROM portal_sessions WHERE hash=? AND expires_at>?");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_col(token_hash, cap, st, 0);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) {
+        return 0;
+    }
+    return rc == SQLITE_DONE ? 1 : fail("portal_get");
+}
+
+int store_portal_delete(const char *hash)
+{
+    sqlite3_stmt *st = prep("DELETE FROM portal_sessions WHERE hash=?");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    return run_done(st, "portal_delete");
+}
+
+int store_portal_purge(int64_t now)
+{
+    sqlite3_stmt *st = prep("DELETE FROM portal_sessions WHERE expires_at<=?");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    return run_done(st, "portal_purge");
 }

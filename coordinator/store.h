@@ -2,8 +2,8 @@
  * store.h: the coordinator's durable state in SQLite (WAL mode).
  *
  * Tables: tokens, leases (with the per-lease session key and generation),
- * sessions (the current session of each lease), tickets and resume secrets
- * (both only as SHA-256 hex). Every function returns 0 on success, 1 for
+ * sessions (the current session of each lease), tickets, resume secrets and
+ * portal sign-ins (all three only as SHA-256 hex). Every function returns 0 on success, 1 for
  * "not found" where that applies, and -1 on a database error (logged).
  */
 
@@ -106,5 +106,12 @@ int store_ticket_purge(int64_t before);
 int store_resume_put(const char *hash, const store_resume_t *r);
 int store_resume_take(const char *hash, store_resume_t *out);
 int store_resume_drop_lease(const char *lease_id);
+
+/* Portal sign-ins: the cookie's hash -> the bearer token's hash, until expires_at. */
+int store_portal_put(const char *hash, const char *token_hash, int64_t expires_at);
+/* 0 and token_hash filled, 1 unknown or expired, -1 error. */
+int store_portal_get(const char *hash, int64_t now, char *token_hash, size_t cap);
+int store_portal_delete(const char *hash);
+int store_portal_purge(int64_t now);
 
 #endif /* STORE_H */
