@@ -46,7 +46,7 @@ static int portal_send(portal_req_t *px, int status, const char *ctype, const ch
     hdrs[n++] = "x-content-type-options:";
     hdrs[n++] = "nosniff";
     hdrs[n++] = "referrer-policy:";
-    hdrs[n++] = "no-referrer";
+    hdrs[n++] = "same-origin";
     hdrs[n++] = "x-frame-options:";
     hdrs[n++] = "DENY";
     if (set_cookie != NULL) {

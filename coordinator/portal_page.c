@@ -15,7 +15,7 @@ static void page_begin(hbuf_t *b, const portal_view_t *v, const char *title)
 {
     hbuf_raw(b, "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                "<meta name=\"referrer\" content=\"no-referrer\">\n<title>");
+                "<meta name=\"referrer\" content=\"same-origin\">\n<title>");
     hbuf_text(b, title);
     hbuf_raw(b,
              " · egress</title>\n<link rel=\"stylesheet\" href=\"/portal/assets/portal.css\">\n"

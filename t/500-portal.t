@@ -76,7 +76,7 @@ like($csp, qr/default-src 'none'/, 'CSP denies by default');
 like($csp, qr/script-src 'self'/, 'CSP: scripts from the coordinator only');
 like($csp, qr/frame-ancestors 'none'/, 'CSP: no framing');
 is($res->{headers}{'x-content-type-options'}, 'nosniff', 'nosniff');
-is($res->{headers}{'referrer-policy'}, 'no-referrer', 'no referrer');
+is($res->{headers}{'referrer-policy'}, 'same-origin', 'referrer only to ourselves (no-referrer would blank the Origin of our forms)');
 is($res->{headers}{'cache-control'}, 'no-store', 'pages are not cached');
 
 $res = req(GET => '/portal/assets/portal.css');

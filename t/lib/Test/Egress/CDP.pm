@@ -189,16 +189,20 @@ sub screenshot {
 }
 
 # Browser-wide commands go to the browser target (e.g. Browser.grantPermissions).
+# Its socket stays open: Chromium undoes some settings when the client leaves.
 sub browser_call {
     my ($self, $method, $params) = @_;
-    my $v = $self->_json_get('/json/version');
-    my ($path) = $v->{webSocketDebuggerUrl} =~ m{^ws://[^/]+(/.*)$};
-    my $ws = Test::Egress::WS->connect(host => '127.0.0.1', port => $self->{port}, path => $path);
-    $ws->send_text($JSON->encode({ id => 1, method => $method, params => $params // {} }));
-    while (my $m = $ws->recv(10)) {
+    if (!$self->{bws}) {
+        my $v = $self->_json_get('/json/version');
+        my ($path) = $v->{webSocketDebuggerUrl} =~ m{^ws://[^/]+(/.*)$};
+        $self->{bws} = Test::Egress::WS->connect(host => '127.0.0.1', port => $self->{port},
+            path => $path);
+    }
+    my $id = ++$self->{id};
+    $self->{bws}->send_text($JSON->encode({ id => $id, method => $method, params => $params // {} }));
+    while (my $m = $self->{bws}->recv(10)) {
         my $j = eval { $JSON->decode($m->{data}) } or next;
-        next unless ($j->{id} // 0) == 1;
-        $ws->close;
+        next unless ($j->{id} // 0) == $id;
         croak "$method: $j->{error}{message}" if $j->{error};
         return $j->{result};
     }
@@ -207,8 +211,10 @@ sub browser_call {
 
 sub close {
     my ($self) = @_;
-    $self->{ws}->close if $self->{ws};
-    $self->{ws} = undef;
+    for my $k (qw(ws bws)) {
+        $self->{$k}->close if $self->{$k};
+        $self->{$k} = undef;
+    }
     $self->{t}->stop($self->{name});
 }
 
