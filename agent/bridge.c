@@ -1,18 +1,25 @@
 /*
- * bridge.c: the host agent's one WebSocket to the coordinator (libwebsockets
- * client on the agent's libuv loop): upgrade with a ticket or resume secret,
- * the FIFO of outgoing messages, reassembly and dispatch of incoming frames,
- * and the reconnect policy (capped exponential backoff with jitter; fatal
- * answers end the agent).
+ * bridge.c: the host agent's one WebSocket to the coordinator (wslay framing
+ * over ws_sock.c's TCP/TLS on the agent's libuv loop): upgrade with a ticket
+ * or resume secret, the FIFO of outgoing messages, reassembly and dispatch of
+ * incoming messages, and the reconnect policy (capped exponential backoff
+ * with jitter; fatal answers end the agent).
  */
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
 #include "host.h"
 
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_CAP_MS  15000
+/* TCP + TLS + upgrade must be done by then */
+#define BRIDGE_CONNECT_TIMEOUT_MS 20000
+/* bytes handed to wslay at a time; the rest waits in our FIFO (counted in qbytes) */
+#define BRIDGE_FEED_MAX (256 * 1024)
 
 /* ---- messages -------------------------------------------------------------------- */
 
@@ -26,7 +33,7 @@ wsmsg_t *bridge_msg_new(agent_t *ag, size_t len)
         ag->nmsgpool--;
     } else {
         size_t cap = len <= EGRESS_CHUNK_CAP ? EGRESS_CHUNK_CAP : len;
-        if ((m = malloc(sizeof(*m) + LWS_PRE + cap)) == NULL)
+        if ((m = malloc(sizeof(*m) + cap)) == NULL)
             return NULL;
         m->cap = (uint32_t) cap;
     }
@@ -50,7 +57,7 @@ void bridge_msg_free(agent_t *ag, wsmsg_t *m)
 
 void bridge_enqueue(agent_t *ag, wsmsg_t *m)
 {
-    if (!ag->wsi || !ag->established) {
+    if (!ag->ws || !ag->established) {
         bridge_msg_free(ag, m);
         return;
     }
@@ -61,7 +68,7 @@ void bridge_enqueue(agent_t *ag, wsmsg_t *m)
         ag->qhead = m;
     ag->qtail = m;
     ag->qbytes += m->len;
-    lws_callback_on_writable(ag->wsi);
+    bridge_kick(ag);
 }
 
 int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
@@ -76,7 +83,7 @@ int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
         return 0;
     if ((m = bridge_msg_new(ag, max)) == NULL)
         return -1;
-    n = egress_frame_encode(f, ag->proto, m->buf + LWS_PRE, m->cap, &binary, &err);
+    n = egress_frame_encode(f, ag->proto, m->buf, m->cap, &binary, &err);
     if (n == 0) {
         agent_log("cannot encode %s frame: %s", egress_frame_type_name(f->type), err.message);
         bridge_msg_free(ag, m);
@@ -207,80 +214,6 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     egress_frame_release(&f);
 }
 
-static int bridge_receive(agent_t *ag, struct lws *wsi, const void *in, size_t len)
-{
-    if (lws_is_first_fragment(wsi)) {
-        ag->rxlen = 0;
-        ag->rxbinary = lws_frame_is_binary(wsi);
-    }
-    if (ag->rxlen + len > EGRESS_MAX_MESSAGE) {
-        agent_log("coordinator sent a message above %d bytes; reconnecting",
-                  EGRESS_MAX_MESSAGE);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
-        return -1;
-    }
-    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi) && ag->rxlen == 0) {
-        bridge_dispatch(ag, in, len, ag->rxbinary); /* common case: no copy */
-        return 0;
-    }
-    if (ag->rxlen + len > ag->rxcap) {
-        size_t cap = ag->rxcap ? ag->rxcap : 65536;
-        while (cap < ag->rxlen + len)
-            cap *= 2;
-        unsigned char *p = realloc(ag->rx, cap);
-        if (!p)
-            return -1;
-        ag->rx = p;
-        ag->rxcap = cap;
-    }
-    memcpy(ag->rx + ag->rxlen, in, len);
-    ag->rxlen += len;
-    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-        bridge_dispatch(ag, ag->rx, ag->rxlen, ag->rxbinary);
-        ag->rxlen = 0;
-        if (ag->rxcap > 4 * 65536) { /* do not keep a 2 MiB buffer around */
-            free(ag->rx);
-            ag->rx = NULL;
-            ag->rxcap = 0;
-        }
-    }
-    return 0;
-}
-
-static int bridge_writeable(agent_t *ag, struct lws *wsi)
-{
-    int budget = 64; /* messages per callback, so reads are not starved */
-
-    while (ag->qhead && budget-- > 0) {
-        wsmsg_t *m = ag->qhead;
-        int n = lws_write(wsi, m->buf + LWS_PRE, m->len,
-                          m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        if (n < (int) m->len) {
-            agent_log("WebSocket write failed; reconnecting");
-            return -1;
-        }
-        ag->qhead = m->next;
-        if (!ag->qhead)
-            ag->qtail = NULL;
-        ag->qbytes -= m->len;
-        bridge_msg_free(ag, m);
-        if (lws_send_pipe_choked(wsi))
-            break;
-    }
-    if (ag->held && ag->qbytes < AGENT_QUEUE_LOW)
-        stream_release_held(ag);
-    if (ag->qhead) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    if (ag->stopping) {
-        /* every stream got its close: end the socket with a normal close */
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *) "agent stopping", 14);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- connection outcome ------------------------------------------------------------- */
 
 static int bridge_status_fatal(int status)
@@ -311,15 +244,442 @@ static const char *bridge_status_text(int status)
     return "error";
 }
 
+/* ---- the socket under the WebSocket ------------------------------------------------------ */
+
+static void bridge_on_down(agent_t *ag, const char *why);
+
+/* Drops the socket and the framing state of the current attempt. */
+static void bridge_close_socket(agent_t *ag)
+{
+    if (ag->ws) {
+        ws_sock_close(ag->ws);
+        ag->ws = NULL;
+    }
+    if (ag->wsl) {
+        wslay_event_context_free(ag->wsl);
+        ag->wsl = NULL;
+    }
+    if (ag->pump_on) {
+        uv_idle_stop(&ag->pump_idle);
+        ag->pump_on = 0;
+    }
+    ag->rxlen = 0;
+    ag->hlen = 0;
+}
+
+/*
+ * One write pass: our FIFO into wslay (a bounded amount at a time, so the
+ * FIFO stays the place where backpressure is measured), wslay frames into
+ * the socket's staging buffer, one flush per buffer-full.
+ */
+static void bridge_pump(agent_t *ag)
+{
+    ws_sock_t *s = ag->ws;
+
+    if (!s || !ag->wsl)
+        return;
+    for (;;) {
+        while (ag->qhead && wslay_event_get_queued_msg_length(ag->wsl) < BRIDGE_FEED_MAX) {
+            wsmsg_t *m = ag->qhead;
+            struct wslay_event_msg msg = {m->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+                                          m->buf, m->len};
+            int r = wslay_event_queue_msg(ag->wsl, &msg); /* copies */
+            ag->qhead = m->next;
+            if (!ag->qhead)
+                ag->qtail = NULL;
+            ag->qbytes -= m->len;
+            bridge_msg_free(ag, m);
+            if (r != 0 && r != WSLAY_ERR_NO_MORE_MSG) { /* NO_MORE_MSG: closing, dropped */
+                bridge_on_down(ag, "out of memory queueing a WebSocket message");
+                return;
+            }
+        }
+        if (wslay_event_want_write(ag->wsl) && wslay_event_send(ag->wsl) != 0) {
+            bridge_on_down(ag, "WebSocket send failed");
+            return;
+        }
+        if (ws_sock_flush(s) < 0) {
+            bridge_on_down(ag, ws_sock_error(s));
+            return;
+        }
+        if (!ag->qhead && !wslay_event_want_write(ag->wsl))
+            break;
+        if (ws_sock_writing(s) && wslay_event_want_write(ag->wsl))
+            break; /* both buffers full: on_drain resumes */
+    }
+    if (ag->held && ag->qbytes < AGENT_QUEUE_LOW)
+        stream_release_held(ag);
+    if (ag->stopping && !ag->close_queued && !ag->qhead && !wslay_event_want_write(ag->wsl)) {
+        /* every stream got its close: end the socket with a normal close */
+        ag->close_queued = 1;
+        wslay_event_queue_close(ag->wsl, WSLAY_CODE_NORMAL_CLOSURE,
+                                (const uint8_t *) "agent stopping", 14);
+        bridge_kick(ag);
+    }
+}
+
+static void bridge_on_pump_idle(uv_idle_t *h)
+{
+    agent_t *ag = h->data;
+
+    uv_idle_stop(h);
+    ag->pump_on = 0;
+    bridge_pump(ag);
+}
+
+void bridge_kick(agent_t *ag)
+{
+    if (ag->pump_on || !ag->wsl)
+        return;
+    ag->pump_on = 1;
+    uv_idle_start(&ag->pump_idle, bridge_on_pump_idle);
+}
+
+/* ---- wslay callbacks -----------------------------------------------------------------------
+ */
+
+static ssize_t bridge_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                              void *user)
+{
+    agent_t *ag = user;
+
+    if (ag->rinlen == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (len > ag->rinlen)
+        len = ag->rinlen;
+    memcpy(buf, ag->rin, len);
+    ag->rin += len;
+    ag->rinlen -= len;
+    return (ssize_t) len;
+}
+
+static ssize_t bridge_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                              int flags, void *user)
+{
+    agent_t *ag = user;
+    size_t n = ws_sock_stage(ag->ws, data, len);
+
+    if (n == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return (ssize_t) n;
+}
+
+static int bridge_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+    agent_t *ag = user;
+
+    if (len > sizeof(ag->maskpool))
+        return -1;
+    if (ag->maskoff + len > sizeof(ag->maskpool)) {
+        /* one CSPRNG call per 1024 frames instead of one per frame */
+        if (RAND_bytes(ag->maskpool, sizeof(ag->maskpool)) != 1) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        ag->maskoff = 0;
+    }
+    memcpy(buf, ag->maskpool + ag->maskoff, len);
+    ag->maskoff += len;
+    return 0;
+}
+
+/*
+ * wslay runs without buffering: the frame callbacks below reassemble data
+ * messages into ag->rx (or hand a message that arrived in one piece straight
+ * to bridge_dispatch); wslay still buffers and answers control frames.
+ */
+static void bridge_ws_frame_start(wslay_event_context_ptr ctx,
+                                  const struct wslay_event_on_frame_recv_start_arg *a,
+                                  void *user)
+{
+    agent_t *ag = user;
+
+    ag->rx_ctrl = (a->opcode & 0x8) != 0;
+    if (ag->rx_ctrl)
+        return;
+    if (a->opcode != WSLAY_CONTINUATION_FRAME) {
+        ag->rxlen = 0;
+        ag->rxbinary = a->opcode == WSLAY_BINARY_FRAME;
+    }
+    ag->rx_fin = a->fin;
+    ag->rx_frame_len = a->payload_length;
+    ag->rx_frame_off = 0;
+    ag->rx_done = 0;
+    if (ag->rxlen + a->payload_length > EGRESS_MAX_MESSAGE)
+        ag->rx_too_large = 1;
+}
+
+static void bridge_ws_frame_chunk(wslay_event_context_ptr ctx,
+                                  const struct wslay_event_on_frame_recv_chunk_arg *a,
+                                  void *user)
+{
+    agent_t *ag = user;
+
+    if (ag->rx_ctrl || ag->rx_too_large)
+        return;
+    if (ag->rxlen == 0 && ag->rx_fin && ag->rx_frame_off == 0 &&
+        a->data_length == ag->rx_frame_len) {
+        ag->rx_done = 1; /* the whole message in one piece: no copy */
+        ag->rx_frame_off = a->data_length;
+        bridge_dispatch(ag, a->data, a->data_length, ag->rxbinary);
+        return;
+    }
+    if (ag->rxlen + a->data_length > ag->rxcap) {
+        size_t cap = ag->rxcap ? ag->rxcap : 65536;
+        unsigned char *p;
+        while (cap < ag->rxlen + a->data_length)
+            cap *= 2;
+        if ((p = realloc(ag->rx, cap)) == NULL) {
+            ag->rx_too_large = 2;
+            return;
+        }
+        ag->rx = p;
+        ag->rxcap = cap;
+    }
+    memcpy(ag->rx + ag->rxlen, a->data, a->data_length);
+    ag->rxlen += a->data_length;
+    ag->rx_frame_off += a->data_length;
+}
+
+static void bridge_ws_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    agent_t *ag = user;
+
+    if (ag->rx_ctrl || ag->rx_too_large || !ag->rx_fin)
+        return;
+    if (!ag->rx_done)
+        bridge_dispatch(ag, ag->rx ? ag->rx : (const unsigned char *) "", ag->rxlen,
+                        ag->rxbinary);
+    ag->rxlen = 0;
+    if (ag->rxcap > 4 * 65536) { /* do not keep a 2 MiB buffer around */
+        free(ag->rx);
+        ag->rx = NULL;
+        ag->rxcap = 0;
+    }
+}
+
+static void bridge_ws_on_msg(wslay_event_context_ptr ctx,
+                             const struct wslay_event_on_msg_recv_arg *a, void *user)
+{
+    agent_t *ag = user;
+
+    /* data messages went through the frame callbacks; pings are answered by wslay */
+    if (a->opcode == WSLAY_CONNECTION_CLOSE)
+        ag->close_code = a->status_code;
+}
+
+static const struct wslay_event_callbacks bridge_ws_callbacks = {
+    bridge_ws_recv,        bridge_ws_send,      bridge_ws_genmask, bridge_ws_frame_start,
+    bridge_ws_frame_chunk, bridge_ws_frame_end, bridge_ws_on_msg};
+
+/* Bytes after the upgrade: through wslay, then act on what it found. */
+static void bridge_ws_feed(agent_t *ag, const unsigned char *p, size_t n)
+{
+    char why[64];
+    int rc;
+
+    ag->rin = p;
+    ag->rinlen = n;
+    rc = wslay_event_recv(ag->wsl);
+    ag->rin = NULL;
+    ag->rinlen = 0;
+    if (rc != 0) {
+        bridge_on_down(ag, "WebSocket receive failed");
+        return;
+    }
+    if (ag->rx_too_large) {
+        if (ag->rx_too_large == 1)
+            agent_log("coordinator sent a message above %d bytes; reconnecting",
+                      EGRESS_MAX_MESSAGE);
+        wslay_event_queue_close(ag->wsl,
+                                ag->rx_too_large == 1 ? WSLAY_CODE_MESSAGE_TOO_BIG
+                                                      : WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                                NULL, 0);
+        bridge_pump(ag);
+        bridge_on_down(ag, ag->rx_too_large == 1 ? "message too large" : "out of memory");
+        return;
+    }
+    if (wslay_event_get_close_received(ag->wsl)) {
+        /* wslay queued our close reply: best effort, then the socket is done */
+        bridge_pump(ag);
+        if (ag->close_code)
+            snprintf(why, sizeof(why), "close code %d", ag->close_code);
+        else
+            snprintf(why, sizeof(why), "connection lost");
+        bridge_on_down(ag, why);
+        return;
+    }
+    if (!wslay_event_get_read_enabled(ag->wsl)) {
+        /* a protocol error: wslay queued a close with its code */
+        int code = wslay_event_get_status_code_sent(ag->wsl);
+        if (code == WSLAY_CODE_MESSAGE_TOO_BIG)
+            agent_log("coordinator sent a message above %d bytes; reconnecting",
+                      EGRESS_MAX_MESSAGE);
+        bridge_pump(ag);
+        snprintf(why, sizeof(why), "WebSocket protocol error (close %d)", code);
+        bridge_on_down(ag, why);
+        return;
+    }
+    /* pongs, windows and stream answers queued while reading */
+    bridge_kick(ag);
+}
+
+/* The coordinator accepted the upgrade. Returns -1 when the attempt ended. */
+static int bridge_ws_open(agent_t *ag)
+{
+    ag->established = 1;
+    ag->attempts = 0;
+    ag->http_status = 101;
+    if (ag->using_ticket) /* one-use: it is spent now */
+        explicit_bzero(ag->ticket, sizeof(ag->ticket));
+    ag->proto = egress_proto_from_subprotocol(ag->subproto);
+    if (ag->proto == 0 || (ag->o->protocol && ag->proto != ag->o->protocol)) {
+        agent_log("coordinator selected unusable subprotocol '%s'", ag->subproto);
+        bridge_on_down(ag, "unusable subprotocol");
+        return -1;
+    }
+    if (wslay_event_context_client_init(&ag->wsl, &bridge_ws_callbacks, ag) != 0) {
+        ag->wsl = NULL;
+        bridge_on_down(ag, "out of memory");
+        return -1;
+    }
+    wslay_event_config_set_no_buffering(ag->wsl, 1);
+    wslay_event_config_set_max_recv_msg_length(ag->wsl, EGRESS_MAX_MESSAGE);
+    ws_sock_settle(ag->ws);
+    if (ag->proto == EGRESS_PROTO_V1) {
+        ag->ever_connected = 1;
+        ag->peer = 1; /* v1 has no peer notices */
+        agent_log("connected: lease=%s protocol=egress.v1 (no flow control, no resume)",
+                  ag->o->lease);
+    }
+    return 0;
+}
+
+static void bridge_sock_open(ws_sock_t *s)
+{
+    agent_t *ag = ws_sock_data(s);
+    host_opts_t *o = ag->o;
+    char path[512], cred[EGRESS_MAX_TOKEN_TEXT + 16], err[256];
+    char req[2048 + sizeof(cred)];
+    ws_upgrade_req_t rq;
+    int n;
+
+    if (ag->ws != s)
+        return;
+    snprintf(path, sizeof(path), "%s/v1/leases/%s/egress/host", o->url.prefix, o->lease);
+    if (ag->using_resume)
+        snprintf(cred, sizeof(cred), "%s", ag->resume);
+    else
+        snprintf(cred, sizeof(cred), "Bearer %s", ag->ticket);
+    memset(&rq, 0, sizeof(rq));
+    rq.path = path;
+    rq.host = o->url.host;
+    rq.port = o->url.port;
+    rq.tls = o->url.tls;
+    rq.protocols = o->protocol == EGRESS_PROTO_V1   ? EGRESS_SUBPROTO_V1
+                   : o->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
+                                                    : EGRESS_SUBPROTO_V2
+                       ", " EGRESS_SUBPROTO_V1;
+    rq.cred_name = ag->using_resume ? "X-Egress-Resume" : "Authorization";
+    rq.cred_value = cred;
+    n = ws_upgrade_request(&rq, req, sizeof(req), ag->accept, err, sizeof(err));
+    explicit_bzero(cred, sizeof(cred));
+    if (n < 0) {
+        bridge_on_down(ag, err);
+        return;
+    }
+    if (ws_sock_stage(s, req, (size_t) n) != (size_t) n) {
+        explicit_bzero(req, sizeof(req));
+        bridge_on_down(ag, "upgrade request does not fit");
+        return;
+    }
+    explicit_bzero(req, sizeof(req));
+    if (ws_sock_flush(s) < 0)
+        bridge_on_down(ag, ws_sock_error(s));
+}
+
+static void bridge_sock_read(ws_sock_t *s, const unsigned char *p, size_t n)
+{
+    agent_t *ag = ws_sock_data(s);
+    ws_upgrade_resp_t r;
+    char err[256];
+    size_t take;
+    int rc;
+
+    if (ag->ws != s)
+        return;
+    if (ag->wsl) {
+        bridge_ws_feed(ag, p, n);
+        return;
+    }
+    /* the upgrade answer: bounded head buffer */
+    take = sizeof(ag->hbuf) - ag->hlen;
+    if (take > n)
+        take = n;
+    memcpy(ag->hbuf + ag->hlen, p, take);
+    ag->hlen += take;
+    rc = ws_upgrade_parse(&r, ag->hbuf, ag->hlen, ag->accept, err, sizeof(err));
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        bridge_on_down(ag, err);
+        return;
+    }
+    ag->http_status = r.status;
+    if (r.status != 101) {
+        snprintf(err, sizeof(err), "HTTP %d", r.status);
+        bridge_on_down(ag, err);
+        return;
+    }
+    snprintf(ag->subproto, sizeof(ag->subproto), "%s", r.subprotocol);
+    if (bridge_ws_open(ag) < 0)
+        return;
+    /* frames may already follow the head */
+    if (ag->hlen > r.head_len)
+        bridge_ws_feed(ag, (const unsigned char *) ag->hbuf + r.head_len,
+                       ag->hlen - r.head_len);
+    if (take < n && ag->ws == s)
+        bridge_ws_feed(ag, p + take, n - take);
+}
+
+static void bridge_sock_drain(ws_sock_t *s)
+{
+    agent_t *ag = ws_sock_data(s);
+
+    if (ag->ws == s)
+        bridge_pump(ag);
+}
+
+static void bridge_sock_fail(ws_sock_t *s, const char *why)
+{
+    agent_t *ag = ws_sock_data(s);
+    char buf[300];
+
+    if (ag->ws != s)
+        return;
+    if (ag->established && ag->close_code)
+        snprintf(buf, sizeof(buf), "close code %d", ag->close_code);
+    else
+        snprintf(buf, sizeof(buf), "%s", why);
+    bridge_on_down(ag, buf);
+}
+
+static const ws_sock_cb_t bridge_sock_cb = {bridge_sock_open, bridge_sock_read,
+                                            bridge_sock_drain, bridge_sock_fail};
+
 /* The socket is gone (refused, dropped or closed): fatal, or try again. */
 static void bridge_on_down(agent_t *ag, const char *why)
 {
     int was_up = ag->established;
 
     if (!ag->active)
-        return; /* lws reported the same end twice */
+        return; /* this attempt already ended */
     ag->active = 0;
-    ag->wsi = NULL;
+    bridge_close_socket(ag);
     ag->established = 0;
     ag->peer = 0;
     stream_kill_all(ag, 0);
@@ -359,87 +719,6 @@ static void bridge_on_down(agent_t *ag, const char *why)
     else
         agent_log("cannot connect to coordinator (%s); retrying", why);
     bridge_schedule_reconnect(ag, 0);
-}
-
-int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                        size_t len)
-{
-    struct lws_context *ctx = lws_get_context(wsi);
-    agent_t *ag = lws_context_user(ctx);
-    char buf[128];
-
-    if (!ag)
-        return 0;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        unsigned char **p = (unsigned char **) in, *end = (*p) + len;
-        char hv[EGRESS_MAX_TOKEN_TEXT + 16];
-        int rc;
-        if (ag->using_resume) {
-            rc = lws_add_http_header_by_name(
-                wsi, (const unsigned char *) "x-egress-resume:", (unsigned char *) ag->resume,
-                (int) strlen(ag->resume), p, end);
-        } else {
-            snprintf(hv, sizeof(hv), "Bearer %s", ag->ticket);
-            rc = lws_add_http_header_by_name(wsi, (const unsigned char *) "authorization:",
-                                             (unsigned char *) hv, (int) strlen(hv), p, end);
-            explicit_bzero(hv, sizeof(hv));
-        }
-        return rc ? -1 : 0;
-    }
-    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-        ag->http_status = (int) lws_http_client_http_response(wsi);
-        /* the selected subprotocol; the header is gone by CLIENT_ESTABLISHED */
-        if (lws_hdr_copy(wsi, ag->subproto, sizeof(ag->subproto), WSI_TOKEN_PROTOCOL) < 0)
-            ag->subproto[0] = '\0';
-        break;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        ag->established = 1;
-        ag->attempts = 0;
-        ag->http_status = 101;
-        if (ag->using_ticket) /* one-use: it is spent now */
-            explicit_bzero(ag->ticket, sizeof(ag->ticket));
-        ag->proto = egress_proto_from_subprotocol(ag->subproto);
-        if (ag->proto == 0 || (ag->o->protocol && ag->proto != ag->o->protocol)) {
-            agent_log("coordinator selected unusable subprotocol '%s'", ag->subproto);
-            return -1;
-        }
-        if (ag->proto == EGRESS_PROTO_V1) {
-            ag->ever_connected = 1;
-            ag->peer = 1; /* v1 has no peer notices */
-            agent_log("connected: lease=%s protocol=egress.v1 (no flow control, no resume)",
-                      ag->o->lease);
-        }
-        break;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        return bridge_receive(ag, wsi, in, len);
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return bridge_writeable(ag, wsi);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (len >= 2) {
-            const unsigned char *c = in;
-            ag->close_code = (c[0] << 8) | c[1];
-        }
-        break;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (wsi == ag->wsi || !ag->established) {
-            snprintf(buf, sizeof(buf), "%s", in ? (const char *) in : "connection failed");
-            if (ag->http_status && ag->http_status != 101)
-                snprintf(buf, sizeof(buf), "HTTP %d", ag->http_status);
-            bridge_on_down(ag, buf);
-        }
-        break;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (ag->close_code)
-            snprintf(buf, sizeof(buf), "close code %d", ag->close_code);
-        else
-            snprintf(buf, sizeof(buf), "connection lost");
-        bridge_on_down(ag, buf);
-        break;
-    default:
-        break;
-    }
-    return 0;
 }
 
 /* ---- connecting ------------------------------------------------------------------------- */
@@ -492,8 +771,6 @@ static void bridge_mint_work(uv_work_t *w)
 int bridge_connect(agent_t *ag)
 {
     host_opts_t *o = ag->o;
-    struct lws_client_connect_info i;
-    char path[512];
 
     if (ag->finished || ag->stopping)
         return 0;
@@ -513,34 +790,45 @@ int bridge_connect(agent_t *ag)
         }
         return 0;
     }
-    snprintf(path, sizeof(path), "%s/v1/leases/%s/egress/host", o->url.prefix, o->lease);
-    memset(&i, 0, sizeof(i));
-    i.context = ag->ctx;
-    i.address = o->url.host;
-    i.port = o->url.port;
-    i.path = path;
-    i.host = o->url.host;
-    i.origin = o->url.host;
-    i.protocol = ag->o->protocol == EGRESS_PROTO_V1   ? EGRESS_SUBPROTO_V1
-                 : ag->o->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
-                                                      : EGRESS_SUBPROTO_V2
-                     ", " EGRESS_SUBPROTO_V1;
-    i.local_protocol_name = "egress";
-    i.ssl_connection = o->url.tls ? LCCSCF_USE_SSL : 0;
-    i.pwsi = &ag->wsi;
     ag->http_status = 0;
     ag->close_code = 0;
     ag->subproto[0] = '\0';
     ag->established = 0;
+    ag->close_queued = 0;
+    ag->hlen = 0;
+    ag->rxlen = 0;
+    ag->rx_too_large = 0;
+    ag->rx_ctrl = ag->rx_fin = ag->rx_done = 0;
     ag->active = 1;
-    if (!lws_client_connect_via_info(&i)) {
+    ag->ws = ws_sock_open(&ag->loop, o->url.tls ? ag->tls : NULL, o->url.host, o->url.port,
+                          BRIDGE_CONNECT_TIMEOUT_MS, &bridge_sock_cb, ag);
+    if (!ag->ws) {
         ag->active = 0;
-        ag->wsi = NULL;
         agent_log("cannot start a connection to %s", o->coordinator);
         bridge_schedule_reconnect(ag, 0);
         return -1;
     }
     return 0;
+}
+
+int bridge_init(agent_t *ag)
+{
+    uv_idle_init(&ag->loop, &ag->pump_idle);
+    ag->pump_idle.data = ag;
+    ag->maskoff = sizeof(ag->maskpool); /* empty: the first frame fills it */
+    if (ag->o->url.tls && (ag->tls = ws_sock_tls_ctx()) == NULL) {
+        agent_log("cannot create the TLS context: %s",
+                  ERR_reason_error_string(ERR_get_error()));
+        return -1;
+    }
+    return 0;
+}
+
+void bridge_stop(agent_t *ag)
+{
+    ag->active = 0;
+    bridge_close_socket(ag);
+    uv_close((uv_handle_t *) &ag->pump_idle, NULL);
 }
 
 static void bridge_on_retry(uv_timer_t *t)

@@ -1,6 +1,6 @@
 /*
  * host.c: `egress host`: options, configuration, the startup line, and the
- * agent's life cycle on one libuv loop (lws runs on the same loop).
+ * agent's life cycle on one libuv loop (the bridge's WebSocket runs on it too).
  */
 
 #include <errno.h>
@@ -162,9 +162,7 @@ static void host_on_finish_idle(uv_idle_t *h)
 
     uv_idle_stop(h);
     uv_close((uv_handle_t *) h, NULL);
-    /* outside any lws callback: safe to destroy the context here */
-    if (ag->ctx)
-        lws_context_destroy(ag->ctx); /* phase 1; lws NULLs ag->ctx when done */
+    bridge_stop(ag); /* outside any bridge callback */
 }
 
 void agent_finish(agent_t *ag, int code)
@@ -204,17 +202,14 @@ static void host_on_signal(uv_signal_t *h, int signum)
     agent_log("%s: closing %zu streams and the bridge", strsignal(signum), ag->nstreams);
     ag->stopping = 1;
     uv_timer_stop(&ag->retry_timer);
-    if (!ag->wsi || !ag->established) {
+    if (!ag->ws || !ag->established) {
         agent_finish(ag, EXIT_OK);
         return;
     }
     stream_kill_all(ag, 1);
-    lws_callback_on_writable(ag->wsi); /* flushes, then closes with 1000 */
+    bridge_kick(ag); /* flushes, then closes with 1000 */
     uv_timer_start(&ag->stop_timer, host_on_stop_timeout, 3000, 0);
 }
-
-static const struct lws_protocols host_protocols[] = {
-    {"egress", bridge_lws_callback, 0, 64 * 1024, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void host_startup_line(host_opts_t *o, const char *session)
 {
@@ -233,9 +228,7 @@ static void host_startup_line(host_opts_t *o, const char *session)
 
 int host_run(host_opts_t *o)
 {
-    struct lws_context_creation_info info;
     agent_t *ag;
-    void *loops[1];
     int code;
 
     struct rlimit rl;
@@ -315,6 +308,12 @@ int host_run(host_opts_t *o)
     ag->sigterm.data = ag->sigint.data = ag;
     uv_signal_start(&ag->sigterm, host_on_signal, SIGTERM);
     uv_signal_start(&ag->sigint, host_on_signal, SIGINT);
+    if (bridge_init(ag) < 0) {
+        agent_finish(ag, EXIT_RUNTIME);
+        uv_run(&ag->loop, UV_RUN_DEFAULT);
+        code = EXIT_RUNTIME;
+        goto out;
+    }
 
     if (o->metrics_addr) {
         char err[256];
@@ -327,35 +326,10 @@ int host_run(host_opts_t *o)
             goto out;
         }
     }
-    lws_set_log_level(o->verbose > 1 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
-    memset(&info, 0, sizeof(info));
-    loops[0] = &ag->loop;
-    info.foreign_loops = loops;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = host_protocols;
-    info.user = ag;
-    info.pcontext = &ag->ctx;
-    info.gid = -1;
-    info.uid = -1;
-    info.ka_time = 30; /* TCP keepalive on the bridge socket */
-    info.ka_probes = 3;
-    info.ka_interval = 10;
-    ag->ctx = lws_create_context(&info);
-    if (!ag->ctx) {
-        agent_log("cannot create the WebSocket context (is libwebsockets-evlib-uv installed?)");
-        code = EXIT_RUNTIME;
-        goto out;
-    }
     bridge_connect(ag);
     uv_run(&ag->loop, UV_RUN_DEFAULT);
     code = ag->exit_code;
 out:
-    /* lws destroys a foreign-loop context in phases, each needing a loop run */
-    for (int i = 0; ag->ctx && i < 4; i++) {
-        lws_context_destroy(ag->ctx);
-        uv_run(&ag->loop, UV_RUN_DEFAULT);
-    }
     uv_run(&ag->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&ag->loop) != 0)
         agent_log("event loop not empty at exit");
@@ -366,6 +340,8 @@ out:
     }
     stream_pool_free(ag);
     free(ag->rx);
+    if (ag->tls)
+        SSL_CTX_free(ag->tls);
     if (ag->audit)
         fclose(ag->audit);
     explicit_bzero(ag->resume, sizeof(ag->resume));

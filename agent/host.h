@@ -10,9 +10,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 
-#include <libwebsockets.h>
+#include <wslay/wslay.h>
 
 #include "agent.h"
+#include "ws_sock.h"
+#include "ws_upgrade.h"
 
 /* Payload room of a pooled message: v2 header + one full data chunk. */
 #define EGRESS_CHUNK_CAP (EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
@@ -73,10 +75,14 @@ struct stream_s {
 struct agent_s {
     host_opts_t *o;
     uv_loop_t loop;
-    struct lws_context *ctx;
-    struct lws *wsi;
-    int proto;       /* negotiated version once established, else 0 */
-    int established; /* WebSocket open */
+    SSL_CTX *tls;                /* wss: one context for every attempt */
+    ws_sock_t *ws;               /* the bridge socket; NULL between attempts */
+    wslay_event_context_ptr wsl; /* framing, once the upgrade is accepted */
+    uv_idle_t pump_idle;         /* one write pass per loop turn, not per message */
+    int pump_on;
+    int close_queued; /* our close frame is queued (stopping) */
+    int proto;        /* negotiated version once established, else 0 */
+    int established;  /* WebSocket open */
     int ever_connected;
     int peer;         /* client leg attached (v2 peer/hello) */
     int http_status;  /* status of the last upgrade answer */
@@ -113,10 +119,25 @@ struct agent_s {
     tcpchunk_t *chunkpool;
     size_t nchunkpool;
 
+    /* the upgrade answer until its head is complete */
+    char hbuf[WS_UPGRADE_HEAD_MAX];
+    size_t hlen;
+    char accept[WS_UPGRADE_ACCEPT_SZ];
+
+    /* bytes being fed to wslay (wslay pulls them through its recv callback) */
+    const unsigned char *rin;
+    size_t rinlen;
+
     /* reassembly of one incoming WebSocket message */
     unsigned char *rx;
     size_t rxlen, rxcap;
     int rxbinary;
+    int rx_ctrl, rx_fin, rx_done, rx_too_large;
+    uint64_t rx_frame_len, rx_frame_off;
+
+    /* masking keys: RAND_bytes in batches, 4 bytes per frame */
+    unsigned char maskpool[4096];
+    size_t maskoff;
 
     FILE *audit;
 
@@ -141,8 +162,12 @@ void bridge_msg_free(agent_t *ag, wsmsg_t *m);
 void bridge_enqueue(agent_t *ag, wsmsg_t *m);
 int bridge_send_frame(agent_t *ag, const egress_frame_t *f);
 void bridge_purge_streams(agent_t *ag);
-int bridge_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                        size_t len);
+/* Loop resources of the bridge (call once before bridge_connect). */
+int bridge_init(agent_t *ag);
+/* Closes the socket and the bridge's handles (agent_finish, outside callbacks). */
+void bridge_stop(agent_t *ag);
+/* Queued messages exist: write them on this loop turn. */
+void bridge_kick(agent_t *ag);
 
 /* stream.c */
 stream_t *stream_find(agent_t *ag, uint32_t id);

@@ -230,8 +230,7 @@ static void stream_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     }
     if (room > EGRESS_DATA_CHUNK)
         room = EGRESS_DATA_CHUNK;
-    *buf =
-        uv_buf_init((char *) s->rdmsg->buf + LWS_PRE + EGRESS_V2_DATA_HEADER, (unsigned) room);
+    *buf = uv_buf_init((char *) s->rdmsg->buf + EGRESS_V2_DATA_HEADER, (unsigned) room);
 }
 
 static void stream_read_stop(stream_t *s)
@@ -271,7 +270,7 @@ static void stream_send_data(stream_t *s, size_t n)
     egress_flow_on_sent(&s->flow, n);
     s->bytes_down += n;
     if (ag->proto == EGRESS_PROTO_V2) {
-        egress_frame_data_header(m->buf + LWS_PRE, s->id);
+        egress_frame_data_header(m->buf, s->id);
         m->len = (uint32_t) (EGRESS_V2_DATA_HEADER + n);
         m->binary = 1;
         m->stream_id = s->id;
@@ -282,7 +281,7 @@ static void stream_send_data(stream_t *s, size_t n)
     egress_frame_t f = {0};
     f.type = EGRESS_FRAME_DATA;
     f.id = s->id;
-    f.body = m->buf + LWS_PRE + EGRESS_V2_DATA_HEADER;
+    f.body = m->buf + EGRESS_V2_DATA_HEADER;
     f.body_len = n;
     bridge_send_frame(ag, &f);
     bridge_msg_free(ag, m);

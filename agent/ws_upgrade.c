@@ -1,0 +1,177 @@
+/*
+ * ws_upgrade.c: the RFC 6455 upgrade request and the check of the answer's
+ * head (status, Upgrade, Connection, Sec-WebSocket-Accept, the chosen
+ * subprotocol, no extension we did not offer).
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "agent.h"
+#include "ws_upgrade.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+static int ws_upgrade_accept_for(const char *key, char accept[WS_UPGRADE_ACCEPT_SZ])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char in[64];
+    int n;
+
+    n = snprintf(in, sizeof(in), "%s%s", key, WS_GUID);
+    if (n < 0 || (size_t) n >= sizeof(in) ||
+        EVP_Digest(in, (size_t) n, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+        return -1;
+    EVP_EncodeBlock((unsigned char *) accept, md, (int) mdlen);
+    return 0;
+}
+
+int ws_upgrade_request(const ws_upgrade_req_t *rq, char *out, size_t cap,
+                       char accept[WS_UPGRADE_ACCEPT_SZ], char *err, size_t errcap)
+{
+    unsigned char rnd[16];
+    char key[32], hostport[300];
+    int v6 = strchr(rq->host, ':') != NULL, n;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        snprintf(err, errcap, "no random bytes for Sec-WebSocket-Key");
+        return -1;
+    }
+    EVP_EncodeBlock((unsigned char *) key, rnd, sizeof(rnd));
+    if (ws_upgrade_accept_for(key, accept) < 0) {
+        snprintf(err, errcap, "cannot compute Sec-WebSocket-Accept");
+        return -1;
+    }
+    if (rq->port == (rq->tls ? 443u : 80u))
+        snprintf(hostport, sizeof(hostport), v6 ? "[%s]" : "%s", rq->host);
+    else
+        snprintf(hostport, sizeof(hostport), v6 ? "[%s]:%u" : "%s:%u", rq->host, rq->port);
+    n = snprintf(out, cap,
+                 "GET %s HTTP/1.1\r\n"
+                 "Host: %s\r\n"
+                 "Upgrade: websocket\r\n"
+                 "Connection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\n"
+                 "Sec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: %s\r\n"
+                 "Origin: %s://%s\r\n"
+                 "User-Agent: egress/" EGRESS_VERSION "\r\n"
+                 "%s: %s\r\n"
+                 "\r\n",
+                 rq->path, hostport, key, rq->protocols, rq->tls ? "https" : "http", hostport,
+                 rq->cred_name, rq->cred_value);
+    if (n < 0 || (size_t) n >= cap) {
+        explicit_bzero(out, cap);
+        snprintf(err, errcap, "upgrade request longer than %zu bytes", cap);
+        return -1;
+    }
+    return n;
+}
+
+/* Is tok one of the comma-separated, case-insensitive tokens in v[0..n)? */
+static int ws_upgrade_has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok), i = 0;
+
+    while (i < n) {
+        size_t s, e;
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int ws_upgrade_name_is(const char *name, size_t n, const char *want)
+{
+    return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+int ws_upgrade_parse(ws_upgrade_resp_t *r, const char *buf, size_t len, const char *accept,
+                     char *err, size_t errcap)
+{
+    const char *end = NULL, *p, *eol;
+    int upgrade = 0, connection = 0, accept_ok = 0;
+
+    memset(r, 0, sizeof(*r));
+    for (size_t i = 0; i + 3 < len; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
+            end = buf + i + 2; /* the last header line's CRLF stays inside */
+            r->head_len = i + 4;
+            break;
+        }
+    }
+    if (!end) {
+        if (len >= WS_UPGRADE_HEAD_MAX) {
+            snprintf(err, errcap, "upgrade answer head longer than %d bytes",
+                     WS_UPGRADE_HEAD_MAX);
+            return -1;
+        }
+        return 0;
+    }
+    if (r->head_len > WS_UPGRADE_HEAD_MAX) {
+        snprintf(err, errcap, "upgrade answer head longer than %d bytes", WS_UPGRADE_HEAD_MAX);
+        return -1;
+    }
+    eol = memchr(buf, '\r', (size_t) (end - buf));
+    if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
+        buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' ||
+        buf[11] > '9' || (eol - buf > 12 && buf[12] != ' ')) {
+        snprintf(err, errcap, "coordinator did not answer with HTTP/1.1");
+        return -1;
+    }
+    r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    for (p = eol + 2; p < end; p = eol + 2) {
+        const char *colon, *v, *ve;
+        eol = memchr(p, '\r', (size_t) (end - p));
+        if (!eol || eol[1] != '\n') {
+            snprintf(err, errcap, "malformed upgrade answer header");
+            return -1;
+        }
+        colon = memchr(p, ':', (size_t) (eol - p));
+        if (!colon || colon == p) {
+            snprintf(err, errcap, "malformed upgrade answer header");
+            return -1;
+        }
+        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+            ;
+        for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+            ;
+        size_t nl = (size_t) (colon - p), vl = (size_t) (ve - v);
+        if (ws_upgrade_name_is(p, nl, "Upgrade")) {
+            upgrade = ws_upgrade_has_token(v, vl, "websocket");
+        } else if (ws_upgrade_name_is(p, nl, "Connection")) {
+            connection = ws_upgrade_has_token(v, vl, "upgrade");
+        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Accept")) {
+            accept_ok = vl == strlen(accept) && memcmp(v, accept, vl) == 0;
+        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Protocol")) {
+            if (vl >= sizeof(r->subprotocol))
+                vl = 0; /* no protocol of ours is that long: unusable */
+            memcpy(r->subprotocol, v, vl);
+            r->subprotocol[vl] = '\0';
+        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Extensions") && r->status == 101) {
+            snprintf(err, errcap, "coordinator chose a WebSocket extension we did not offer");
+            return -1;
+        }
+    }
+    if (r->status != 101)
+        return 1;
+    if (!upgrade || !connection || !accept_ok) {
+        snprintf(err, errcap, "invalid WebSocket upgrade answer (%s)",
+                 !accept_ok ? "Sec-WebSocket-Accept" : "Upgrade/Connection");
+        return -1;
+    }
+    return 1;
+}
