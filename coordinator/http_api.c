@@ -596,6 +596,18 @@ static json_t *proto_json(const conn_t *c)
     return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
 }
 
+/* When a role last connected or disconnected, while the session is in memory. */
+static json_t *since_json(const session_t *live, int role)
+{
+    char ts[32];
+
+    if (live == NULL || live->since[role] == 0) {
+        return json_null();
+    }
+    coord_time_format(ts, sizeof(ts), live->since[role]);
+    return json_string(ts);
+}
+
 int lease_status_json(const store_lease_t *l, json_t **out)
 {
     store_session_t s;
@@ -620,11 +632,13 @@ int lease_status_json(const store_lease_t *l, json_t **out)
     coord_time_format(created, sizeof(created), s.created_at);
     coord_time_format(updated, sizeof(updated), s.updated_at);
     *out = json_pack(
-        "{s:s, s:s, s:s, s:o, s:b, s:b, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}", "leaseID",
-        l->id, "sessionID", s.session_id, "profile", s.profile, "allow", allow, "hostConnected",
-        live && live->conn[ROLE_HOST], "clientConnected", live && live->conn[ROLE_CLIENT],
-        "createdAt", created, "updatedAt", updated, "state", active ? "active" : "stopped",
-        "protocol", "host", proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
+        "{s:s, s:s, s:s, s:o, s:b, s:b, s:o, s:o, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
+        "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow", allow,
+        "hostConnected", live && live->conn[ROLE_HOST], "clientConnected",
+        live && live->conn[ROLE_CLIENT], "hostSince", since_json(live, ROLE_HOST),
+        "clientSince", since_json(live, ROLE_CLIENT), "createdAt", created, "updatedAt",
+        updated, "state", active ? "active" : "stopped", "protocol", "host",
+        proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
         proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
         (json_int_t) (live ? live->nstreams : 0), "bytesUp",
         (json_int_t) (live ? live->bytes_up : 0), "bytesDown",

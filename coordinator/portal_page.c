@@ -181,7 +181,7 @@ void portal_render_leases(hbuf_t *b, const portal_view_t *v, const portal_row_t 
 
 /* ---- one lease --------------------------------------------------------- */
 
-static void page_conn(hbuf_t *b, const char *key, const char *label, int on)
+static void page_conn(hbuf_t *b, const char *key, const char *label, int on, const char *since)
 {
     hbuf_raw(b, "<dt>");
     hbuf_raw(b, label);
@@ -193,6 +193,13 @@ static void page_conn(hbuf_t *b, const char *key, const char *label, int on)
     hbuf_raw(b, key);
     hbuf_raw(b, "\" aria-live=\"polite\">");
     hbuf_raw(b, on ? "connected" : "disconnected");
+    hbuf_raw(b, "</span> <span class=\"since\" data-field=\"");
+    hbuf_raw(b, key);
+    hbuf_raw(b, "Since\">");
+    if (since != NULL) {
+        hbuf_raw(b, "since ");
+        hbuf_text(b, since);
+    }
     hbuf_raw(b, "</span></dd>\n");
 }
 
@@ -240,8 +247,10 @@ static void page_session(hbuf_t *b, const store_lease_t *l, json_t *s)
     hbuf_raw(b, "</dd>\n<dt>Profile</dt><dd>");
     hbuf_text(b, json_string_length(profile) ? json_string_value(profile) : "custom allowlist");
     hbuf_raw(b, "</dd>\n");
-    page_conn(b, "host", "Host agent", json_is_true(json_object_get(s, "hostConnected")));
-    page_conn(b, "client", "Lease proxy", json_is_true(json_object_get(s, "clientConnected")));
+    page_conn(b, "host", "Host agent", json_is_true(json_object_get(s, "hostConnected")),
+              json_string_value(json_object_get(s, "hostSince")));
+    page_conn(b, "client", "Lease proxy", json_is_true(json_object_get(s, "clientConnected")),
+              json_string_value(json_object_get(s, "clientSince")));
     hbuf_printf(b, "<dt>Open streams</dt><dd data-field=\"streams\">%lld</dd>\n",
                 (long long) json_integer_value(json_object_get(s, "streams")));
     hbuf_raw(b, "<dt>Sent to sites</dt><dd data-field=\"bytesUp\">");

@@ -379,6 +379,7 @@ int session_attach(session_t *s, conn_t *c, const char *resume)
     }
     c->sess = s;
     s->conn[c->role] = c;
+    s->since[c->role] = coord_now();
     session_stats.sockets_live[c->role]++;
     session_stats.sockets_accepted[c->role]++;
     if (c->version == EGRESS_PROTO_V2) {
@@ -412,6 +413,7 @@ void session_detach(conn_t *c)
         return;
     }
     s->conn[c->role] = NULL;
+    s->since[c->role] = coord_now();
     session_stats.sockets_live[c->role]--;
     peer = s->conn[1 - c->role];
     /* Every stream dies with either socket; both sides drop their streams. */

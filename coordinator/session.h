@@ -92,6 +92,7 @@ typedef struct session_s {
     uint64_t bytes_up;    /* client -> host payload bytes */
     uint64_t bytes_down;  /* host -> client */
     uint64_t frames;
+    int64_t since[2]; /* when each role last connected or disconnected (unix s; 0 never) */
 } session_t;
 
 /* Live session of a lease, or NULL. */

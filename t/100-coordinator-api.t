@@ -119,6 +119,7 @@ is($t2->{sessionID}, $s1, 'host ticket joins the session (org admin may mint)');
 ($st, $j) = $c->api(GET => "/v1/leases/$L/egress/status", $bob);
 is($st, 200, 'status readable by org member');
 is($j->{profile}, 'discord', 'status profile');
+ok(exists $j->{hostSince} && !defined $j->{hostSince}, 'hostSince null before any socket');
 is_deeply($j->{allow}, ['example.com', '*.example.org'], 'status allow');
 is($j->{sessionID}, $s1, 'status sessionID');
 ok(!$j->{hostConnected} && !$j->{clientConnected}, 'nothing connected');

@@ -86,6 +86,8 @@ is_deeply($e, { type => 'error', id => 7, message => 'host agent not connected' 
 
 $j = $c->status($alice, $L);
 ok($j->{clientConnected} && !$j->{hostConnected}, 'status: client only');
+like($j->{clientSince}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'status: client connected since');
+is($j->{hostSince}, undef, 'status: host never seen');
 is($j->{protocol}{client}, 'egress.v2', 'status protocol');
 
 my $ht = ticket(role => 'host', extra => { sessionID => $S, profile => 'slack' });
@@ -122,6 +124,7 @@ $host2->close;
 $p = $client->recv_json(5);
 is($p->{type} . ':' . ($p->{connected} ? 1 : 0), 'peer:0', 'host gone announced');
 ok(wait_until(sub { !$c->status($alice, $L)->{hostConnected} }, 5), 'status: host disconnected');
+like($c->status($alice, $L)->{hostSince}, qr/Z$/, 'status: since when the host is gone');
 
 # ---- session replaced --------------------------------------------------------------
 my $newc = ticket(role => 'client');

@@ -65,6 +65,8 @@ is($b->eval('document.querySelector("h1").textContent'), 'Lease browser-lease', 
 ok($b->wait_for('document.querySelector("[data-field=host]").textContent === "connected"'),
     'host agent shown connected');
 ok($b->eval('document.querySelector("[data-dot=host]").classList.contains("on")'), '... with a lit dot');
+like($b->eval('document.querySelector("[data-field=hostSince]").textContent'), qr/^since \d{4}-\d\d-\d\dT/,
+    '... and since when');
 is($b->eval('document.querySelector("[data-field=client]").textContent'), 'connected',
     'lease proxy shown connected');
 like($b->eval('document.querySelector(".allow-summary").textContent'), qr/^7 patterns: /,
@@ -90,6 +92,8 @@ ok($b->wait_for('document.querySelector("[data-field=host]").textContent === "di
     'host goes disconnected when the agent stops');
 ok(!$b->eval('document.querySelector("[data-dot=host]").classList.contains("on")'), '... the dot goes dark');
 is($b->eval('window.__same_page'), 42, '... without a page reload');
+like($b->eval('document.querySelector("[data-field=hostSince]").textContent'), qr/^since \d{4}-/,
+    '... saying since when');
 $b->screenshot("$art/portal-lease-disconnected.png");
 
 # ---- copy button ---------------------------------------------------------------------

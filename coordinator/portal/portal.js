@@ -15,10 +15,11 @@
     if (el && el.textContent !== text) el.textContent = text;
   }
 
-  function setConn(name, on) {
+  function setConn(name, on, since) {
     var dot = document.querySelector('[data-dot="' + name + '"]');
     if (dot) dot.classList.toggle('on', on);
     setField(name, on ? 'connected' : 'disconnected');
+    setField(name + 'Since', since ? 'since ' + since : '');
   }
 
   function copyFallback(el) {
@@ -55,13 +56,13 @@
     var s = doc.session;
     if (!s) {
       setField('state', 'no session');
-      setConn('host', false);
-      setConn('client', false);
+      setConn('host', false, null);
+      setConn('client', false, null);
       return;
     }
     setField('state', s.state);
-    setConn('host', !!s.hostConnected);
-    setConn('client', !!s.clientConnected);
+    setConn('host', !!s.hostConnected, s.hostSince);
+    setConn('client', !!s.clientConnected, s.clientSince);
     setField('streams', String(s.streams));
     setField('bytesUp', fmtBytes(s.bytesUp));
     setField('bytesDown', fmtBytes(s.bytesDown));
