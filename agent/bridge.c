@@ -18,8 +18,8 @@
 #define BACKOFF_CAP_MS  15000
 /* TCP + TLS + upgrade must be done by then */
 #define BRIDGE_CONNECT_TIMEOUT_MS 20000
-/* bytes handed to wslay at a time; the rest waits in our FIFO (counted in qbytes) */
-#define BRIDGE_FEED_MAX (256 * 1024)
+/* below this much staging room, with a write in flight, wait for it */
+#define BRIDGE_ROOM_MIN 64
 
 /* ---- messages -------------------------------------------------------------------- */
 
@@ -259,6 +259,10 @@ static void bridge_close_socket(agent_t *ag)
         wslay_event_context_free(ag->wsl);
         ag->wsl = NULL;
     }
+    if (ag->txm) { /* half written: the socket is gone with it */
+        bridge_msg_free(ag, ag->txm);
+        ag->txm = NULL;
+    }
     if (ag->pump_on) {
         uv_idle_stop(&ag->pump_idle);
         ag->pump_on = 0;
@@ -267,49 +271,99 @@ static void bridge_close_socket(agent_t *ag)
     ag->hlen = 0;
 }
 
-/*
- * One write pass: our FIFO into wslay (a bounded amount at a time, so the
- * FIFO stays the place where backpressure is measured), wslay frames into
- * the socket's staging buffer, one flush per buffer-full.
- */
-static void bridge_pump(agent_t *ag)
+/* Mask keys come from a RAND_bytes pool: one CSPRNG call per 1024 frames. */
+static int bridge_mask_key(agent_t *ag, unsigned char *buf, size_t len)
 {
-    ws_sock_t *s = ag->ws;
+    if (len > sizeof(ag->maskpool))
+        return -1;
+    if (ag->maskoff + len > sizeof(ag->maskpool)) {
+        if (RAND_bytes(ag->maskpool, sizeof(ag->maskpool)) != 1)
+            return -1;
+        ag->maskoff = 0;
+    }
+    memcpy(buf, ag->maskpool + ag->maskoff, len);
+    explicit_bzero(ag->maskpool + ag->maskoff, len);
+    ag->maskoff += len;
+    return 0;
+}
 
-    if (!s || !ag->wsl)
-        return;
+/*
+ * Our FIFO straight into the socket's staging buffer as masked frames, one
+ * pass over each byte; a frame larger than the room left is finished on the
+ * next pass (ag->txm), and wslay writes nothing until it is.
+ */
+static int bridge_write_frames(agent_t *ag)
+{
     for (;;) {
-        while (ag->qhead && wslay_event_get_queued_msg_length(ag->wsl) < BRIDGE_FEED_MAX) {
+        size_t room, n;
+        unsigned char *p = ws_sock_room(ag->ws, &room);
+        if (!ag->txm) {
             wsmsg_t *m = ag->qhead;
-            struct wslay_event_msg msg = {m->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-                                          m->buf, m->len};
-            int r = wslay_event_queue_msg(ag->wsl, &msg); /* copies */
+            if (!m || room < WS_FRAME_HEADER_MAX)
+                return 0;
+            if (bridge_mask_key(ag, ag->txkey, sizeof(ag->txkey)) < 0)
+                return -1;
             ag->qhead = m->next;
             if (!ag->qhead)
                 ag->qtail = NULL;
             ag->qbytes -= m->len;
-            bridge_msg_free(ag, m);
-            if (r != 0 && r != WSLAY_ERR_NO_MORE_MSG) { /* NO_MORE_MSG: closing, dropped */
-                bridge_on_down(ag, "out of memory queueing a WebSocket message");
-                return;
-            }
+            ag->txm = m;
+            ag->txoff = 0;
+            n = ws_frame_header(p, m->binary, m->len, ag->txkey);
+            ws_sock_staged(ag->ws, n);
+            p += n;
+            room -= n;
         }
-        if (wslay_event_want_write(ag->wsl) && wslay_event_send(ag->wsl) != 0) {
+        n = ag->txm->len - ag->txoff;
+        if (n > room)
+            n = room;
+        ws_frame_mask(p, ag->txm->buf + ag->txoff, n, ag->txkey, ag->txoff);
+        ws_sock_staged(ag->ws, n);
+        ag->txoff += n;
+        if (ag->txoff < ag->txm->len)
+            return 0; /* staging buffer full */
+        bridge_msg_free(ag, ag->txm);
+        ag->txm = NULL;
+    }
+}
+
+/*
+ * One write pass: wslay's own frames (pongs, close) between ours, never
+ * inside one; our data frames; one flush per buffer-full. A write in flight
+ * plus a full staging buffer ends the pass; on_drain starts the next.
+ */
+static void bridge_pump(agent_t *ag)
+{
+    ws_sock_t *s = ag->ws;
+    size_t room;
+    int closing;
+
+    if (!s || !ag->wsl)
+        return;
+    for (;;) {
+        if (!ag->txm && wslay_event_want_write(ag->wsl) && wslay_event_send(ag->wsl) != 0) {
             bridge_on_down(ag, "WebSocket send failed");
+            return;
+        }
+        closing = ag->close_queued || wslay_event_get_close_sent(ag->wsl);
+        if ((ag->txm || !wslay_event_want_write(ag->wsl)) && !closing &&
+            bridge_write_frames(ag) < 0) {
+            bridge_on_down(ag, "no random bytes for frame masks");
             return;
         }
         if (ws_sock_flush(s) < 0) {
             bridge_on_down(ag, ws_sock_error(s));
             return;
         }
-        if (!ag->qhead && !wslay_event_want_write(ag->wsl))
+        if (!ag->txm && !wslay_event_want_write(ag->wsl) && (!ag->qhead || closing))
             break;
-        if (ws_sock_writing(s) && wslay_event_want_write(ag->wsl))
-            break; /* both buffers full: on_drain resumes */
+        ws_sock_room(s, &room);
+        if (ws_sock_writing(s) && room < BRIDGE_ROOM_MIN)
+            break;
     }
     if (ag->held && ag->qbytes < AGENT_QUEUE_LOW)
         stream_release_held(ag);
-    if (ag->stopping && !ag->close_queued && !ag->qhead && !wslay_event_want_write(ag->wsl)) {
+    if (ag->stopping && !ag->close_queued && !ag->qhead && !ag->txm) {
         /* every stream got its close: end the socket with a normal close */
         ag->close_queued = 1;
         wslay_event_queue_close(ag->wsl, WSLAY_CODE_NORMAL_CLOSURE,
@@ -370,20 +424,10 @@ static ssize_t bridge_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, 
 
 static int bridge_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
 {
-    agent_t *ag = user;
-
-    if (len > sizeof(ag->maskpool))
+    if (bridge_mask_key(user, buf, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
-    if (ag->maskoff + len > sizeof(ag->maskpool)) {
-        /* one CSPRNG call per 1024 frames instead of one per frame */
-        if (RAND_bytes(ag->maskpool, sizeof(ag->maskpool)) != 1) {
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-        ag->maskoff = 0;
     }
-    memcpy(buf, ag->maskpool + ag->maskoff, len);
-    ag->maskoff += len;
     return 0;
 }
 
@@ -563,9 +607,10 @@ static void bridge_sock_open(ws_sock_t *s)
 {
     agent_t *ag = ws_sock_data(s);
     host_opts_t *o = ag->o;
-    char path[512], cred[EGRESS_MAX_TOKEN_TEXT + 16], err[256];
+    char path[512], cred[EGRESS_MAX_TOKEN_TEXT + 16];
     char req[2048 + sizeof(cred)];
-    ws_upgrade_req_t rq;
+    egress_upgrade_req_t rq;
+    egress_error_t err;
     int n;
 
     if (ag->ws != s)
@@ -584,12 +629,13 @@ static void bridge_sock_open(ws_sock_t *s)
                    : o->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
                                                     : EGRESS_SUBPROTO_V2
                        ", " EGRESS_SUBPROTO_V1;
+    rq.user_agent = "egress/" EGRESS_VERSION;
     rq.cred_name = ag->using_resume ? "X-Egress-Resume" : "Authorization";
     rq.cred_value = cred;
-    n = ws_upgrade_request(&rq, req, sizeof(req), ag->accept, err, sizeof(err));
+    n = egress_upgrade_request(&rq, req, sizeof(req), ag->accept, &err);
     explicit_bzero(cred, sizeof(cred));
     if (n < 0) {
-        bridge_on_down(ag, err);
+        bridge_on_down(ag, err.message);
         return;
     }
     if (ws_sock_stage(s, req, (size_t) n) != (size_t) n) {
@@ -605,8 +651,9 @@ static void bridge_sock_open(ws_sock_t *s)
 static void bridge_sock_read(ws_sock_t *s, const unsigned char *p, size_t n)
 {
     agent_t *ag = ws_sock_data(s);
-    ws_upgrade_resp_t r;
-    char err[256];
+    egress_upgrade_resp_t r;
+    egress_error_t err;
+    char why[32];
     size_t take;
     int rc;
 
@@ -622,17 +669,17 @@ static void bridge_sock_read(ws_sock_t *s, const unsigned char *p, size_t n)
         take = n;
     memcpy(ag->hbuf + ag->hlen, p, take);
     ag->hlen += take;
-    rc = ws_upgrade_parse(&r, ag->hbuf, ag->hlen, ag->accept, err, sizeof(err));
+    rc = egress_upgrade_parse(&r, ag->hbuf, ag->hlen, ag->accept, &err);
     if (rc == 0)
         return;
     if (rc < 0) {
-        bridge_on_down(ag, err);
+        bridge_on_down(ag, err.message);
         return;
     }
     ag->http_status = r.status;
     if (r.status != 101) {
-        snprintf(err, sizeof(err), "HTTP %d", r.status);
-        bridge_on_down(ag, err);
+        snprintf(why, sizeof(why), "HTTP %d", r.status);
+        bridge_on_down(ag, why);
         return;
     }
     snprintf(ag->subproto, sizeof(ag->subproto), "%s", r.subprotocol);

@@ -440,6 +440,7 @@ int cmd_host(int argc, char **argv)
             o.allow_private = 1;
             break;
         case OPT_COORD:
+            free(cfg.coordinator); /* the last --coordinator wins */
             cfg.coordinator = strdup(optarg);
             break;
         case OPT_SESSION:

@@ -13,8 +13,9 @@
 #include <wslay/wslay.h>
 
 #include "agent.h"
+#include "egress_upgrade.h"
+#include "ws_frame.h"
 #include "ws_sock.h"
-#include "ws_upgrade.h"
 
 /* Payload room of a pooled message: v2 header + one full data chunk. */
 #define EGRESS_CHUNK_CAP (EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
@@ -120,9 +121,9 @@ struct agent_s {
     size_t nchunkpool;
 
     /* the upgrade answer until its head is complete */
-    char hbuf[WS_UPGRADE_HEAD_MAX];
+    char hbuf[EGRESS_UPGRADE_HEAD_MAX];
     size_t hlen;
-    char accept[WS_UPGRADE_ACCEPT_SZ];
+    char accept[EGRESS_UPGRADE_ACCEPT_SZ];
 
     /* bytes being fed to wslay (wslay pulls them through its recv callback) */
     const unsigned char *rin;
@@ -138,6 +139,11 @@ struct agent_s {
     /* masking keys: RAND_bytes in batches, 4 bytes per frame */
     unsigned char maskpool[4096];
     size_t maskoff;
+
+    /* the data frame being written into the staging buffer */
+    wsmsg_t *txm;
+    size_t txoff;
+    unsigned char txkey[4];
 
     FILE *audit;
 

@@ -138,6 +138,17 @@ size_t ws_sock_stage(ws_sock_t *s, const void *p, size_t n)
     return n;
 }
 
+unsigned char *ws_sock_room(ws_sock_t *s, size_t *room)
+{
+    *room = WS_SOCK_OUT_CAP - s->outlen;
+    return s->out + s->outlen;
+}
+
+void ws_sock_staged(ws_sock_t *s, size_t n)
+{
+    s->outlen += n;
+}
+
 /* ---- writing ------------------------------------------------------------------------- */
 
 static void ws_sock_on_write(uv_write_t *req, int status);

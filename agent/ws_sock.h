@@ -42,6 +42,9 @@ void *ws_sock_data(ws_sock_t *s);
 void ws_sock_settle(ws_sock_t *s);
 /* Copies up to n bytes into the staging buffer; returns how many fitted. */
 size_t ws_sock_stage(ws_sock_t *s, const void *p, size_t n);
+/* Free room in the staging buffer, for writing in place, then ws_sock_staged(). */
+unsigned char *ws_sock_room(ws_sock_t *s, size_t *room);
+void ws_sock_staged(ws_sock_t *s, size_t n);
 /* Writes staged bytes. Returns -1 (reason in ws_sock_error) when the socket failed. */
 int ws_sock_flush(ws_sock_t *s);
 /* A write is in flight: wait for on_drain before flushing again. */

@@ -1,7 +1,7 @@
 /*
- * ws_upgrade.c: the RFC 6455 upgrade request and the check of the answer's
- * head (status, Upgrade, Connection, Sec-WebSocket-Accept, the chosen
- * subprotocol, no extension we did not offer).
+ * egress_upgrade.c: the RFC 6455 upgrade request and the check of the
+ * answer's head (status, Upgrade, Connection, Sec-WebSocket-Accept, the
+ * chosen subprotocol, no extension we did not offer).
  */
 
 #include <stdio.h>
@@ -11,12 +11,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "agent.h"
-#include "ws_upgrade.h"
+#include "egress_upgrade.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-static int ws_upgrade_accept_for(const char *key, char accept[WS_UPGRADE_ACCEPT_SZ])
+static int egress_upgrade_accept_for(const char *key, char accept[EGRESS_UPGRADE_ACCEPT_SZ])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
@@ -31,26 +30,25 @@ static int ws_upgrade_accept_for(const char *key, char accept[WS_UPGRADE_ACCEPT_
     return 0;
 }
 
-int ws_upgrade_request(const ws_upgrade_req_t *rq, char *out, size_t cap,
-                       char accept[WS_UPGRADE_ACCEPT_SZ], char *err, size_t errcap)
+int egress_upgrade_request(const egress_upgrade_req_t *rq, char *out, size_t cap,
+                           char accept[EGRESS_UPGRADE_ACCEPT_SZ], egress_error_t *err)
 {
     unsigned char rnd[16];
     char key[32], hostport[300];
     int v6 = strchr(rq->host, ':') != NULL, n;
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        snprintf(err, errcap, "no random bytes for Sec-WebSocket-Key");
-        return -1;
-    }
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return egress_error_set(err, EGRESS_ERR_SYSTEM,
+                                "no random bytes for Sec-WebSocket-Key");
     EVP_EncodeBlock((unsigned char *) key, rnd, sizeof(rnd));
-    if (ws_upgrade_accept_for(key, accept) < 0) {
-        snprintf(err, errcap, "cannot compute Sec-WebSocket-Accept");
-        return -1;
-    }
+    if (egress_upgrade_accept_for(key, accept) < 0)
+        return egress_error_set(err, EGRESS_ERR_SYSTEM, "cannot compute Sec-WebSocket-Accept");
     if (rq->port == (rq->tls ? 443u : 80u))
-        snprintf(hostport, sizeof(hostport), v6 ? "[%s]" : "%s", rq->host);
+        n = snprintf(hostport, sizeof(hostport), v6 ? "[%s]" : "%s", rq->host);
     else
-        snprintf(hostport, sizeof(hostport), v6 ? "[%s]:%u" : "%s:%u", rq->host, rq->port);
+        n = snprintf(hostport, sizeof(hostport), v6 ? "[%s]:%u" : "%s:%u", rq->host, rq->port);
+    if (n < 0 || (size_t) n >= sizeof(hostport))
+        return egress_error_set(err, EGRESS_ERR_TOO_LARGE, "host name too long");
     n = snprintf(out, cap,
                  "GET %s HTTP/1.1\r\n"
                  "Host: %s\r\n"
@@ -60,21 +58,24 @@ int ws_upgrade_request(const ws_upgrade_req_t *rq, char *out, size_t cap,
                  "Sec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Protocol: %s\r\n"
                  "Origin: %s://%s\r\n"
-                 "User-Agent: egress/" EGRESS_VERSION "\r\n"
-                 "%s: %s\r\n"
+                 "%s%s%s"
+                 "%s%s%s%s"
                  "\r\n",
                  rq->path, hostport, key, rq->protocols, rq->tls ? "https" : "http", hostport,
-                 rq->cred_name, rq->cred_value);
+                 rq->user_agent ? "User-Agent: " : "", rq->user_agent ? rq->user_agent : "",
+                 rq->user_agent ? "\r\n" : "", rq->cred_name ? rq->cred_name : "",
+                 rq->cred_name ? ": " : "", rq->cred_name ? rq->cred_value : "",
+                 rq->cred_name ? "\r\n" : "");
     if (n < 0 || (size_t) n >= cap) {
         explicit_bzero(out, cap);
-        snprintf(err, errcap, "upgrade request longer than %zu bytes", cap);
-        return -1;
+        return egress_error_set(err, EGRESS_ERR_NO_SPACE,
+                                "upgrade request longer than %zu bytes", cap);
     }
     return n;
 }
 
 /* Is tok one of the comma-separated, case-insensitive tokens in v[0..n)? */
-static int ws_upgrade_has_token(const char *v, size_t n, const char *tok)
+static int egress_upgrade_has_token(const char *v, size_t n, const char *tok)
 {
     size_t tl = strlen(tok), i = 0;
 
@@ -94,13 +95,13 @@ static int ws_upgrade_has_token(const char *v, size_t n, const char *tok)
     return 0;
 }
 
-static int ws_upgrade_name_is(const char *name, size_t n, const char *want)
+static int egress_upgrade_name_is(const char *name, size_t n, const char *want)
 {
     return strlen(want) == n && strncasecmp(name, want, n) == 0;
 }
 
-int ws_upgrade_parse(ws_upgrade_resp_t *r, const char *buf, size_t len, const char *accept,
-                     char *err, size_t errcap)
+int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
+                         const char *accept, egress_error_t *err)
 {
     const char *end = NULL, *p, *eol;
     int upgrade = 0, connection = 0, accept_ok = 0;
@@ -114,64 +115,55 @@ int ws_upgrade_parse(ws_upgrade_resp_t *r, const char *buf, size_t len, const ch
         }
     }
     if (!end) {
-        if (len >= WS_UPGRADE_HEAD_MAX) {
-            snprintf(err, errcap, "upgrade answer head longer than %d bytes",
-                     WS_UPGRADE_HEAD_MAX);
-            return -1;
-        }
+        if (len >= EGRESS_UPGRADE_HEAD_MAX)
+            return egress_error_set(err, EGRESS_ERR_TOO_LARGE,
+                                    "upgrade answer head longer than %d bytes",
+                                    EGRESS_UPGRADE_HEAD_MAX);
         return 0;
     }
-    if (r->head_len > WS_UPGRADE_HEAD_MAX) {
-        snprintf(err, errcap, "upgrade answer head longer than %d bytes", WS_UPGRADE_HEAD_MAX);
-        return -1;
-    }
+    if (r->head_len > EGRESS_UPGRADE_HEAD_MAX)
+        return egress_error_set(err, EGRESS_ERR_TOO_LARGE,
+                                "upgrade answer head longer than %d bytes",
+                                EGRESS_UPGRADE_HEAD_MAX);
     eol = memchr(buf, '\r', (size_t) (end - buf));
     if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
         buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' ||
-        buf[11] > '9' || (eol - buf > 12 && buf[12] != ' ')) {
-        snprintf(err, errcap, "coordinator did not answer with HTTP/1.1");
-        return -1;
-    }
+        buf[11] > '9' || (eol - buf > 12 && buf[12] != ' '))
+        return egress_error_set(err, EGRESS_ERR_VALUE, "the answer is not HTTP/1.x");
     r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
     for (p = eol + 2; p < end; p = eol + 2) {
         const char *colon, *v, *ve;
         eol = memchr(p, '\r', (size_t) (end - p));
-        if (!eol || eol[1] != '\n') {
-            snprintf(err, errcap, "malformed upgrade answer header");
-            return -1;
-        }
+        if (!eol || eol[1] != '\n')
+            return egress_error_set(err, EGRESS_ERR_VALUE, "malformed upgrade answer header");
         colon = memchr(p, ':', (size_t) (eol - p));
-        if (!colon || colon == p) {
-            snprintf(err, errcap, "malformed upgrade answer header");
-            return -1;
-        }
+        if (!colon || colon == p)
+            return egress_error_set(err, EGRESS_ERR_VALUE, "malformed upgrade answer header");
         for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
             ;
         for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
             ;
         size_t nl = (size_t) (colon - p), vl = (size_t) (ve - v);
-        if (ws_upgrade_name_is(p, nl, "Upgrade")) {
-            upgrade = ws_upgrade_has_token(v, vl, "websocket");
-        } else if (ws_upgrade_name_is(p, nl, "Connection")) {
-            connection = ws_upgrade_has_token(v, vl, "upgrade");
-        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Accept")) {
+        if (egress_upgrade_name_is(p, nl, "Upgrade")) {
+            upgrade = egress_upgrade_has_token(v, vl, "websocket");
+        } else if (egress_upgrade_name_is(p, nl, "Connection")) {
+            connection = egress_upgrade_has_token(v, vl, "upgrade");
+        } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Accept")) {
             accept_ok = vl == strlen(accept) && memcmp(v, accept, vl) == 0;
-        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Protocol")) {
+        } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Protocol")) {
             if (vl >= sizeof(r->subprotocol))
                 vl = 0; /* no protocol of ours is that long: unusable */
             memcpy(r->subprotocol, v, vl);
             r->subprotocol[vl] = '\0';
-        } else if (ws_upgrade_name_is(p, nl, "Sec-WebSocket-Extensions") && r->status == 101) {
-            snprintf(err, errcap, "coordinator chose a WebSocket extension we did not offer");
-            return -1;
-        }
+        } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Extensions") &&
+                   r->status == 101)
+            return egress_error_set(err, EGRESS_ERR_VALUE,
+                                    "the server chose a WebSocket extension we did not offer");
     }
     if (r->status != 101)
         return 1;
-    if (!upgrade || !connection || !accept_ok) {
-        snprintf(err, errcap, "invalid WebSocket upgrade answer (%s)",
-                 !accept_ok ? "Sec-WebSocket-Accept" : "Upgrade/Connection");
-        return -1;
-    }
+    if (!upgrade || !connection || !accept_ok)
+        return egress_error_set(err, EGRESS_ERR_VALUE, "invalid WebSocket upgrade answer (%s)",
+                                !accept_ok ? "Sec-WebSocket-Accept" : "Upgrade/Connection");
     return 1;
 }
