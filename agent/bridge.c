@@ -20,6 +20,13 @@
 #define BRIDGE_CONNECT_TIMEOUT_MS 20000
 /* below this much staging room, with a write in flight, wait for it */
 #define BRIDGE_ROOM_MIN 64
+/*
+ * Liveness: a ping after each quiet interval; three quiet intervals in a row
+ * (two pings unanswered) end the socket. Counting ticks, not elapsed time,
+ * keeps a clock jump (VM pause) from dropping a healthy bridge.
+ */
+#define BRIDGE_PING_MS    30000
+#define BRIDGE_PING_QUIET 3
 
 /* ---- messages -------------------------------------------------------------------- */
 
@@ -267,6 +274,7 @@ static void bridge_close_socket(agent_t *ag)
         uv_idle_stop(&ag->pump_idle);
         ag->pump_on = 0;
     }
+    uv_timer_stop(&ag->ping_timer);
     ag->rxlen = 0;
     ag->hlen = 0;
 }
@@ -387,6 +395,26 @@ void bridge_kick(agent_t *ag)
         return;
     ag->pump_on = 1;
     uv_idle_start(&ag->pump_idle, bridge_on_pump_idle);
+}
+
+static void bridge_on_ping(uv_timer_t *t)
+{
+    agent_t *ag = t->data;
+    struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *) "", 0};
+
+    if (!ag->wsl)
+        return;
+    if (ag->rx_seen) {
+        ag->rx_seen = 0;
+        ag->ping_quiet = 0;
+        return;
+    }
+    if (++ag->ping_quiet >= BRIDGE_PING_QUIET) {
+        bridge_on_down(ag, "no answer to pings");
+        return;
+    }
+    wslay_event_queue_msg(ag->wsl, &ping); /* fails only once closing: nothing to do */
+    bridge_kick(ag);
 }
 
 /* ---- wslay callbacks -----------------------------------------------------------------------
@@ -594,6 +622,9 @@ static int bridge_ws_open(agent_t *ag)
     wslay_event_config_set_no_buffering(ag->wsl, 1);
     wslay_event_config_set_max_recv_msg_length(ag->wsl, EGRESS_MAX_MESSAGE);
     ws_sock_settle(ag->ws);
+    ag->rx_seen = 0;
+    ag->ping_quiet = 0;
+    uv_timer_start(&ag->ping_timer, bridge_on_ping, BRIDGE_PING_MS, BRIDGE_PING_MS);
     if (ag->proto == EGRESS_PROTO_V1) {
         ag->ever_connected = 1;
         ag->peer = 1; /* v1 has no peer notices */
@@ -660,6 +691,7 @@ static void bridge_sock_read(ws_sock_t *s, const unsigned char *p, size_t n)
     if (ag->ws != s)
         return;
     if (ag->wsl) {
+        ag->rx_seen = 1;
         bridge_ws_feed(ag, p, n);
         return;
     }
@@ -862,6 +894,8 @@ int bridge_init(agent_t *ag)
 {
     uv_idle_init(&ag->loop, &ag->pump_idle);
     ag->pump_idle.data = ag;
+    uv_timer_init(&ag->loop, &ag->ping_timer);
+    ag->ping_timer.data = ag;
     ag->maskoff = sizeof(ag->maskpool); /* empty: the first frame fills it */
     if (ag->o->url.tls && (ag->tls = ws_sock_tls_ctx()) == NULL) {
         agent_log("cannot create the TLS context: %s",
@@ -876,6 +910,7 @@ void bridge_stop(agent_t *ag)
     ag->active = 0;
     bridge_close_socket(ag);
     uv_close((uv_handle_t *) &ag->pump_idle, NULL);
+    uv_close((uv_handle_t *) &ag->ping_timer, NULL);
 }
 
 static void bridge_on_retry(uv_timer_t *t)

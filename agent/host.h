@@ -81,9 +81,12 @@ struct agent_s {
     wslay_event_context_ptr wsl; /* framing, once the upgrade is accepted */
     uv_idle_t pump_idle;         /* one write pass per loop turn, not per message */
     int pump_on;
-    int close_queued; /* our close frame is queued (stopping) */
-    int proto;        /* negotiated version once established, else 0 */
-    int established;  /* WebSocket open */
+    uv_timer_t ping_timer; /* liveness pings while the WebSocket is open */
+    int rx_seen;           /* bytes arrived since the last tick */
+    int ping_quiet;        /* ticks in a row without a byte */
+    int close_queued;      /* our close frame is queued (stopping) */
+    int proto;             /* negotiated version once established, else 0 */
+    int established;       /* WebSocket open */
     int ever_connected;
     int peer;         /* client leg attached (v2 peer/hello) */
     int http_status;  /* status of the last upgrade answer */
