@@ -11,12 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COORD_ID_MAX       64          /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
-#define COORD_NAME_MAX     128         /* owner and org names */
-#define COORD_SECRET_BYTES 32          /* CSPRNG bytes behind every token/ticket/resume */
-#define COORD_SECRET_BUF   64          /* prefix + base64url(32 bytes) + NUL */
-#define COORD_SESSION_MAX  160         /* egress_1.<gen>.<random>.<mac> */
-#define COORD_BODY_MAX     (64 * 1024) /* HTTP request bodies; larger -> 413 */
+#define COORD_ID_MAX       64           /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
+#define COORD_NAME_MAX     128          /* owner and org names */
+#define COORD_SECRET_BYTES 32           /* CSPRNG bytes behind every token/ticket/resume */
+#define COORD_SECRET_BUF   64           /* prefix + base64url(32 bytes) + NUL */
+#define COORD_SESSION_MAX  160          /* egress_1.<gen>.<random>.<mac> */
+#define COORD_BODY_MAX     (64 * 1024)  /* HTTP request bodies; larger -> 413 */
+#define COORD_READ_BUF     (128 * 1024) /* bytes one recv() may take from a socket */
 
 typedef struct {
     const char *listen; /* host:port as given */

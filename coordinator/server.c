@@ -217,6 +217,9 @@ int server_run(void)
     /* TODO: idle pings (info.retry_and_idle_policy) dropped live sockets when
      * the clock jumped (VM pauses) in tests; agents ping, we do not. */
     info.max_http_header_data = 4096;
+    /* lws reads every socket into this per-thread buffer: its 4 KiB default
+     * meant eight recv() calls per 32 KiB data message. */
+    info.pt_serv_buf_size = COORD_READ_BUF;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
