@@ -298,16 +298,17 @@ static int bridge_mask_key(agent_t *ag, unsigned char *buf, size_t len)
 /*
  * Our FIFO straight into the socket's staging buffer as masked frames, one
  * pass over each byte; a frame larger than the room left is finished on the
- * next pass (ag->txm), and wslay writes nothing until it is.
+ * next pass (ag->txm), and wslay writes nothing until it is. With start 0
+ * only that unfinished frame is completed.
  */
-static int bridge_write_frames(agent_t *ag)
+static int bridge_write_frames(agent_t *ag, int start)
 {
     for (;;) {
         size_t room, n;
         unsigned char *p = ws_sock_room(ag->ws, &room);
         if (!ag->txm) {
             wsmsg_t *m = ag->qhead;
-            if (!m || room < WS_FRAME_HEADER_MAX)
+            if (!m || !start || room < WS_FRAME_HEADER_MAX)
                 return 0;
             if (bridge_mask_key(ag, ag->txkey, sizeof(ag->txkey)) < 0)
                 return -1;
@@ -353,9 +354,9 @@ static void bridge_pump(agent_t *ag)
             bridge_on_down(ag, "WebSocket send failed");
             return;
         }
+        /* no new frame once closing, nor while wslay is inside one of its own */
         closing = ag->close_queued || wslay_event_get_close_sent(ag->wsl);
-        if ((ag->txm || !wslay_event_want_write(ag->wsl)) && !closing &&
-            bridge_write_frames(ag) < 0) {
+        if (bridge_write_frames(ag, !closing && !wslay_event_want_write(ag->wsl)) < 0) {
             bridge_on_down(ag, "no random bytes for frame masks");
             return;
         }
