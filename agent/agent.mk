@@ -1,6 +1,5 @@
 # egress (host agent and operator CLI)
-# lib/egress_upgrade.c is compiled in here: it is not in lib.mk's LIB_SRCS yet.
-AGENT_SRCS := $(wildcard agent/*.c) lib/egress_upgrade.c
+AGENT_SRCS := $(wildcard agent/*.c)
 AGENT_BIN  := $(BUILD)/egress
 # The bridge speaks WebSocket through wslay on the agent's own libuv loop:
 # no libwebsockets in the agent.

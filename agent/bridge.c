@@ -308,7 +308,7 @@ static int bridge_write_frames(agent_t *ag, int start)
         unsigned char *p = ws_sock_room(ag->ws, &room);
         if (!ag->txm) {
             wsmsg_t *m = ag->qhead;
-            if (!m || !start || room < WS_FRAME_HEADER_MAX)
+            if (!m || !start || room < EGRESS_WS_HEADER_MAX)
                 return 0;
             if (bridge_mask_key(ag, ag->txkey, sizeof(ag->txkey)) < 0)
                 return -1;
@@ -318,7 +318,7 @@ static int bridge_write_frames(agent_t *ag, int start)
             ag->qbytes -= m->len;
             ag->txm = m;
             ag->txoff = 0;
-            n = ws_frame_header(p, m->binary, m->len, ag->txkey);
+            n = egress_ws_frame_header(p, m->binary, m->len, ag->txkey);
             ws_sock_staged(ag->ws, n);
             p += n;
             room -= n;
@@ -326,7 +326,7 @@ static int bridge_write_frames(agent_t *ag, int start)
         n = ag->txm->len - ag->txoff;
         if (n > room)
             n = room;
-        ws_frame_mask(p, ag->txm->buf + ag->txoff, n, ag->txkey, ag->txoff);
+        egress_ws_mask(p, ag->txm->buf + ag->txoff, n, ag->txkey, ag->txoff);
         ws_sock_staged(ag->ws, n);
         ag->txoff += n;
         if (ag->txoff < ag->txm->len)

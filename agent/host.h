@@ -14,7 +14,7 @@
 
 #include "agent.h"
 #include "egress_upgrade.h"
-#include "ws_frame.h"
+#include "egress_wsframe.h"
 #include "ws_sock.h"
 
 /* Payload room of a pooled message: v2 header + one full data chunk. */

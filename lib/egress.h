@@ -13,6 +13,8 @@
 #include "egress_frame.h"
 #include "egress_flow.h"
 #include "egress_crypto.h"
+#include "egress_upgrade.h"
+#include "egress_wsframe.h"
 
 #define EGRESS_VERSION "0.1.0"
 

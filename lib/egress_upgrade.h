@@ -31,6 +31,9 @@ typedef struct {
     char subprotocol[64]; /* Sec-WebSocket-Protocol chosen, "" if none */
 } egress_upgrade_resp_t;
 
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)). 0, or -1. */
+int egress_upgrade_accept_for(const char *key, char accept[EGRESS_UPGRADE_ACCEPT_SZ]);
+
 /*
  * Writes the request into out (cap bytes) and the Sec-WebSocket-Accept value
  * the server must answer with into accept. Returns the request length, or -1

@@ -27,8 +27,9 @@
 #define NGX_STREAM_EGRESS_CONNECT_TIMEOUT   10000
 #define NGX_STREAM_EGRESS_BACKOFF_MIN       250
 #define NGX_STREAM_EGRESS_TICKET_POLL       1000
-#define NGX_STREAM_EGRESS_HS_SIZE           16384
-#define NGX_STREAM_EGRESS_OUT_SIZE          65536
+#define NGX_STREAM_EGRESS_HS_SIZE           16384   /* upgrade heads */
+#define NGX_STREAM_EGRESS_IN_SIZE           65536   /* read-ahead once open */
+#define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
 #define NGX_STREAM_EGRESS_RECV_BUDGET       (1024 * 1024)
 #define NGX_STREAM_EGRESS_SECRET_MAX        512
 #define NGX_STREAM_EGRESS_STATE_MAX         4096
@@ -58,7 +59,8 @@ typedef struct {
     wslay_event_context_ptr         ws;
     int                             version;
 
-    ngx_buf_t                       hs;         /* upgrade request/response */
+    ngx_buf_t                       hs;         /* upgrade request/response,
+                                                   then frame read-ahead */
     size_t                          hs_head;    /* response head length */
     ngx_uint_t                      hs_sent;
     u_char                          accept[32];
@@ -149,6 +151,8 @@ static void ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_set_reason(ngx_stream_egress_bridge_t *b,
     const char *fmt, ...);
 static void ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b);
+static ngx_int_t ngx_stream_egress_bridge_put_data(
+    ngx_stream_egress_bridge_t *b, uint32_t id, const u_char *data, size_t len);
 static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
     egress_frame_t *f);
 static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
@@ -397,7 +401,7 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
 
     /* the upgrade request, written into the handshake buffer now */
 
-    b->hs.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_HS_SIZE);
+    b->hs.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_IN_SIZE);
     if (b->hs.start == NULL) {
         goto failed;
     }
@@ -1317,6 +1321,7 @@ ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
 
     /* what follows the head already belongs to the WebSocket */
     b->hs.pos = b->hs.start + b->hs_head;
+    b->hs.end = b->hs.start + NGX_STREAM_EGRESS_IN_SIZE;
 
     if (ngx_stream_egress_bridge_ws_init(b) != NGX_OK) {
         ngx_stream_egress_bridge_set_reason(b, "WebSocket setup failed");
@@ -1528,9 +1533,15 @@ ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf,
         return -1;
     }
 
+    /*
+     * wslay asks for at most 4 KiB at a time; one recv() into the
+     * read-ahead buffer serves many of those asks
+     */
+
     c = b->connection;
 
-    n = c->recv(c, buf, ngx_min(len, b->recv_budget));
+    n = c->recv(c, b->hs.start,
+                ngx_min((size_t) (b->hs.end - b->hs.start), b->recv_budget));
 
     if (n == NGX_AGAIN) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -1545,6 +1556,13 @@ ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf,
 
     b->recv_budget -= n;
     b->last_recv = ngx_current_msec;
+
+    b->hs.pos = b->hs.start;
+    b->hs.last = b->hs.start + n;
+
+    n = ngx_min(n, (ssize_t) len);
+    ngx_memcpy(buf, b->hs.pos, n);
+    b->hs.pos += n;
 
     return n;
 }
@@ -2177,6 +2195,56 @@ ngx_stream_egress_bridge_unwait(ngx_stream_egress_ctx_t *ctx)
 }
 
 
+/*
+ * Writes a v2 data message as one masked frame straight into the output
+ * buffer, 8 bytes per XOR: wslay's sender masks a byte at a time through a
+ * 4 KiB bounce buffer, and data is nearly all the module sends. Only while
+ * wslay has nothing pending, so that frames stay in order. NGX_DECLINED
+ * when that does not hold or the buffer has no room for the frame.
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_put_data(ngx_stream_egress_bridge_t *b, uint32_t id,
+    const u_char *data, size_t len)
+{
+    u_char   key[4], head[EGRESS_V2_DATA_HEADER], *p;
+    size_t   need;
+
+    if (wslay_event_want_write(b->ws) || wslay_event_get_close_sent(b->ws)) {
+        return NGX_DECLINED;
+    }
+
+    need = EGRESS_WS_HEADER_MAX + EGRESS_V2_DATA_HEADER + len;
+
+    if ((size_t) (b->out.end - b->out.last) < need) {
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if ((size_t) (b->out.end - b->out.last) < need) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+        return NGX_ERROR;
+    }
+
+    egress_frame_data_header(head, id);
+
+    p = b->out.last;
+    p += egress_ws_frame_header(p, 1, EGRESS_V2_DATA_HEADER + len, key);
+
+    egress_ws_mask(p, head, EGRESS_V2_DATA_HEADER, key, 0);
+    egress_ws_mask(p + EGRESS_V2_DATA_HEADER, data, len, key,
+                   EGRESS_V2_DATA_HEADER);
+
+    b->out.last = p + EGRESS_V2_DATA_HEADER + len;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
     const u_char *data, size_t len)
@@ -2192,6 +2260,16 @@ ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
     }
 
     if (b->version == EGRESS_PROTO_V2) {
+        switch (ngx_stream_egress_bridge_put_data(b, ctx->id, data, len)) {
+        case NGX_OK:
+            ngx_stream_egress_bridge_kick(b);
+            return NGX_OK;
+        case NGX_ERROR:
+            return NGX_ERROR;
+        default: /* NGX_DECLINED: through wslay's queue */
+            break;
+        }
+
         /* [id][bytes]: gathered here, copied once more by wslay */
         egress_frame_data_header(b->frame, ctx->id);
         ngx_memcpy(b->frame + EGRESS_V2_DATA_HEADER, data, len);

@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The unit is compiled in: egress_upgrade.c is not in lib.mk's LIB_SRCS (see agent.mk). */
-#include "egress_upgrade.c"
+#include "egress_upgrade.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

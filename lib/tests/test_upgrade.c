@@ -13,8 +13,7 @@
 
 #include <cmocka.h>
 
-/* The unit is compiled in: egress_upgrade.c is not in lib.mk's LIB_SRCS (see agent.mk). */
-#include "egress_upgrade.c"
+#include "egress_upgrade.h"
 
 static const char rfc_accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 

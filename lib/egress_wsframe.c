@@ -1,15 +1,14 @@
 /*
- * ws_frame.c: masked client data frames. wslay's sender masks a byte at a
- * time through a 4 KiB bounce buffer; the agent's data frames are the bulk
- * of its work on downloads, so they are masked here 8 bytes at a time,
- * straight into the socket's staging buffer.
+ * egress_wsframe.c: masked client data frames, 8 bytes of payload per XOR,
+ * written straight into the caller's output buffer.
  */
 
 #include <string.h>
 
-#include "ws_frame.h"
+#include "egress_wsframe.h"
 
-size_t ws_frame_header(unsigned char *out, int binary, uint64_t len, const unsigned char key[4])
+size_t egress_ws_frame_header(unsigned char *out, int binary, uint64_t len,
+                              const unsigned char key[4])
 {
     size_t n = 2;
 
@@ -31,8 +30,8 @@ size_t ws_frame_header(unsigned char *out, int binary, uint64_t len, const unsig
     return n + 4;
 }
 
-void ws_frame_mask(unsigned char *dst, const unsigned char *src, size_t n,
-                   const unsigned char key[4], uint64_t off)
+void egress_ws_mask(unsigned char *dst, const unsigned char *src, size_t n,
+                    const unsigned char key[4], uint64_t off)
 {
     unsigned char k[8];
     uint64_t k8;
