@@ -398,6 +398,21 @@ void bridge_kick(agent_t *ag)
     uv_idle_start(&ag->pump_idle, bridge_on_pump_idle);
 }
 
+/* EGRESS_PING_MS overrides the ping interval (tests): 100 ms to 10 min. */
+static uint64_t bridge_ping_ms(void)
+{
+    const char *v = getenv("EGRESS_PING_MS");
+    unsigned long long ms;
+    char *end;
+
+    if (v == NULL || *v == '\0')
+        return BRIDGE_PING_MS;
+    ms = strtoull(v, &end, 10);
+    if (*end != '\0' || ms < 100 || ms > 600000)
+        return BRIDGE_PING_MS;
+    return ms;
+}
+
 static void bridge_on_ping(uv_timer_t *t)
 {
     agent_t *ag = t->data;
@@ -625,7 +640,7 @@ static int bridge_ws_open(agent_t *ag)
     ws_sock_settle(ag->ws);
     ag->rx_seen = 0;
     ag->ping_quiet = 0;
-    uv_timer_start(&ag->ping_timer, bridge_on_ping, BRIDGE_PING_MS, BRIDGE_PING_MS);
+    uv_timer_start(&ag->ping_timer, bridge_on_ping, bridge_ping_ms(), bridge_ping_ms());
     if (ag->proto == EGRESS_PROTO_V1) {
         ag->ever_connected = 1;
         ag->peer = 1; /* v1 has no peer notices */
