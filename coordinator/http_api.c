@@ -203,23 +203,24 @@ static int authenticate(struct lws *wsi, store_token_t *tok, char *tok_hash, int
     return 0;
 }
 
+int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, access_e *access)
+{
+    int n = coord_id_valid(ref, strlen(ref)) ? store_lease_get(ref, l) : 1;
+
+    *access = n == 0 ? lease_access(tok, l) : ACCESS_NONE;
+    return n < 0 ? -1 : 0;
+}
+
 /* Loads a lease the token may access at `need`; replies on failure. */
 static int load_lease(struct lws *wsi, const store_token_t *tok, const char *ref, access_e need,
                       store_lease_t *l, int *rc)
 {
-    int n;
     access_e a;
 
-    if (!coord_id_valid(ref, strlen(ref))) {
-        *rc = http_reply_error(wsi, 404, "not_found", "no such lease");
-        return -1;
-    }
-    n = store_lease_get(ref, l);
-    if (n < 0) {
+    if (lease_lookup(tok, ref, l, &a) < 0) {
         *rc = http_reply_error(wsi, 500, "internal", "database error");
         return -1;
     }
-    a = n == 0 ? lease_access(tok, l) : ACCESS_NONE;
     if (a == ACCESS_NONE) {
         *rc = http_reply_error(wsi, 404, "not_found", "no such lease");
         return -1;
@@ -691,10 +692,9 @@ static int route_stop(struct lws *wsi, const store_lease_t *l)
                                      s.session_id, "stopped", 1));
 }
 
-/* Splits "/v1/leases/REF/REST" into ref (copied) and rest (pointer into path). */
-static int split_lease_path(const char *path, char *ref, size_t cap, const char **rest)
+int http_split_ref(const char *p, char *ref, size_t cap, const char **rest)
 {
-    const char *p = path + strlen("/v1/leases/"), *slash = strchr(p, '/');
+    const char *slash = strchr(p, '/');
     size_t n = slash ? (size_t) (slash - p) : strlen(p);
 
     if (n == 0 || n >= cap) {
@@ -750,7 +750,7 @@ int http_api_complete(struct lws *wsi, http_req_t *req)
         }
         return http_reply_error(wsi, 405, "method_not_allowed", "use GET or POST");
     }
-    if (split_lease_path(path, ref, sizeof(ref), &rest) < 0) {
+    if (http_split_ref(path + strlen("/v1/leases/"), ref, sizeof(ref), &rest) < 0) {
         return http_reply_error(wsi, 404, "not_found", "no such lease");
     }
     if (*rest == '\0' && m == LWSHUMETH_GET) {

@@ -125,18 +125,6 @@ static int portal_asset(portal_req_t *px, const char *ctype, const char *text)
 
 /* ---- sign-in state ----------------------------------------------------- */
 
-static void portal_hex(char *out, const uint8_t *in, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* The CSRF value is a MAC of the cookie: only a page that can read the
  * cookie's own pages can know it, and nothing extra is stored. */
 static void portal_csrf_for(char out[EGRESS_SHA256_HEX_LEN + 1], const char *cookie)
@@ -145,7 +133,7 @@ static void portal_csrf_for(char out[EGRESS_SHA256_HEX_LEN + 1], const char *coo
     uint8_t mac[EGRESS_SHA256_LEN];
 
     egress_hmac_sha256(mac, cookie, strlen(cookie), label, sizeof(label) - 1);
-    portal_hex(out, mac, sizeof(mac));
+    egress_hex_encode(out, mac, sizeof(mac));
 }
 
 /* Reads the sign-in cookie: 0 signed in (px->tok set), 1 not, -1 database error. */
@@ -198,7 +186,7 @@ static int portal_csrf_ok(portal_req_t *px)
     char csrf[EGRESS_SHA256_HEX_LEN + 2];
     int n = portal_form_get(px->req->body, px->req->body_len, "csrf", csrf, sizeof(csrf));
 
-    return n == EGRESS_SHA256_HEX_LEN && CRYPTO_memcmp(csrf, px->csrf, (size_t) n) == 0;
+    return n > 0 && egress_ct_streq(csrf, (size_t) n, px->csrf, strlen(px->csrf));
 }
 
 static int portal_form_body_ok(portal_req_t *px)
@@ -339,14 +327,12 @@ static int portal_leases(portal_req_t *px)
     return portal_send_page(px, 200, &b, NULL);
 }
 
-/* Loads the lease `ref` for the signed-in token; answers (404) when it may not see it. */
-static int portal_load_lease(portal_req_t *px, const char *ref, store_lease_t *l, access_e *a,
-                             int json, int *rc)
+/* Loads the lease `ref` for the signed-in token; answers (404, or 403 below
+ * `need`) when it may not see or change it. */
+static int portal_load_lease(portal_req_t *px, const char *ref, access_e need, int json,
+                             store_lease_t *l, access_e *a, int *rc)
 {
-    int n = coord_id_valid(ref, strlen(ref)) ? store_lease_get(ref, l) : 1;
-
-    *a = n == 0 ? lease_access(&px->tok, l) : ACCESS_NONE;
-    if (n < 0) {
+    if (lease_lookup(&px->tok, ref, l, a) < 0) {
         *rc = json ? portal_json(px, 500, json_pack("{s:s}", "error", "internal"))
                    : portal_message(px, 500, "Internal error", "The database failed.");
         return -1;
@@ -355,6 +341,12 @@ static int portal_load_lease(portal_req_t *px, const char *ref, store_lease_t *l
         *rc = json ? portal_json(px, 404, json_pack("{s:s}", "error", "not_found"))
                    : portal_message(px, 404, "No such lease",
                                     "There is no lease by that name in your organization.");
+        return -1;
+    }
+    if (*a < need) {
+        *rc = portal_message(px, 403, "Not allowed",
+                             "Only the lease owner or an admin of its organization may do "
+                             "this.");
         return -1;
     }
     return 0;
@@ -392,7 +384,7 @@ static int portal_lease(portal_req_t *px, const char *ref)
     hbuf_t b;
     int rc, n;
 
-    if (portal_load_lease(px, ref, &l, &a, 0, &rc) < 0) {
+    if (portal_load_lease(px, ref, ACCESS_READ, 0, &l, &a, &rc) < 0) {
         return rc;
     }
     if ((n = lease_status_json(&l, &status)) < 0) {
@@ -412,7 +404,7 @@ static int portal_status(portal_req_t *px, const char *ref)
     json_t *status = NULL;
     int rc, n;
 
-    if (portal_load_lease(px, ref, &l, &a, 1, &rc) < 0) {
+    if (portal_load_lease(px, ref, ACCESS_READ, 1, &l, &a, &rc) < 0) {
         return rc;
     }
     if ((n = lease_status_json(&l, &status)) < 0) {
@@ -432,13 +424,8 @@ static int portal_confirm(portal_req_t *px, const char *ref, int release)
     hbuf_t b;
     int rc;
 
-    if (portal_load_lease(px, ref, &l, &a, 0, &rc) < 0) {
+    if (portal_load_lease(px, ref, ACCESS_MANAGE, 0, &l, &a, &rc) < 0) {
         return rc;
-    }
-    if (a < ACCESS_MANAGE) {
-        return portal_message(px, 403, "Not allowed",
-                              "Only the lease owner or an admin of its organization may do "
-                              "this.");
     }
     hbuf_init(&b, PORTAL_PAGE_MAX);
     portal_render_confirm(&b, &v, &l, release);
@@ -459,13 +446,8 @@ static int portal_action(portal_req_t *px, const char *ref, int release)
                               "The form expired or came from elsewhere. Reload the lease "
                               "page and try again.");
     }
-    if (portal_load_lease(px, ref, &l, &a, 0, &rc) < 0) {
+    if (portal_load_lease(px, ref, ACCESS_MANAGE, 0, &l, &a, &rc) < 0) {
         return rc;
-    }
-    if (a < ACCESS_MANAGE) {
-        return portal_message(px, 403, "Not allowed",
-                              "Only the lease owner or an admin of its organization may do "
-                              "this.");
     }
     n = release ? lease_release(&l) : lease_stop_session(&l, &s);
     if (n < 0) {
@@ -483,21 +465,6 @@ static int portal_action(portal_req_t *px, const char *ref, int release)
 }
 
 /* ---- routing ----------------------------------------------------------- */
-
-/* Splits "REF" or "REF/ACTION" (after a prefix) into ref and action. */
-static int portal_split(const char *p, char *ref, size_t cap, const char **action)
-{
-    const char *slash = strchr(p, '/');
-    size_t n = slash ? (size_t) (slash - p) : strlen(p);
-
-    if (n == 0 || n >= cap) {
-        return -1;
-    }
-    memcpy(ref, p, n);
-    ref[n] = '\0';
-    *action = slash ? slash + 1 : "";
-    return 0;
-}
 
 int portal_handle(struct lws *wsi, http_req_t *req)
 {
@@ -544,18 +511,18 @@ int portal_handle(struct lws *wsi, http_req_t *req)
         return portal_leases(&px);
     }
     if (get && strncmp(path, "/portal/api/leases/", 19) == 0 &&
-        portal_split(path + 19, ref, sizeof(ref), &action) == 0 &&
-        strcmp(action, "status") == 0) {
+        http_split_ref(path + 19, ref, sizeof(ref), &action) == 0 &&
+        strcmp(action, "/status") == 0) {
         return portal_status(&px, ref);
     }
     if (strncmp(path, "/portal/leases/", 15) == 0 &&
-        portal_split(path + 15, ref, sizeof(ref), &action) == 0) {
+        http_split_ref(path + 15, ref, sizeof(ref), &action) == 0) {
         if (get && *action == '\0') {
             return portal_lease(&px, ref);
         }
-        if (strcmp(action, "stop") == 0 || strcmp(action, "release") == 0) {
-            return post ? portal_action(&px, ref, action[0] == 'r')
-                        : portal_confirm(&px, ref, action[0] == 'r');
+        if (strcmp(action, "/stop") == 0 || strcmp(action, "/release") == 0) {
+            return post ? portal_action(&px, ref, action[1] == 'r')
+                        : portal_confirm(&px, ref, action[1] == 'r');
         }
     }
     return portal_message(&px, 404, "Not found", "There is no such page in the portal.");

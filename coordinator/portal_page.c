@@ -52,6 +52,15 @@ static void page_time(hbuf_t *b, int64_t t)
     hbuf_raw(b, "</time>");
 }
 
+static void page_state(hbuf_t *b, lease_state_e st)
+{
+    hbuf_raw(b, "<span class=\"state state-");
+    hbuf_text(b, store_lease_state_name(st));
+    hbuf_raw(b, "\">");
+    hbuf_text(b, store_lease_state_name(st));
+    hbuf_raw(b, "</span>");
+}
+
 /* 1536 -> "1.5 KiB"; the same rule as fmtBytes() in portal.js. */
 static void page_bytes(hbuf_t *b, long long n)
 {
@@ -139,7 +148,6 @@ void portal_render_leases(hbuf_t *b, const portal_view_t *v, const portal_row_t 
 {
     size_t i;
     const store_lease_t *l;
-    lease_state_e st;
 
     page_begin(b, v, "Leases");
     hbuf_raw(b, "<h1>Leases</h1>\n");
@@ -155,16 +163,13 @@ void portal_render_leases(hbuf_t *b, const portal_view_t *v, const portal_row_t 
                 "<th scope=\"col\">Owner</th></tr></thead>\n<tbody>\n");
     for (i = 0; i < n; i++) {
         l = &rows[i].lease;
-        st = lease_effective_state(l);
         hbuf_raw(b, "<tr><th scope=\"row\"><a href=\"/portal/leases/");
         hbuf_text(b, l->id);
         hbuf_raw(b, "\">");
         hbuf_text(b, l->slug);
-        hbuf_raw(b, "</a></th><td><span class=\"state state-");
-        hbuf_text(b, store_lease_state_name(st));
-        hbuf_raw(b, "\">");
-        hbuf_text(b, store_lease_state_name(st));
-        hbuf_raw(b, "</span></td><td>");
+        hbuf_raw(b, "</a></th><td>");
+        page_state(b, lease_effective_state(l));
+        hbuf_raw(b, "</td><td>");
         page_time(b, l->expires_at);
         hbuf_raw(b, rows[i].egress ? "</td><td class=\"egress-yes\">yes</td><td>"
                                    : "</td><td class=\"egress-no\">no</td><td>");
@@ -280,11 +285,9 @@ void portal_render_lease(hbuf_t *b, const portal_view_t *v, const store_lease_t 
     page_flash(b, flash);
     hbuf_raw(b, "<dl class=\"grid\">\n<dt>Lease ID</dt><dd><code>");
     hbuf_text(b, l->id);
-    hbuf_raw(b, "</code></dd>\n<dt>State</dt><dd><span class=\"state state-");
-    hbuf_text(b, store_lease_state_name(st));
-    hbuf_raw(b, "\" id=\"lease-state\">");
-    hbuf_text(b, store_lease_state_name(st));
-    hbuf_raw(b, "</span></dd>\n<dt>Owner</dt><dd>");
+    hbuf_raw(b, "</code></dd>\n<dt>State</dt><dd>");
+    page_state(b, st);
+    hbuf_raw(b, "</dd>\n<dt>Owner</dt><dd>");
     hbuf_text(b, l->owner);
     hbuf_raw(b, "</dd>\n<dt>Expires</dt><dd>");
     page_time(b, l->expires_at);

@@ -55,6 +55,11 @@ int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
 int http_finish(struct lws *wsi, int rc);
 /* What a token may do with a lease (same org: read; owner or org admin: manage). */
 access_e lease_access(const store_token_t *t, const store_lease_t *l);
+/* Finds lease `ref` (id or slug) and what tok may do with it (ACCESS_NONE when
+ * it does not exist or is another org's). 0, or -1 on a database error. */
+int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, access_e *access);
+/* Splits "REF" or "REF/REST" into ref (copied, cap bytes) and rest ("" or from the slash). */
+int http_split_ref(const char *p, char *ref, size_t cap, const char **rest);
 /* Releases an active lease and ends its egress: 0, 1 not active, -1 database error. */
 int lease_release(const store_lease_t *l);
 /* Stops the lease's egress session (s receives it): 0, 1 none, -1 database error. */

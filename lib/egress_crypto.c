@@ -95,18 +95,24 @@ void egress_sha256(uint8_t out[EGRESS_SHA256_LEN], const void *data, size_t len)
     }
 }
 
-void egress_sha256_hex(char out[EGRESS_SHA256_HEX_LEN + 1], const void *data, size_t len)
+void egress_hex_encode(char *out, const uint8_t *in, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    uint8_t d[EGRESS_SHA256_LEN];
     size_t i;
 
-    egress_sha256(d, data, len);
-    for (i = 0; i < EGRESS_SHA256_LEN; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
+    for (i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
     }
-    out[EGRESS_SHA256_HEX_LEN] = '\0';
+    out[2 * n] = '\0';
+}
+
+void egress_sha256_hex(char out[EGRESS_SHA256_HEX_LEN + 1], const void *data, size_t len)
+{
+    uint8_t d[EGRESS_SHA256_LEN];
+
+    egress_sha256(d, data, len);
+    egress_hex_encode(out, d, sizeof(d));
 }
 
 void egress_hmac_sha256(uint8_t out[EGRESS_SHA256_LEN], const void *key, size_t keylen,

@@ -32,6 +32,9 @@ int egress_ct_streq(const char *a, size_t alen, const char *b, size_t blen);
 
 void egress_sha256(uint8_t out[EGRESS_SHA256_LEN], const void *data, size_t len);
 
+/* Lower-case hex of n bytes plus NUL (out has 2 * n + 1 bytes). */
+void egress_hex_encode(char *out, const uint8_t *in, size_t n);
+
 /* Lower-case hex digest plus NUL (out has EGRESS_SHA256_HEX_LEN + 1 bytes). */
 void egress_sha256_hex(char out[EGRESS_SHA256_HEX_LEN + 1], const void *data, size_t len);
 

@@ -13,18 +13,6 @@
 #include "egress_base64.h"
 #include "egress_crypto.h"
 
-static void hex(char *out, const uint8_t *d, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[d[i] >> 4];
-        out[2 * i + 1] = digits[d[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static void test_sha256(void **state)
 {
     uint8_t d[EGRESS_SHA256_LEN];
@@ -39,7 +27,7 @@ static void test_sha256(void **state)
     egress_sha256_hex(h, NULL, 0);
     assert_string_equal(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     egress_sha256(d, "abc", 3);
-    hex(h, d, sizeof(d));
+    egress_hex_encode(h, d, sizeof(d));
     assert_string_equal(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
@@ -52,14 +40,14 @@ static void test_hmac(void **state)
     /* RFC 4231 test cases 1 and 2. */
     memset(key, 0x0b, sizeof(key));
     egress_hmac_sha256(d, key, sizeof(key), "Hi There", 8);
-    hex(h, d, sizeof(d));
+    egress_hex_encode(h, d, sizeof(d));
     assert_string_equal(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
     egress_hmac_sha256(d, "Jefe", 4, "what do ya want for nothing?", 28);
-    hex(h, d, sizeof(d));
+    egress_hex_encode(h, d, sizeof(d));
     assert_string_equal(h, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     /* Empty key and data are legal. */
     egress_hmac_sha256(d, NULL, 0, NULL, 0);
-    hex(h, d, sizeof(d));
+    egress_hex_encode(h, d, sizeof(d));
     assert_string_equal(h, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
