@@ -218,6 +218,12 @@ like($res->{content}, qr{<form method="post" class="confirm" action="/portal/lea
 is(csrf_of($res->{content}), $csrf, '... carrying the CSRF value');
 like($res->{content}, qr{>Cancel</a>}, '... and a way back');
 
+$res = req(GET => "/portal/leases/$l1->{id}/release", cookie => $cookie);
+like($res->{content}, qr{<form method="post" class="confirm" action="/portal/leases/\Q$l1->{id}\E/release">},
+    'release asks for confirmation first too');
+$res = req(GET => "/portal/leases/$l2->{id}/release", cookie => $cookie);
+is($res->{status}, 403, '... and only for someone who may release it');
+
 $res = req(POST => "/portal/leases/$l1->{id}/stop", cookie => $cookie, form => {});
 is($res->{status}, 403, 'stop without CSRF value refused');
 $res = req(POST => "/portal/leases/$l1->{id}/stop", cookie => $cookie, form => { csrf => 'f' x 64 });
