@@ -315,8 +315,7 @@ static void session_unlink(session_t *s)
     }
 }
 
-/* Frees an in-memory session with no sockets left. */
-static void session_maybe_free(session_t *s)
+void session_maybe_free(session_t *s)
 {
     if (s->conn[0] == NULL && s->conn[1] == NULL) {
         streams_clear(s);
@@ -352,6 +351,8 @@ void session_end(const char *lease_id, int code, const char *reason)
     session_maybe_free(s);
 }
 
+static void session_unplug(conn_t *c);
+
 static void send_peer(conn_t *c, int connected)
 {
     egress_frame_t f;
@@ -374,7 +375,9 @@ int session_attach(session_t *s, conn_t *c, const char *resume)
         coord_log("socket_replaced", "lease=%s session=%s role=%s", s->lease_id, s->session_id,
                   role_name(c->role));
         session_stats.sockets_replaced++;
-        session_detach(old);
+        /* Not session_detach(): the old socket may be the session's only one,
+         * and the session must outlive it to take the new socket. */
+        session_unplug(old);
         conn_close(old, CLOSE_SOCKET_REPLACED, "egress_socket_replaced");
     }
     c->sess = s;
@@ -400,7 +403,9 @@ int session_attach(session_t *s, conn_t *c, const char *resume)
     return 0;
 }
 
-void session_detach(conn_t *c)
+/* Takes c out of its session (the peer hears of it) and leaves the session in
+ * memory even when it has no socket left; the caller frees or refills it. */
+static void session_unplug(conn_t *c)
 {
     session_t *s = c->sess;
     conn_t *peer;
@@ -425,7 +430,16 @@ void session_detach(conn_t *c)
             lws_rx_flow_control(peer->wsi, 1);
         }
     }
-    session_maybe_free(s);
+}
+
+void session_detach(conn_t *c)
+{
+    session_t *s = c->sess;
+
+    session_unplug(c);
+    if (s != NULL) {
+        session_maybe_free(s);
+    }
 }
 
 /* ---- relay ------------------------------------------------------------- */

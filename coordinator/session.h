@@ -107,6 +107,9 @@ void session_end(const char *lease_id, int code, const char *reason);
 /* Attaches c (its role/version set) to s; an older socket of the role gets 4002. */
 int session_attach(session_t *s, conn_t *c, const char *resume);
 
+/* Frees s when neither role has a socket (a session that failed to take one). */
+void session_maybe_free(session_t *s);
+
 /* c's socket closed: detach it, tell the peer, drop every stream. */
 void session_detach(conn_t *c);
 

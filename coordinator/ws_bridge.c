@@ -353,6 +353,7 @@ static int ws_established(struct lws *wsi, conn_t **slot)
     if (c->version == EGRESS_PROTO_V2) {
         /* A fresh resume secret replaces the previous one of this role. */
         if (egress_token_new(resume, sizeof(resume), "egr_", COORD_SECRET_BYTES, NULL) < 0) {
+            session_maybe_free(s);
             return -1;
         }
         egress_sha256_hex(hash, resume, strlen(resume));
@@ -362,12 +363,13 @@ static int ws_established(struct lws *wsi, conn_t **slot)
         snprintf(r.role, sizeof(r.role), "%s", role_name(c->role));
         if (store_resume_put(hash, &r) < 0) {
             OPENSSL_cleanse(resume, sizeof(resume));
+            session_maybe_free(s);
             return -1;
         }
     }
     if (session_attach(s, c, c->version == EGRESS_PROTO_V2 ? resume : NULL) < 0) {
         OPENSSL_cleanse(resume, sizeof(resume));
-        return -1;
+        return -1; /* attached: LWS_CALLBACK_CLOSED detaches and frees */
     }
     OPENSSL_cleanse(resume, sizeof(resume));
     store_session_touch(pend.lease_id, coord_now());
