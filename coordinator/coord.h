@@ -30,6 +30,7 @@ typedef struct {
     double mint_burst;
     double fail_rate; /* failed upgrades per second per lease */
     double fail_burst;
+    int ping_ms; /* liveness ping interval; a socket quiet for 3 is dropped */
 } coord_config_t;
 
 extern coord_config_t coord_cfg;
@@ -37,6 +38,9 @@ extern coord_config_t coord_cfg;
 /* Wall clock in seconds and milliseconds. */
 int64_t coord_now(void);
 int64_t coord_now_ms(void);
+
+/* Monotonic milliseconds (never jumps with the wall clock). */
+int64_t coord_mono_ms(void);
 
 /* Formats unix seconds as RFC 3339 UTC ("2026-01-02T03:04:05Z") into out (>= 21 bytes). */
 void coord_time_format(char *out, size_t cap, int64_t t);

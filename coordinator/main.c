@@ -37,6 +37,10 @@ static const char usage_text[] =
     "  --tls-key FILE       PEM private key for --tls-cert\n"
     "  --queue-cap BYTES    per-socket outbound buffer before the sending agent is\n"
     "                       paused (default 4194304)\n"
+    "  --ping-interval TIME a socket quiet this long gets a ping; one quiet for\n"
+    "                       three intervals is dropped and its peer told\n"
+    "                       (seconds, or with an ms/s suffix; 100ms..600s;\n"
+    "                       default 5s)\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n"
     "\n"
@@ -78,6 +82,24 @@ static int parse_rate(const char *env, double *rate, double *burst)
     *rate = r;
     *burst = b;
     return 0;
+}
+
+/* "5", "5s" or "500ms" in milliseconds; -1 when malformed. */
+static int parse_interval_ms(const char *s)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+
+    if (end == s || v > 600000) {
+        return -1;
+    }
+    if (strcmp(end, "ms") == 0) {
+        return (int) v;
+    }
+    if (*end == '\0' || strcmp(end, "s") == 0) {
+        return v > 600 ? -1 : (int) v * 1000;
+    }
+    return -1;
 }
 
 static int name_valid(const char *s)
@@ -195,11 +217,15 @@ static int token_cmd(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},    {"db", required_argument, NULL, 'd'},
-        {"tls-cert", required_argument, NULL, 'c'},  {"tls-key", required_argument, NULL, 'k'},
-        {"queue-cap", required_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                         {"db", required_argument, NULL, 'd'},
+                                         {"tls-cert", required_argument, NULL, 'c'},
+                                         {"tls-key", required_argument, NULL, 'k'},
+                                         {"queue-cap", required_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"ping-interval", required_argument, NULL, 'p'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
     const char *ttl;
     int c, rc;
 
@@ -210,6 +236,7 @@ int main(int argc, char **argv)
     coord_cfg.mint_burst = 30;
     coord_cfg.fail_rate = 0.5;
     coord_cfg.fail_burst = 20;
+    coord_cfg.ping_ms = 5000;
 
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
@@ -235,6 +262,14 @@ int main(int argc, char **argv)
             coord_cfg.queue_cap = (size_t) v;
             break;
         }
+        case 'p':
+            coord_cfg.ping_ms = parse_interval_ms(optarg);
+            if (coord_cfg.ping_ms < 100 || coord_cfg.ping_ms > 600000) {
+                fprintf(stderr, "egress-coordinator: --ping-interval must be 100ms..600s "
+                                "(e.g. 5s, 500ms)\n");
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;

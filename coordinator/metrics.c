@@ -106,6 +106,8 @@ char *metrics_render(size_t *len)
             "open frames answered at once: no host agent.", s->opens_no_host);
     counter(&b, "egress_rx_pauses_total", "Times a source socket was paused for a slow peer.",
             s->rx_pauses);
+    counter(&b, "egress_sockets_silent_total",
+            "Sockets dropped after missing three liveness intervals.", s->sockets_silent);
     counter(&b, "egress_tickets_minted_total", "Tickets issued.", api_stats.tickets_minted);
     counter(&b, "egress_tickets_consumed_total", "Tickets spent on an accepted upgrade.",
             api_stats.tickets_consumed);

@@ -17,6 +17,7 @@
 static struct lws_context *context;
 static volatile sig_atomic_t stopping;
 static lws_sorted_usec_list_t tick_sul;
+static lws_sorted_usec_list_t ping_sul;
 
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len)
@@ -73,6 +74,7 @@ static int any_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLOSED:
         if (strcmp(lws_get_protocol(wsi)->name, "http") == 0) {
@@ -99,6 +101,12 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     http_api_tick();
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
+}
+
+static void ping_tick(lws_sorted_usec_list_t *sul)
+{
+    session_ping_tick();
+    lws_sul_schedule(context, 0, &ping_sul, ping_tick, coord_cfg.ping_ms * LWS_US_PER_MS);
 }
 
 static void on_signal(int sig)
@@ -214,8 +222,8 @@ int server_run(void)
         info.alpn = "http/1.1";
     }
     info.timeout_secs = 30;
-    /* TODO: idle pings (info.retry_and_idle_policy) dropped live sockets when
-     * the clock jumped (VM pauses) in tests; agents ping, we do not. */
+    /* No lws idle pings (info.retry_and_idle_policy): they dropped live sockets
+     * when the clock jumped; session_ping_tick() counts ticks instead. */
     info.max_http_header_data = 4096;
     /* lws reads every socket into this per-thread buffer: its 4 KiB default
      * meant eight recv() calls per 32 KiB data message. */
@@ -235,12 +243,14 @@ int server_run(void)
     coord_log("listening", "listen=%s tls=%s db=%s version=%s", coord_cfg.listen,
               coord_cfg.tls_cert ? "on" : "off", coord_cfg.db_path, EGRESS_VERSION);
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
+    lws_sul_schedule(context, 0, &ping_sul, ping_tick, coord_cfg.ping_ms * LWS_US_PER_MS);
 
     while (!stopping && n >= 0) {
         n = lws_service(context, 0);
     }
     coord_log("stopping", "%s", "graceful=1");
     lws_sul_cancel(&tick_sul);
+    lws_sul_cancel(&ping_sul);
     lws_context_destroy(context);
     context = NULL;
     return 0;

@@ -207,6 +207,17 @@ int conn_on_writable(conn_t *c)
                          (unsigned char *) c->close_reason, strlen(c->close_reason));
         return -1;
     }
+    /* A ping goes ahead of queued data, but never inside a fragmented message. */
+    if (c->ping_due && (c->q_head == NULL || c->q_head->off == 0)) {
+        /* lws does not report an empty pong, so the ping carries a payload. */
+        unsigned char ping[LWS_PRE + 4] = {0};
+
+        c->ping_due = 0;
+        memcpy(ping + LWS_PRE, "egrs", 4);
+        if (lws_write(c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0) {
+            return -1;
+        }
+    }
     while ((m = c->q_head) != NULL && budget > 0) {
         size_t piece = m->len - m->off;
         int flags;
@@ -271,10 +282,62 @@ void session_update_flow(session_t *s)
             lws_rx_flow_control(src->wsi, 0);
         } else if (src->paused && held <= coord_cfg.queue_cap / 2) {
             src->paused = 0;
-            /* We were not reading (not even PONGs): do not count that time. */
-            lws_validity_confirmed(src->wsi);
+            /* We were not reading (not even pongs): do not count that time. */
+            src->quiet_ticks = 0;
             lws_rx_flow_control(src->wsi, 1);
         }
+    }
+}
+
+/* ---- liveness ---------------------------------------------------------- */
+
+/* Returns 1 when c has been quiet for too long and must go. Ticks are
+ * counted, not elapsed time, so a clock jump or a paused VM costs one tick. */
+static int conn_liveness_tick(conn_t *c)
+{
+    if (c->heard || c->paused) {
+        /* A paused socket is not read, so its pongs cannot arrive. */
+        c->heard = 0;
+        c->quiet_ticks = 0;
+        return 0;
+    }
+    if (++c->quiet_ticks >= SESSION_QUIET_TICKS) {
+        return 1;
+    }
+    c->ping_due = 1;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void session_ping_tick(void)
+{
+    session_t *s, *next;
+    conn_t *silent[2];
+    int r;
+
+    for (s = sessions; s != NULL; s = next) {
+        next = s->next;
+        for (r = 0; r < 2; r++) {
+            silent[r] =
+                s->conn[r] != NULL && conn_liveness_tick(s->conn[r]) ? s->conn[r] : NULL;
+        }
+        for (r = 0; r < 2; r++) {
+            conn_t *c = silent[r];
+
+            if (c == NULL) {
+                continue;
+            }
+            coord_log("socket_silent", "lease=%s session=%s role=%s addr=%s pings=%d",
+                      s->lease_id, s->session_id, role_name(c->role), c->peer_addr,
+                      SESSION_QUIET_TICKS - 1);
+            session_stats.sockets_silent++;
+            /* The peer hears at once; the socket may not even be writable,
+             * so lws gets a deadline to close it whatever the peer does. */
+            session_detach(c);
+            conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "no answer to pings");
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+        }
+        /* s may be freed now; next was taken before. */
     }
 }
 

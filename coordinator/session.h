@@ -62,8 +62,10 @@ typedef struct conn_s {
     msg_t *rx; /* message being assembled */
     int close_code;
     const char *close_reason;
-    unsigned paused : 1; /* our rx is off because the peer's queue is full */
-    int64_t alive_ms;    /* last time traffic reset lws's idle-ping timer */
+    unsigned paused : 1;   /* our rx is off because the peer's queue is full */
+    unsigned heard : 1;    /* something arrived since the last liveness tick */
+    unsigned ping_due : 1; /* a ping waits for the writable callback */
+    unsigned quiet_ticks;  /* liveness ticks in a row with nothing heard */
 } conn_t;
 
 typedef struct stream_s {
@@ -135,6 +137,11 @@ const char *role_name(int role);
 /* Re-evaluates rx pausing of both sockets. */
 void session_update_flow(session_t *s);
 
+/* Liveness tick (every coord_cfg.ping_ms): pings quiet sockets and drops
+ * those quiet for SESSION_QUIET_TICKS ticks in a row. */
+#define SESSION_QUIET_TICKS 3
+void session_ping_tick(void);
+
 /* Counters for /metrics. */
 typedef struct {
     uint64_t sessions_created;
@@ -147,6 +154,7 @@ typedef struct {
     uint64_t frames_rejected;
     uint64_t opens_no_host;
     uint64_t rx_pauses;
+    uint64_t sockets_silent; /* dropped for missing pongs */
     size_t sessions_live;
     size_t sockets_live[2];
 } session_stats_t;

@@ -24,6 +24,14 @@ int64_t coord_now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t coord_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void coord_time_format(char *out, size_t cap, int64_t t)
 {
     time_t tt = (time_t) t;

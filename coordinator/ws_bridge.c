@@ -395,15 +395,9 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(wsi);
     msg_t *m = c->rx;
-    int64_t now_ms = coord_now_ms();
     int code;
 
-    /* Any traffic proves the agent alive, not only a PONG; at most once a
-     * second since it re-sorts lws's timer list. */
-    if (now_ms - c->alive_ms >= 1000) {
-        c->alive_ms = now_ms;
-        lws_validity_confirmed(wsi);
-    }
+    c->heard = 1; /* any traffic proves the agent alive, not only a pong */
 
     if (m == NULL) {
         size_t want = len + remaining;
@@ -477,6 +471,12 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
             return 0; /* closing: ignore what is still in flight */
         }
         return ws_receive(c, wsi, in, len);
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c != NULL) {
+            c->heard = 1;
+        }
+        return 0;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (c == NULL) {

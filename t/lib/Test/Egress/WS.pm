@@ -100,6 +100,7 @@ sub connect {
 sub protocol { $_[0]{proto} }
 sub socket   { $_[0]{s} }
 sub closed   { $_[0]{closed} }
+sub pings    { $_[0]{pings} // 0 }    # pings received (and answered) so far
 
 sub _send {
     my ($self, $type, $data, %o) = @_;
@@ -153,6 +154,7 @@ sub recv {
                 $self->{closed} = 1;
                 push @{ $self->{queue} }, { type => 'close', code => $code, reason => $reason };
             } elsif ($f->is_ping) {
+                $self->{pings}++;
                 $self->_send('pong', $msg);
             }
         }
