@@ -391,6 +391,18 @@ static void ws_leave(conn_t *c, const char *why)
     }
 }
 
+/* Ends c for a bad message: the peer hears at once, and the close frame goes
+ * out from the writable callback while lws keeps reading (and we drop) what
+ * the agent still sends; closing at once would reset the connection over
+ * that unread input and the agent would never see the close code. */
+static void ws_refuse(conn_t *c, int code, const char *reason, const char *why)
+{
+    ws_leave(c, why);
+    free(c->rx);
+    c->rx = NULL;
+    conn_close(c, code, reason);
+}
+
 static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(wsi);
@@ -414,10 +426,8 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
         coord_log("frame_rejected", "lease=%s role=%s error=too_large",
                   c->sess ? c->sess->lease_id : "-", role_name(c->role));
         session_stats.frames_rejected++;
-        lws_close_reason(wsi, (enum lws_close_status) CLOSE_TOO_BIG,
-                         (unsigned char *) "message too big", 15);
-        ws_leave(c, "too_big");
-        return -1;
+        ws_refuse(c, CLOSE_TOO_BIG, "message too big", "too_big");
+        return 0;
     }
     if (m->len + len > m->cap) {
         size_t cap = m->cap * 2;
@@ -443,12 +453,9 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
     c->rx = NULL;
     code = session_on_message(c, m);
     if (code != 0) {
-        lws_close_reason(
-            wsi, (enum lws_close_status) code,
-            (unsigned char *) (code == CLOSE_TOO_BIG ? "message too big" : "malformed frame"),
-            15);
-        ws_leave(c, code == CLOSE_TOO_BIG ? "too_big" : "policy");
-        return -1;
+        ws_refuse(c, code, code == CLOSE_TOO_BIG ? "message too big" : "malformed frame",
+                  code == CLOSE_TOO_BIG ? "too_big" : "policy");
+        return 0;
     }
     return 0;
 }

@@ -156,6 +156,24 @@ $cl->send_binary(pack('N', 1) . ('x' x (2 * 1024 * 1024 - 3)));
 $m = $cl->recv_until(sub { $_[0]{type} eq 'close' }, 10);
 is($m && $m->{code}, 1009, 'message above 2 MiB: 1009');
 
+# The same limit for a message sent as many small fragments (the coordinator
+# assembles them): closed with 1009 as soon as the total passes 2 MiB.
+($cl, $ho) = pair();
+{
+    my $frag = sub {    # masked frame with FIN/opcode byte $b0
+        my ($b0, $p) = @_;
+        my $len = length $p;
+        my $hdr = chr($b0) . ($len < 126 ? chr(0x80 | $len) : chr(0x80 | 126) . pack('n', $len));
+        return $hdr . "\0\0\0\0" . $p;    # an all-zero mask leaves the payload as is
+    };
+    my $ok = $cl->send_raw($frag->(0x02, pack('N', 1) . ('f' x 60000)));
+    for (1 .. 40) {
+        last unless $ok && $cl->send_raw($frag->(0x00, 'f' x 60000));
+    }
+}
+$m = $cl->recv_until(sub { $_[0]{type} eq 'close' }, 10);
+is($m && $m->{code}, 1009, 'fragmented message above 2 MiB: 1009');
+
 ($cl, $ho) = pair();
 $cl->send_binary(pack('N', 0) . 'x');
 $m = $cl->recv_until(sub { $_[0]{type} eq 'close' }, 5);
