@@ -12,28 +12,6 @@ session_stats_t session_stats;
 
 static session_t *sessions;
 
-/* Largest piece of a message handed to lws_write() at once, and the most
- * bytes written per writable callback so one busy socket cannot starve others. */
-#define WRITE_PIECE  (64 * 1024)
-#define WRITE_BUDGET (512 * 1024)
-
-const char *role_name(int role)
-{
-    return role == ROLE_HOST ? "host" : "client";
-}
-
-msg_t *msg_new(size_t cap)
-{
-    msg_t *m = malloc(sizeof(*m) + LWS_PRE + (cap ? cap : 1));
-
-    if (m == NULL) {
-        return NULL;
-    }
-    memset(m, 0, sizeof(*m));
-    m->cap = cap;
-    return m;
-}
-
 session_t *session_list(void)
 {
     return sessions;
@@ -51,212 +29,20 @@ session_t *session_find(const char *lease_id)
     return NULL;
 }
 
-/* ---- streams ----------------------------------------------------------- */
-
-static unsigned stream_bucket(uint32_t id)
+/* A message left for c's socket. */
+static void session_on_written(conn_t *c, const msg_t *m)
 {
-    return (id * 2654435761u) >> 24; /* top 8 bits of a Fibonacci hash */
-}
-
-stream_t *stream_find(session_t *s, uint32_t id)
-{
-    stream_t *st;
-
-    for (st = s->streams[stream_bucket(id)]; st != NULL; st = st->next) {
-        if (st->id == id) {
-            return st;
-        }
-    }
-    return NULL;
-}
-
-static stream_t *stream_add(session_t *s, uint32_t id)
-{
-    stream_t *st = calloc(1, sizeof(*st));
-    unsigned b = stream_bucket(id);
-
-    if (st == NULL) {
-        return NULL;
-    }
-    st->id = id;
-    st->next = s->streams[b];
-    s->streams[b] = st;
-    s->nstreams++;
-    return st;
-}
-
-static void stream_free(session_t *s, stream_t *st)
-{
-    msg_t *m, *n;
-    int to = -1;
-
-    for (m = st->pend_head; m != NULL; m = n) {
-        n = m->next;
-        free(m);
-    }
-    /* pending bytes are accounted toward whichever side is v2 */
-    if (st->pend_bytes) {
-        to = (s->conn[ROLE_HOST] && s->conn[ROLE_HOST]->version == EGRESS_PROTO_V2)
-                 ? ROLE_HOST
-                 : ROLE_CLIENT;
-        s->pend_bytes[to] -=
-            st->pend_bytes < s->pend_bytes[to] ? st->pend_bytes : s->pend_bytes[to];
-    }
-    free(st);
-}
-
-void stream_remove(session_t *s, uint32_t id)
-{
-    stream_t **pp = &s->streams[stream_bucket(id)], *st;
-
-    for (; (st = *pp) != NULL; pp = &st->next) {
-        if (st->id == id) {
-            *pp = st->next;
-            s->nstreams--;
-            stream_free(s, st);
-            return;
-        }
+    session_stats.frames_out++;
+    session_stats.bytes_out += m->len;
+    if (m->credit_n && c->sess) {
+        translate_on_written(c->sess, c, m);
     }
 }
 
-static void streams_clear(session_t *s)
+int session_on_writable(conn_t *c)
 {
-    unsigned b;
-    stream_t *st, *n;
-
-    for (b = 0; b < STREAM_BUCKETS; b++) {
-        for (st = s->streams[b]; st != NULL; st = n) {
-            n = st->next;
-            stream_free(s, st);
-        }
-        s->streams[b] = NULL;
-    }
-    s->nstreams = 0;
-    s->pend_bytes[0] = s->pend_bytes[1] = 0;
-}
-
-/* ---- queues and writing ------------------------------------------------ */
-
-void conn_enqueue(conn_t *c, msg_t *m)
-{
-    m->next = NULL;
-    m->off = 0;
-    if (c->q_tail) {
-        c->q_tail->next = m;
-    } else {
-        c->q_head = m;
-    }
-    c->q_tail = m;
-    c->q_bytes += m->len;
-    lws_callback_on_writable(c->wsi);
-}
-
-int conn_send_frame(conn_t *c, const egress_frame_t *f)
-{
-    egress_error_t err;
-    size_t max = egress_frame_encoded_max(f, c->version), n;
-    int binary = 0;
-    msg_t *m;
-
-    if (max == 0 || (m = msg_new(max)) == NULL) {
+    if (conn_write(c, session_on_written) < 0) {
         return -1;
-    }
-    n = egress_frame_encode(f, c->version, MSG_DATA(m), max, &binary, &err);
-    if (n == 0) {
-        coord_log("encode_error", "frame=%s error=\"%s\"", egress_frame_type_name(f->type),
-                  err.message);
-        free(m);
-        return -1;
-    }
-    m->len = n;
-    m->binary = binary ? 1 : 0;
-    conn_enqueue(c, m);
-    return 0;
-}
-
-void conn_free_queues(conn_t *c)
-{
-    msg_t *m, *n;
-
-    for (m = c->q_head; m != NULL; m = n) {
-        n = m->next;
-        free(m);
-    }
-    c->q_head = c->q_tail = NULL;
-    c->q_bytes = 0;
-    free(c->rx);
-    c->rx = NULL;
-}
-
-void conn_close(conn_t *c, int code, const char *reason)
-{
-    if (c->close_code == 0) {
-        c->close_code = code;
-        c->close_reason = reason;
-    }
-    lws_callback_on_writable(c->wsi);
-}
-
-int conn_on_writable(conn_t *c)
-{
-    size_t budget = WRITE_BUDGET;
-    msg_t *m;
-
-    if (c->close_code) {
-        lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
-                         (unsigned char *) c->close_reason, strlen(c->close_reason));
-        return -1;
-    }
-    /* A ping goes ahead of queued data, but never inside a fragmented message. */
-    if (c->ping_due && (c->q_head == NULL || c->q_head->off == 0)) {
-        /* lws does not report an empty pong, so the ping carries a payload. */
-        unsigned char ping[LWS_PRE + 4] = {0};
-
-        c->ping_due = 0;
-        memcpy(ping + LWS_PRE, "egrs", 4);
-        if (lws_write(c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0) {
-            return -1;
-        }
-    }
-    while ((m = c->q_head) != NULL && budget > 0) {
-        size_t piece = m->len - m->off;
-        int flags;
-
-        if (piece > WRITE_PIECE) {
-            piece = WRITE_PIECE;
-        }
-        /* Large messages go out as several fragments; the LWS_PRE bytes lws
-         * writes before a later fragment hold payload that was already sent. */
-        flags = m->off == 0 ? (m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
-                            : LWS_WRITE_CONTINUATION;
-        if (m->off + piece < m->len) {
-            flags |= LWS_WRITE_NO_FIN;
-        }
-        if (lws_write(c->wsi, MSG_DATA(m) + m->off, piece, (enum lws_write_protocol) flags) <
-            (int) piece) {
-            return -1;
-        }
-        m->off += piece;
-        budget = budget > piece ? budget - piece : 0;
-        if (m->off == m->len) {
-            c->q_head = m->next;
-            if (c->q_head == NULL) {
-                c->q_tail = NULL;
-            }
-            c->q_bytes -= m->len;
-            session_stats.frames_out++;
-            session_stats.bytes_out += m->len;
-            if (m->credit_n && c->sess) {
-                translate_on_written(c->sess, c, m);
-            }
-            free(m);
-        }
-        if (lws_send_pipe_choked(c->wsi)) {
-            break;
-        }
-    }
-    if (c->q_head != NULL) {
-        lws_callback_on_writable(c->wsi);
     }
     if (c->sess) {
         session_update_flow(c->sess);
@@ -291,24 +77,6 @@ void session_update_flow(session_t *s)
 
 /* ---- liveness ---------------------------------------------------------- */
 
-/* Returns 1 when c has been quiet for too long and must go. Ticks are
- * counted, not elapsed time, so a clock jump or a paused VM costs one tick. */
-static int conn_liveness_tick(conn_t *c)
-{
-    if (c->heard || c->paused) {
-        /* A paused socket is not read, so its pongs cannot arrive. */
-        c->heard = 0;
-        c->quiet_ticks = 0;
-        return 0;
-    }
-    if (++c->quiet_ticks >= SESSION_QUIET_TICKS) {
-        return 1;
-    }
-    c->ping_due = 1;
-    lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
 void session_ping_tick(void)
 {
     session_t *s, *next;
@@ -329,7 +97,7 @@ void session_ping_tick(void)
             }
             coord_log("socket_silent", "lease=%s session=%s role=%s addr=%s pings=%d",
                       s->lease_id, s->session_id, role_name(c->role), c->peer_addr,
-                      SESSION_QUIET_TICKS - 1);
+                      CONN_QUIET_TICKS - 1);
             session_stats.sockets_silent++;
             /* The peer hears at once; the socket may not even be writable,
              * so lws gets a deadline to close it whatever the peer does. */
@@ -381,7 +149,7 @@ static void session_unlink(session_t *s)
 void session_maybe_free(session_t *s)
 {
     if (s->conn[0] == NULL && s->conn[1] == NULL) {
-        streams_clear(s);
+        stream_clear_all(s);
         session_unlink(s);
         free(s);
     }
@@ -485,7 +253,7 @@ static void session_unplug(conn_t *c)
     session_stats.sockets_live[c->role]--;
     peer = s->conn[1 - c->role];
     /* Every stream dies with either socket; both sides drop their streams. */
-    streams_clear(s);
+    stream_clear_all(s);
     if (peer != NULL) {
         send_peer(peer, 0);
         if (peer->paused) {

@@ -21,10 +21,7 @@
 
 #include <libwebsockets.h>
 
-#include "coord.h"
-#include "egress.h"
-
-enum { ROLE_HOST = 0, ROLE_CLIENT = 1 };
+#include "conn.h"
 
 /* WebSocket close codes (docs/coordinator.md). */
 #define CLOSE_SESSION_REPLACED 4001
@@ -33,40 +30,6 @@ enum { ROLE_HOST = 0, ROLE_CLIENT = 1 };
 #define CLOSE_SESSION_STOPPED  4004
 #define CLOSE_POLICY           1008
 #define CLOSE_TOO_BIG          1009
-
-typedef struct msg_s {
-    struct msg_s *next;
-    size_t len;         /* payload bytes */
-    size_t off;         /* payload bytes already written */
-    size_t cap;         /* payload capacity */
-    uint32_t credit_id; /* translated data: stream to credit when written */
-    uint32_t credit_n;  /* ... and the bytes to credit */
-    unsigned binary : 1;
-    unsigned char buf[]; /* LWS_PRE headroom, then the payload */
-} msg_t;
-
-#define MSG_DATA(m) ((m)->buf + LWS_PRE)
-
-msg_t *msg_new(size_t cap);
-
-struct session_s;
-
-typedef struct conn_s {
-    struct lws *wsi;
-    struct session_s *sess;
-    int role;
-    int version;
-    char peer_addr[64];
-    msg_t *q_head, *q_tail;
-    size_t q_bytes;
-    msg_t *rx; /* message being assembled */
-    int close_code;
-    const char *close_reason;
-    unsigned paused : 1;   /* our rx is off because the peer's queue is full */
-    unsigned heard : 1;    /* something arrived since the last liveness tick */
-    unsigned ping_due : 1; /* a ping waits for the writable callback */
-    unsigned quiet_ticks;  /* liveness ticks in a row with nothing heard */
-} conn_t;
 
 typedef struct stream_s {
     struct stream_s *next;
@@ -118,28 +81,15 @@ void session_detach(conn_t *c);
 /* A complete message arrived on c (ownership of m passes). 0, or a close code. */
 int session_on_message(conn_t *c, msg_t *m);
 
-/* Queues m (ownership passes) on c and asks for a writable callback. */
-void conn_enqueue(conn_t *c, msg_t *m);
-
-/* Encodes f for c's version and queues it. */
-int conn_send_frame(conn_t *c, const egress_frame_t *f);
-
-/* Writes queued messages; returns -1 when the socket must close. */
-int conn_on_writable(conn_t *c);
-
-/* Asks c's socket to close with code/reason (sent from its writable callback). */
-void conn_close(conn_t *c, int code, const char *reason);
-
-void conn_free_queues(conn_t *c);
-
-const char *role_name(int role);
+/* c's socket is writable: writes its queue, then re-evaluates rx pausing.
+ * -1 when the socket must close. */
+int session_on_writable(conn_t *c);
 
 /* Re-evaluates rx pausing of both sockets. */
 void session_update_flow(session_t *s);
 
 /* Liveness tick (every coord_cfg.ping_ms): pings quiet sockets and drops
- * those quiet for SESSION_QUIET_TICKS ticks in a row. */
-#define SESSION_QUIET_TICKS 3
+ * those quiet for CONN_QUIET_TICKS ticks in a row, telling their peers. */
 void session_ping_tick(void);
 
 /* Counters for /metrics. */
@@ -172,7 +122,11 @@ void translate_on_written(session_t *s, conn_t *c, const msg_t *m);
 /* translate.c: v2 credit arrived for a stream; flush what it allows. */
 void translate_flush(session_t *s, stream_t *st, int to_role);
 
+/* streams.c: the session's stream table. */
 stream_t *stream_find(session_t *s, uint32_t id);
+stream_t *stream_add(session_t *s, uint32_t id);
 void stream_remove(session_t *s, uint32_t id);
+/* Drops every stream and what it held back (either socket left). */
+void stream_clear_all(session_t *s);
 
 #endif /* SESSION_H */

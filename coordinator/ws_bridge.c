@@ -489,7 +489,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
         if (c == NULL) {
             return -1;
         }
-        return conn_on_writable(c);
+        return session_on_writable(c);
 
     case LWS_CALLBACK_CLOSED:
         if (c != NULL) {

@@ -1,0 +1,171 @@
+/*
+ * conn.c: one agent WebSocket's outbound queue, its writes and its liveness
+ * pings. Knows nothing of sessions: what a written message means to the
+ * relay is the caller's business (conn_write's callback).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+/* Largest piece of a message handed to lws_write() at once, and the most
+ * bytes written per writable callback so one busy socket cannot starve others. */
+#define WRITE_PIECE  (64 * 1024)
+#define WRITE_BUDGET (512 * 1024)
+
+const char *role_name(int role)
+{
+    return role == ROLE_HOST ? "host" : "client";
+}
+
+msg_t *msg_new(size_t cap)
+{
+    msg_t *m = malloc(sizeof(*m) + LWS_PRE + (cap ? cap : 1));
+
+    if (m == NULL) {
+        return NULL;
+    }
+    memset(m, 0, sizeof(*m));
+    m->cap = cap;
+    return m;
+}
+
+void conn_enqueue(conn_t *c, msg_t *m)
+{
+    m->next = NULL;
+    m->off = 0;
+    if (c->q_tail) {
+        c->q_tail->next = m;
+    } else {
+        c->q_head = m;
+    }
+    c->q_tail = m;
+    c->q_bytes += m->len;
+    lws_callback_on_writable(c->wsi);
+}
+
+int conn_send_frame(conn_t *c, const egress_frame_t *f)
+{
+    egress_error_t err;
+    size_t max = egress_frame_encoded_max(f, c->version), n;
+    int binary = 0;
+    msg_t *m;
+
+    if (max == 0 || (m = msg_new(max)) == NULL) {
+        return -1;
+    }
+    n = egress_frame_encode(f, c->version, MSG_DATA(m), max, &binary, &err);
+    if (n == 0) {
+        coord_log("encode_error", "frame=%s error=\"%s\"", egress_frame_type_name(f->type),
+                  err.message);
+        free(m);
+        return -1;
+    }
+    m->len = n;
+    m->binary = binary ? 1 : 0;
+    conn_enqueue(c, m);
+    return 0;
+}
+
+void conn_free_queues(conn_t *c)
+{
+    msg_t *m, *n;
+
+    for (m = c->q_head; m != NULL; m = n) {
+        n = m->next;
+        free(m);
+    }
+    c->q_head = c->q_tail = NULL;
+    c->q_bytes = 0;
+    free(c->rx);
+    c->rx = NULL;
+}
+
+void conn_close(conn_t *c, int code, const char *reason)
+{
+    if (c->close_code == 0) {
+        c->close_code = code;
+        c->close_reason = reason;
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+int conn_write(conn_t *c, conn_written_fn on_written)
+{
+    size_t budget = WRITE_BUDGET;
+    msg_t *m;
+
+    if (c->close_code) {
+        lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
+                         (unsigned char *) c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    /* A ping goes ahead of queued data, but never inside a fragmented message. */
+    if (c->ping_due && (c->q_head == NULL || c->q_head->off == 0)) {
+        /* lws does not report an empty pong, so the ping carries a payload. */
+        unsigned char ping[LWS_PRE + 4] = {0};
+
+        c->ping_due = 0;
+        memcpy(ping + LWS_PRE, "egrs", 4);
+        if (lws_write(c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0) {
+            return -1;
+        }
+    }
+    while ((m = c->q_head) != NULL && budget > 0) {
+        size_t piece = m->len - m->off;
+        int flags;
+
+        if (piece > WRITE_PIECE) {
+            piece = WRITE_PIECE;
+        }
+        /* Large messages go out as several fragments; the LWS_PRE bytes lws
+         * writes before a later fragment hold payload that was already sent. */
+        flags = m->off == 0 ? (m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
+                            : LWS_WRITE_CONTINUATION;
+        if (m->off + piece < m->len) {
+            flags |= LWS_WRITE_NO_FIN;
+        }
+        if (lws_write(c->wsi, MSG_DATA(m) + m->off, piece, (enum lws_write_protocol) flags) <
+            (int) piece) {
+            return -1;
+        }
+        m->off += piece;
+        budget = budget > piece ? budget - piece : 0;
+        if (m->off == m->len) {
+            c->q_head = m->next;
+            if (c->q_head == NULL) {
+                c->q_tail = NULL;
+            }
+            c->q_bytes -= m->len;
+            on_written(c, m);
+            free(m);
+        }
+        if (lws_send_pipe_choked(c->wsi)) {
+            break;
+        }
+    }
+    if (c->q_head != NULL) {
+        lws_callback_on_writable(c->wsi);
+    }
+    return 0;
+}
+
+/* Ticks are counted, not elapsed time, so a clock jump or a paused VM costs
+ * one tick. */
+int conn_liveness_tick(conn_t *c)
+{
+    if (c->heard || c->paused) {
+        /* A paused socket is not read, so its pongs cannot arrive. */
+        c->heard = 0;
+        c->quiet_ticks = 0;
+        return 0;
+    }
+    if (++c->quiet_ticks >= CONN_QUIET_TICKS) {
+        return 1;
+    }
+    c->ping_due = 1;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+

@@ -1,0 +1,84 @@
+/*
+ * conn.h: one agent WebSocket (conn_t) and the messages queued on it (msg_t).
+ *
+ * Ownership: a conn_t belongs to its lws socket (ws_bridge.c allocates it on
+ * ESTABLISHED and frees it on CLOSED); sess points at the session it is
+ * attached to, or is NULL once detached. A msg_t queued with conn_enqueue()
+ * belongs to the conn until written or freed with the queue.
+ */
+
+#ifndef CONN_H
+#define CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "coord.h"
+#include "egress.h"
+
+enum { ROLE_HOST = 0, ROLE_CLIENT = 1 };
+
+typedef struct msg_s {
+    struct msg_s *next;
+    size_t len;         /* payload bytes */
+    size_t off;         /* payload bytes already written */
+    size_t cap;         /* payload capacity */
+    uint32_t credit_id; /* translated data: stream to credit when written */
+    uint32_t credit_n;  /* ... and the bytes to credit */
+    unsigned binary : 1;
+    unsigned char buf[]; /* LWS_PRE headroom, then the payload */
+} msg_t;
+
+#define MSG_DATA(m) ((m)->buf + LWS_PRE)
+
+msg_t *msg_new(size_t cap);
+
+struct session_s;
+
+typedef struct conn_s {
+    struct lws *wsi;
+    struct session_s *sess;
+    int role;
+    int version;
+    char peer_addr[64];
+    msg_t *q_head, *q_tail;
+    size_t q_bytes;
+    msg_t *rx; /* message being assembled */
+    int close_code;
+    const char *close_reason;
+    unsigned paused : 1;   /* our rx is off because the peer's queue is full */
+    unsigned heard : 1;    /* something arrived since the last liveness tick */
+    unsigned ping_due : 1; /* a ping waits for the writable callback */
+    unsigned quiet_ticks;  /* liveness ticks in a row with nothing heard */
+} conn_t;
+
+/* Queues m (ownership passes) on c and asks for a writable callback. */
+void conn_enqueue(conn_t *c, msg_t *m);
+
+/* Encodes f for c's version and queues it. */
+int conn_send_frame(conn_t *c, const egress_frame_t *f);
+
+/* Called for each message once its last byte went to lws (m is freed after). */
+typedef void (*conn_written_fn)(conn_t *c, const msg_t *m);
+
+/* Writes a due ping and queued messages from c's writable callback; returns
+ * -1 when the socket must close (a close was asked for, or lws failed). */
+int conn_write(conn_t *c, conn_written_fn on_written);
+
+/* Asks c's socket to close with code/reason (sent from its writable callback). */
+void conn_close(conn_t *c, int code, const char *reason);
+
+void conn_free_queues(conn_t *c);
+
+/* Liveness: a socket quiet for CONN_QUIET_TICKS ticks in a row has gone. */
+#define CONN_QUIET_TICKS 3
+
+/* One liveness tick for c: resets on traffic, else asks for a ping; 1 when
+ * c has been quiet for CONN_QUIET_TICKS ticks and must be dropped. */
+int conn_liveness_tick(conn_t *c);
+
+const char *role_name(int role);
+
+#endif /* CONN_H */
