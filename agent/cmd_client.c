@@ -62,7 +62,8 @@ static void client_usage(FILE *out)
         "only its one-use ticket and the resume secret the coordinator hands it.\n"
         "\n"
         "Exit status: 0 ok (or nginx's own status in the foreground); 1 failure;\n"
-        "2 usage or configuration error.\n");
+        "2 usage or configuration error (including a runtime directory the nginx\n"
+        "worker user cannot reach).\n");
 }
 
 static int client_runtime_dir(char *out, size_t cap, const char *lease)
@@ -170,6 +171,144 @@ static int client_worker_user(char *line, size_t cap, uid_t *uid, gid_t *gid)
     *gid = gr ? gr->gr_gid : pw->pw_gid;
     snprintf(line, cap, "user nobody %s;\n", gr ? "nogroup" : "nobody");
     return 0;
+}
+
+#define CLIENT_MAX_GROUPS 64
+
+/* Who the nginx worker runs as: its uid and every group it holds. */
+typedef struct {
+    char name[64];
+    uid_t uid;
+    gid_t groups[CLIENT_MAX_GROUPS];
+    int ngroups;
+} client_worker_t;
+
+static void client_worker_identity(client_worker_t *w, uid_t wuid, gid_t wgid)
+{
+    struct passwd *pw;
+
+    if (wuid == (uid_t) -1) {
+        /* not root: the worker is this very process's user */
+        w->uid = geteuid();
+        pw = getpwuid(w->uid);
+        snprintf(w->name, sizeof(w->name), "%s", pw ? pw->pw_name : "this user");
+        w->groups[0] = getegid();
+        w->ngroups = getgroups(CLIENT_MAX_GROUPS - 1, w->groups + 1);
+        w->ngroups = w->ngroups < 0 ? 1 : w->ngroups + 1;
+        return;
+    }
+    w->uid = wuid;
+    pw = getpwuid(wuid);
+    snprintf(w->name, sizeof(w->name), "%s", pw ? pw->pw_name : "nobody");
+    w->ngroups = CLIENT_MAX_GROUPS - 1;
+    if (!pw || getgrouplist(pw->pw_name, wgid, w->groups + 1, &w->ngroups) < 0)
+        w->ngroups = 0;
+    w->groups[0] = wgid;
+    w->ngroups++;
+}
+
+/* 1 when the worker has every permission in want (4 read, 2 write, 1 search) on sb. */
+static int client_worker_may(const client_worker_t *w, const struct stat *sb, unsigned want)
+{
+    unsigned bits = sb->st_mode & 7;
+    int i;
+
+    if (w->uid == 0)
+        return 1;
+    if (sb->st_uid == w->uid) {
+        bits = (sb->st_mode >> 6) & 7;
+    } else {
+        for (i = 0; i < w->ngroups; i++) {
+            if (w->groups[i] == sb->st_gid) {
+                bits = (sb->st_mode >> 3) & 7;
+                break;
+            }
+        }
+    }
+    return (bits & want) == want;
+}
+
+/*
+ * Checks that the worker can search every directory on the way to path
+ * (each prefix of it, symbolic links followed) and path itself. On failure
+ * writes the first directory it cannot search into bad and its mode and
+ * owner into why. path is absolute.
+ */
+static int client_worker_walk(const client_worker_t *w, const char *path, char *bad,
+                              size_t badcap, char *why, size_t cap)
+{
+    char prefix[PATH_MAX];
+    size_t i, len = strlen(path);
+    struct stat sb;
+    struct passwd *pw;
+
+    if (len >= sizeof(prefix))
+        return 0;
+    for (i = 1; i <= len; i++) {
+        if (i < len && path[i] != '/')
+            continue;
+        memcpy(prefix, path, i);
+        prefix[i] = '\0';
+        if (stat(prefix, &sb) < 0)
+            continue; /* created later, or gone: the open itself will say */
+        if (S_ISDIR(sb.st_mode) && !client_worker_may(w, &sb, 1)) {
+            pw = getpwuid(sb.st_uid);
+            snprintf(bad, badcap, "%s", prefix);
+            snprintf(why, cap, "%s is mode %04o owned by %s", prefix,
+                     (unsigned) (sb.st_mode & 07777), pw ? pw->pw_name : "another user");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The worker, not the master, opens the ticket and state files by path; if
+ * it cannot reach them, every proxy request gets 503. Checked before nginx
+ * starts so that a private --runtime-dir fails at once with the fix.
+ */
+static int client_check_worker_access(const char *dir, uid_t wuid, gid_t wgid)
+{
+    client_worker_t w;
+    char abs[PATH_MAX], real[PATH_MAX], bad[PATH_MAX] = "", why[2 * PATH_MAX] = "";
+    char file[PATH_MAX + 32];
+    struct stat sb;
+
+    client_worker_identity(&w, wuid, wgid);
+    if (dir[0] == '/') {
+        snprintf(abs, sizeof(abs), "%s", dir);
+    } else if (getcwd(real, sizeof(real)) == NULL ||
+               (size_t) snprintf(abs, sizeof(abs), "%s/%s", real, dir) >= sizeof(abs)) {
+        return 0;
+    }
+    if (client_worker_walk(&w, abs, bad, sizeof(bad), why, sizeof(why)) == 0 &&
+        realpath(abs, real) != NULL)
+        client_worker_walk(&w, real, bad, sizeof(bad), why, sizeof(why));
+    if (bad[0]) {
+        fprintf(stderr,
+                "egress client: the nginx worker runs as user %s and cannot reach the runtime\n"
+                "  directory %s: %s, so every request would get 503.\n"
+                "  Fix: pass a --runtime-dir below directories %s may search (the default\n"
+                "  /run/egress/LEASE as root is one), or allow the search: chmod o+x %s\n",
+                w.name, dir, why, w.name, bad);
+        return -1;
+    }
+    snprintf(file, sizeof(file), "%s/client.ticket", dir);
+    if (stat(file, &sb) == 0 && !client_worker_may(&w, &sb, 4))
+        snprintf(why, sizeof(why), "%s is not readable by it", file);
+    snprintf(file, sizeof(file), "%s/client.state", dir);
+    if (!why[0] && stat(file, &sb) == 0 && !client_worker_may(&w, &sb, 6))
+        snprintf(why, sizeof(why), "%s is not readable and writable by it", file);
+    if (!why[0] && stat(dir, &sb) == 0 && !client_worker_may(&w, &sb, 7))
+        snprintf(why, sizeof(why), "%s is mode %04o and not its own", dir,
+                 (unsigned) (sb.st_mode & 07777));
+    if (!why[0])
+        return 0;
+    fprintf(stderr,
+            "egress client: the nginx worker runs as user %s: %s, so every request would\n"
+            "  get 503. Fix: remove %s and start again, or give it to %s (chown -R).\n",
+            w.name, why, dir, w.name);
+    return -1;
 }
 
 /* Names every missing piece of the lease side; 0 when all are there. */
@@ -513,6 +652,10 @@ int cmd_client(int argc, char **argv)
     if (wuid != (uid_t) -1 && (chown(dir, wuid, wgid) < 0 || chown(path, wuid, wgid) < 0)) {
         fprintf(stderr, "egress client: cannot hand %s to the worker user: %s\n", dir,
                 strerror(errno));
+        goto out;
+    }
+    if (client_check_worker_access(dir, wuid, wgid) < 0) {
+        rc = EXIT_USAGE;
         goto out;
     }
     snprintf(path, sizeof(path), "%s/nginx.conf", dir);

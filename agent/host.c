@@ -29,16 +29,19 @@ static void host_usage(FILE *out)
         "    Connects to the coordinator as the lease's \"host\" side and opens the\n"
         "    TCP connections that the lease's browser asks for, from this machine, but\n"
         "    only to destinations on the allowlist. It refuses to start without an\n"
-        "    allowlist. Resolved addresses that are loopback, private, link-local,\n"
-        "    CGNAT, ULA, multicast or unspecified are refused unless --allow-private,\n"
-        "    so a public name that resolves into your LAN cannot reach it.\n"
+        "    allowlist. Resolved addresses that are not globally reachable (loopback,\n"
+        "    private, link-local, CGNAT, ULA, multicast, unspecified, documentation,\n"
+        "    benchmarking, reserved, and 6to4/NAT64/Teredo wrapping one of those) are\n"
+        "    refused unless --allow-private, so a public name that resolves into your\n"
+        "    LAN cannot reach it.\n"
         "\n"
         "OPTIONS\n"
         "    --id LEASE            lease id or slug (required)\n"
         "    --profile NAME        built-in allowlist: %s\n"
         "    --allow PATTERNS      comma-separated host patterns, merged with --profile;\n"
         "                          repeatable. `example.com` exact, `*.example.com` the\n"
-        "                          domain and every subdomain, IP literals exact,\n"
+        "                          domain and every subdomain (never a whole public\n"
+        "                          suffix such as *.com or *.co.uk), IP literals exact,\n"
         "                          `host:PORT` restricts a pattern to one port\n"
         "    --ports LIST          ports allowed for patterns without a port\n"
         "                          (default 80,443), e.g. --ports 80,443,8443\n"
@@ -226,6 +229,43 @@ static void host_startup_line(host_opts_t *o, const char *session)
               ports, o->allow_private ? "ALLOWED" : "refused", o->coordinator);
 }
 
+/*
+ * The audit log names every destination: 0600 whatever the umask. An
+ * existing log that others could read is tightened, and that is logged.
+ */
+static FILE *host_open_audit(const char *path)
+{
+    struct stat sb;
+    FILE *f;
+    int fd, created = 0, e;
+
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+        created = 1;
+    }
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 0777) != 0600 &&
+        (created || (sb.st_mode & 0177) != 0)) {
+        if (fchmod(fd, 0600) < 0) {
+            e = errno;
+            close(fd);
+            errno = e;
+            return NULL;
+        }
+        if (!created)
+            agent_log("audit log %s was mode %04o: tightened to 0600", path,
+                      (unsigned) (sb.st_mode & 0777));
+    }
+    if ((f = fdopen(fd, "a")) == NULL) {
+        e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 int host_run(host_opts_t *o)
 {
     agent_t *ag;
@@ -260,13 +300,10 @@ int host_run(host_opts_t *o)
         snprintf(ag->session, sizeof(ag->session), "%s", o->session);
         ag->resume[0] = '\0';
     }
-    if (o->audit_path) {
-        ag->audit = fopen(o->audit_path, "a");
-        if (!ag->audit) {
-            agent_log("cannot open audit log %s: %s", o->audit_path, strerror(errno));
-            free(ag);
-            return EXIT_USAGE;
-        }
+    if (o->audit_path && (ag->audit = host_open_audit(o->audit_path)) == NULL) {
+        agent_log("cannot open audit log %s: %s", o->audit_path, strerror(errno));
+        free(ag);
+        return EXIT_USAGE;
     }
 
     /* no credential in hand: mint the first ticket before the loop runs */

@@ -1,11 +1,16 @@
 /*
  * store.c: SQLite persistence. One connection, used only from the service
  * thread; WAL so that a kill -9 loses at most the transaction in flight.
+ * The database files are 0600 (store_private_files()).
  */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -73,12 +78,81 @@ static int run_done(sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE ? 0 : fail(what);
 }
 
+/*
+ * Makes path a 0600 file whatever the umask: creates it (when create is set)
+ * or tightens an existing one that others could read, and logs that. A
+ * missing file that need not be created is fine. Only regular files are
+ * touched. Returns 0, or -1 after logging.
+ */
+static int store_private_file(const char *path, int create)
+{
+    struct stat sb;
+    int fd, created = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT) {
+        if (!create) {
+            return 0;
+        }
+        fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+        created = 1;
+    }
+    if (fd < 0) {
+        coord_log("store_error", "op=open path=%s error=\"%s\"", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 0777) != 0600 &&
+        (created || (sb.st_mode & 0177) != 0)) {
+        if (fchmod(fd, 0600) < 0) {
+            coord_log("store_error", "op=chmod path=%s error=\"%s\"", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (!created) {
+            coord_log("store_mode", "path=%s was=%04o now=0600", path,
+                      (unsigned) (sb.st_mode & 0777));
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/*
+ * The database and its -wal/-shm hold token, ticket, resume and cookie
+ * hashes and the lease keys. SQLite gives -wal and -shm the permission bits
+ * of the database file, so a 0600 database makes them 0600 too; ones left
+ * behind wider by an older run are tightened here.
+ */
+static int store_private_files(const char *path)
+{
+    static const char *const sidecars[] = {"-wal", "-shm", "-journal"};
+    char side[4096];
+    size_t i;
+
+    if (path[0] == '\0' || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0) {
+        return 0; /* no file, or a URI sqlite resolves itself */
+    }
+    if (store_private_file(path, 1) < 0) {
+        return -1;
+    }
+    for (i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++) {
+        if ((size_t) snprintf(side, sizeof(side), "%s%s", path, sidecars[i]) < sizeof(side) &&
+            store_private_file(side, 0) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int store_open(const char *path)
 {
     char *msg = NULL;
     sqlite3_stmt *st;
     int version = 0;
 
+    if (store_private_files(path) < 0) {
+        return -1;
+    }
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         coord_log("store_error", "op=open path=%s error=\"%s\"", path,

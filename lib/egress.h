@@ -10,6 +10,7 @@
 #include "egress_base64.h"
 #include "egress_host.h"
 #include "egress_allow.h"
+#include "egress_psl.h"
 #include "egress_frame.h"
 #include "egress_flow.h"
 #include "egress_crypto.h"

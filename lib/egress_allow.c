@@ -10,6 +10,7 @@
 
 #include "egress_allow.h"
 #include "egress_host.h"
+#include "egress_psl.h"
 
 /* "*." + name + ":65535", or "[" v6 "]:65535", plus NUL. */
 #define PATTERN_TEXT_MAX  (EGRESS_HOST_BUF + 16)
@@ -31,6 +32,7 @@ struct egress_allow_s {
     size_t cap;
     uint16_t ports[EGRESS_ALLOW_MAX_PORTS];
     size_t nports;
+    const egress_psl_t *psl; /* NULL: the built-in public suffix rule */
 };
 
 static const char *const profile_discord[] = {
@@ -76,7 +78,13 @@ egress_allow_t *egress_allow_new(void)
     al->ports[0] = 80;
     al->ports[1] = 443;
     al->nports = 2;
+    al->psl = egress_psl_system();
     return al;
+}
+
+void egress_allow_set_psl(egress_allow_t *al, const egress_psl_t *psl)
+{
+    al->psl = psl;
 }
 
 void egress_allow_free(egress_allow_t *al)
@@ -226,12 +234,46 @@ static int pattern_parse(allow_pattern_t *p, const char *pat, size_t len, egress
     return 0;
 }
 
+/* "*.com" would allow every name anyone can register: refuse it. */
+static int wildcard_check(const egress_allow_t *al, const allow_pattern_t *p,
+                          const char *pattern, size_t len, egress_error_t *err)
+{
+    char rule[EGRESS_PSL_RULE_BUF], ex[EXCERPT_BUF];
+    int r;
+
+    if (!p->wildcard) {
+        return 0;
+    }
+    r = egress_psl_check(al->psl, p->host, rule);
+    if (r == EGRESS_PSL_OK) {
+        return 0;
+    }
+    egress_error_excerpt(ex, sizeof(ex), pattern, len);
+    if (r == EGRESS_PSL_BELOW) {
+        return egress_error_set(err, EGRESS_ERR_PATTERN,
+                                "invalid allowlist pattern \"%s\": the wildcard covers the "
+                                "public suffix \"%.48s\"",
+                                ex, rule);
+    }
+    if (al->psl != NULL) {
+        return egress_error_set(err, EGRESS_ERR_PATTERN,
+                                "invalid allowlist pattern \"%s\": the wildcard covers the "
+                                "whole public suffix \"%.48s\"",
+                                ex, p->host);
+    }
+    return egress_error_set(err, EGRESS_ERR_PATTERN,
+                            "invalid allowlist pattern \"%s\": \"%.48s\" looks like a public "
+                            "suffix (built-in rule; install publicsuffix for the exact list)",
+                            ex, p->host);
+}
+
 int egress_allow_add(egress_allow_t *al, const char *pattern, size_t len, egress_error_t *err)
 {
     allow_pattern_t p;
     size_t i;
 
-    if (pattern_parse(&p, pattern, len, err) < 0) {
+    if (pattern_parse(&p, pattern, len, err) < 0 ||
+        wildcard_check(al, &p, pattern, len, err) < 0) {
         return -1;
     }
     for (i = 0; i < al->n; i++) {

@@ -3,7 +3,9 @@
  *
  * Pattern grammar (case-insensitive, one trailing dot ignored):
  *   example.com          exactly that name
- *   *.example.com        example.com and every name below it
+ *   *.example.com        example.com and every name below it; refused when
+ *                        it would cover a whole public suffix ("*.com",
+ *                        "*.co.uk", "*.github.io": see egress_psl.h)
  *   203.0.113.7, [::1]   that IP literal only (wildcards never match an IP)
  *   any of the above followed by :PORT restricts the pattern to that port.
  * A pattern without a port allows the list's default ports: 80 and 443,
@@ -17,15 +19,26 @@
 #include <stdint.h>
 
 #include "egress_error.h"
+#include "egress_psl.h"
 
 #define EGRESS_ALLOW_MAX_PATTERNS 1024
 #define EGRESS_ALLOW_MAX_PORTS    64
 
 typedef struct egress_allow_s egress_allow_t;
 
-/* Returns an empty list (which allows nothing), or NULL on allocation failure. */
+/*
+ * Returns an empty list (which allows nothing), or NULL on allocation failure.
+ * Wildcards are checked against egress_psl_system() (the built-in rule when
+ * that is NULL).
+ */
 egress_allow_t *egress_allow_new(void);
 void egress_allow_free(egress_allow_t *al);
+
+/*
+ * Chooses the public suffix list later wildcards are checked against; NULL
+ * selects the built-in rule. psl must outlive the list.
+ */
+void egress_allow_set_psl(egress_allow_t *al, const egress_psl_t *psl);
 
 /* Adds one pattern. Returns 0, or -1 with err naming the pattern and the defect. */
 int egress_allow_add(egress_allow_t *al, const char *pattern, size_t len, egress_error_t *err);

@@ -261,77 +261,160 @@ int egress_hostport_parse(char *out, uint16_t *port, const char *s, size_t len,
     return kind;
 }
 
+/*
+ * The address table: every range the host agent refuses unless --allow-private.
+ *
+ * Sources: the IANA "IPv4 Special-Purpose Address Registry" and "IPv6
+ * Special-Purpose Address Registry" (RFC 6890 and its updates; every entry
+ * whose "Globally Reachable" is False), plus multicast (224.0.0.0/4,
+ * ff00::/8), the deprecated site-local fec0::/10 and everything outside
+ * global unicast 2000::/3 that IANA has not allocated. Entries whose
+ * "Globally Reachable" is True stay public even inside a refused block (the
+ * anycast /32s in 192.0.0.0/24, AMT and ORCHIDv2 in 2001::/23). Prefixes
+ * that wrap an IPv4 address are judged by that address: IPv4-mapped
+ * ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16 and Teredo 2001::/32
+ * (both its server and its de-obfuscated client address must be public).
+ *
+ * The first entry that matches wins, so a more specific entry comes before
+ * the block it is carved from.
+ */
+typedef struct {
+    uint8_t a[4];
+    uint8_t bits;
+    unsigned cls;
+} v4_range_t;
+
+static const v4_range_t v4_ranges[] = {
+    {{0, 0, 0, 0}, 8, EGRESS_ADDR_UNSPECIFIED},         /* "this network" */
+    {{10, 0, 0, 0}, 8, EGRESS_ADDR_PRIVATE},            /* RFC 1918 */
+    {{100, 64, 0, 0}, 10, EGRESS_ADDR_CGNAT},           /* shared address space */
+    {{127, 0, 0, 0}, 8, EGRESS_ADDR_LOOPBACK},          /* loopback */
+    {{169, 254, 0, 0}, 16, EGRESS_ADDR_LINK_LOCAL},     /* link local, cloud metadata */
+    {{172, 16, 0, 0}, 12, EGRESS_ADDR_PRIVATE},         /* RFC 1918 */
+    {{192, 0, 0, 9}, 32, EGRESS_ADDR_PUBLIC},           /* PCP anycast: global */
+    {{192, 0, 0, 10}, 32, EGRESS_ADDR_PUBLIC},          /* TURN anycast: global */
+    {{192, 0, 0, 0}, 24, EGRESS_ADDR_RESERVED},         /* IETF protocol assignments */
+    {{192, 0, 2, 0}, 24, EGRESS_ADDR_DOCUMENTATION},    /* TEST-NET-1 */
+    {{192, 168, 0, 0}, 16, EGRESS_ADDR_PRIVATE},        /* RFC 1918 */
+    {{198, 18, 0, 0}, 15, EGRESS_ADDR_BENCHMARK},       /* benchmarking */
+    {{198, 51, 100, 0}, 24, EGRESS_ADDR_DOCUMENTATION}, /* TEST-NET-2 */
+    {{203, 0, 113, 0}, 24, EGRESS_ADDR_DOCUMENTATION},  /* TEST-NET-3 */
+    {{224, 0, 0, 0}, 4, EGRESS_ADDR_MULTICAST},         /* multicast */
+    {{255, 255, 255, 255}, 32, EGRESS_ADDR_RESERVED},   /* limited broadcast */
+    {{240, 0, 0, 0}, 4, EGRESS_ADDR_RESERVED},          /* reserved */
+};
+
+enum {
+    EMBED_NONE = 0,
+    EMBED_LOW32, /* the IPv4 address is the last 32 bits */
+    EMBED_6TO4,  /* 2002:AABB:CCDD::/48 */
+    EMBED_TEREDO /* server in bits 32..63, client inverted in the last 32 bits */
+};
+
+typedef struct {
+    uint16_t w[8];
+    uint8_t bits;
+    uint8_t embed;
+    unsigned cls;
+} v6_range_t;
+
+static const v6_range_t v6_ranges[] = {
+    {{0, 0, 0, 0, 0, 0, 0, 0}, 128, EMBED_NONE, EGRESS_ADDR_UNSPECIFIED}, /* :: */
+    {{0, 0, 0, 0, 0, 0, 0, 1}, 128, EMBED_NONE, EGRESS_ADDR_LOOPBACK},    /* ::1 */
+    {{0, 0, 0, 0, 0, 0xffff, 0, 0}, 96, EMBED_LOW32, 0},                  /* IPv4-mapped */
+    {{0, 0, 0, 0, 0, 0, 0, 0}, 96, EMBED_NONE, EGRESS_ADDR_RESERVED},     /* IPv4-compatible */
+    {{0x64, 0xff9b, 0, 0, 0, 0, 0, 0}, 96, EMBED_LOW32, 0},               /* NAT64 */
+    {{0x64, 0xff9b, 1, 0, 0, 0, 0, 0}, 48, EMBED_NONE, EGRESS_ADDR_PRIVATE}, /* local NAT64 */
+    {{0x100, 0, 0, 0, 0, 0, 0, 0}, 64, EMBED_NONE, EGRESS_ADDR_RESERVED},    /* discard-only */
+    {{0x100, 0, 0, 1, 0, 0, 0, 0}, 64, EMBED_NONE, EGRESS_ADDR_RESERVED},    /* dummy prefix */
+    {{0x2001, 0, 0, 0, 0, 0, 0, 0}, 32, EMBED_TEREDO, 0},                    /* Teredo */
+    {{0x2001, 1, 0, 0, 0, 0, 0, 1}, 128, EMBED_NONE, EGRESS_ADDR_PUBLIC},    /* PCP anycast */
+    {{0x2001, 1, 0, 0, 0, 0, 0, 2}, 128, EMBED_NONE, EGRESS_ADDR_PUBLIC},    /* TURN anycast */
+    {{0x2001, 1, 0, 0, 0, 0, 0, 3}, 128, EMBED_NONE, EGRESS_ADDR_PUBLIC},    /* DNS-SD SRP */
+    {{0x2001, 2, 0, 0, 0, 0, 0, 0}, 48, EMBED_NONE, EGRESS_ADDR_BENCHMARK},  /* benchmarking */
+    {{0x2001, 3, 0, 0, 0, 0, 0, 0}, 32, EMBED_NONE, EGRESS_ADDR_PUBLIC},     /* AMT */
+    {{0x2001, 4, 0x112, 0, 0, 0, 0, 0}, 48, EMBED_NONE, EGRESS_ADDR_PUBLIC}, /* AS112-v6 */
+    {{0x2001, 0x20, 0, 0, 0, 0, 0, 0}, 28, EMBED_NONE, EGRESS_ADDR_PUBLIC},  /* ORCHIDv2 */
+    {{0x2001, 0x30, 0, 0, 0, 0, 0, 0}, 28, EMBED_NONE, EGRESS_ADDR_PUBLIC},  /* DRIP DETs */
+    {{0x2001, 0, 0, 0, 0, 0, 0, 0}, 23, EMBED_NONE, EGRESS_ADDR_RESERVED},   /* IETF protocol */
+    {{0x2001, 0xdb8, 0, 0, 0, 0, 0, 0}, 32, EMBED_NONE, EGRESS_ADDR_DOCUMENTATION},
+    {{0x2002, 0, 0, 0, 0, 0, 0, 0}, 16, EMBED_6TO4, 0}, /* 6to4 */
+    {{0x3fff, 0, 0, 0, 0, 0, 0, 0}, 20, EMBED_NONE, EGRESS_ADDR_DOCUMENTATION},
+    {{0x5f00, 0, 0, 0, 0, 0, 0, 0}, 16, EMBED_NONE, EGRESS_ADDR_RESERVED}, /* SRv6 SIDs */
+    {{0x2000, 0, 0, 0, 0, 0, 0, 0}, 3, EMBED_NONE, EGRESS_ADDR_PUBLIC},    /* global unicast */
+    {{0xfc00, 0, 0, 0, 0, 0, 0, 0}, 7, EMBED_NONE, EGRESS_ADDR_PRIVATE},   /* unique local */
+    {{0xfe80, 0, 0, 0, 0, 0, 0, 0}, 10, EMBED_NONE, EGRESS_ADDR_LINK_LOCAL},
+    {{0xfec0, 0, 0, 0, 0, 0, 0, 0}, 10, EMBED_NONE, EGRESS_ADDR_PRIVATE}, /* site local */
+    {{0xff00, 0, 0, 0, 0, 0, 0, 0}, 8, EMBED_NONE, EGRESS_ADDR_MULTICAST},
+    {{0, 0, 0, 0, 0, 0, 0, 0}, 0, EMBED_NONE, EGRESS_ADDR_RESERVED}, /* not allocated */
+};
+
+/* 1 when the first bits of a equal those of prefix. */
+static int prefix_match(const uint8_t *a, const uint8_t *prefix, unsigned bits)
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+
+    if (memcmp(a, prefix, whole) != 0) {
+        return 0;
+    }
+    if (rest == 0) {
+        return 1;
+    }
+    return ((a[whole] ^ prefix[whole]) & (uint8_t) (0xff00 >> rest)) == 0;
+}
+
 static unsigned classify_v4(const uint8_t a[4])
 {
-    if (a[0] == 0) {
-        return EGRESS_ADDR_UNSPECIFIED;
-    }
-    if (a[0] == 127) {
-        return EGRESS_ADDR_LOOPBACK;
-    }
-    if (a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168)) {
-        return EGRESS_ADDR_PRIVATE;
-    }
-    if (a[0] == 169 && a[1] == 254) {
-        return EGRESS_ADDR_LINK_LOCAL;
-    }
-    if (a[0] == 100 && (a[1] & 0xc0) == 64) {
-        return EGRESS_ADDR_CGNAT;
-    }
-    if ((a[0] & 0xf0) == 224) {
-        return EGRESS_ADDR_MULTICAST;
-    }
-    if ((a[0] & 0xf0) == 240) {
-        return EGRESS_ADDR_UNSPECIFIED; /* 240/4 reserved, incl. 255.255.255.255 */
+    size_t i;
+
+    for (i = 0; i < sizeof(v4_ranges) / sizeof(v4_ranges[0]); i++) {
+        if (prefix_match(a, v4_ranges[i].a, v4_ranges[i].bits)) {
+            return v4_ranges[i].cls;
+        }
     }
     return EGRESS_ADDR_PUBLIC;
 }
 
-static int all_zero(const uint8_t *p, size_t n)
+/* An embedded IPv4 address; MAPPED marks it only when it makes the address non-public. */
+static unsigned classify_embedded(const uint8_t v4[4])
 {
-    size_t i;
+    unsigned c = classify_v4(v4);
 
-    for (i = 0; i < n; i++) {
-        if (p[i] != 0) {
-            return 0;
-        }
-    }
-    return 1;
+    return c == EGRESS_ADDR_PUBLIC ? c : (c | EGRESS_ADDR_MAPPED);
 }
 
 static unsigned classify_v6(const uint8_t a[16])
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-    unsigned c;
+    const v6_range_t *r = NULL;
+    uint8_t prefix[16], client[4];
+    size_t i, k;
 
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0) {
-        /* Judged by the embedded IPv4; MAPPED marks that only when it matters. */
-        c = classify_v4(a + 12);
-        return c == EGRESS_ADDR_PUBLIC ? c : (c | EGRESS_ADDR_MAPPED);
-    }
-    if (all_zero(a, 15)) {
-        if (a[15] == 1) {
-            return EGRESS_ADDR_LOOPBACK;
+    for (i = 0; i < sizeof(v6_ranges) / sizeof(v6_ranges[0]); i++) {
+        for (k = 0; k < 8; k++) {
+            prefix[2 * k] = (uint8_t) (v6_ranges[i].w[k] >> 8);
+            prefix[2 * k + 1] = (uint8_t) v6_ranges[i].w[k];
         }
-        return EGRESS_ADDR_UNSPECIFIED;
+        if (prefix_match(a, prefix, v6_ranges[i].bits)) {
+            r = &v6_ranges[i];
+            break;
+        }
     }
-    if (all_zero(a, 12)) {
-        return EGRESS_ADDR_UNSPECIFIED; /* deprecated IPv4-compatible ::a.b.c.d */
+    if (r == NULL) {
+        return EGRESS_ADDR_RESERVED; /* unreachable: the last entry matches everything */
     }
-    if ((a[0] & 0xfe) == 0xfc) {
-        return EGRESS_ADDR_PRIVATE;
+    switch (r->embed) {
+    case EMBED_LOW32:
+        return classify_embedded(a + 12);
+    case EMBED_6TO4:
+        return classify_embedded(a + 2);
+    case EMBED_TEREDO:
+        for (k = 0; k < 4; k++) {
+            client[k] = (uint8_t) ~a[12 + k];
+        }
+        return classify_embedded(a + 4) | classify_embedded(client);
+    default:
+        return r->cls;
     }
-    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) {
-        return EGRESS_ADDR_LINK_LOCAL;
-    }
-    if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) {
-        return EGRESS_ADDR_PRIVATE; /* deprecated site-local fec0::/10 */
-    }
-    if (a[0] == 0xff) {
-        return EGRESS_ADDR_MULTICAST;
-    }
-    return EGRESS_ADDR_PUBLIC;
 }
 
 unsigned egress_addr_classify(const struct sockaddr *sa)
@@ -373,6 +456,15 @@ const char *egress_addr_class_name(unsigned classes)
     }
     if (classes & EGRESS_ADDR_UNSPECIFIED) {
         return "unspecified";
+    }
+    if (classes & EGRESS_ADDR_DOCUMENTATION) {
+        return "documentation";
+    }
+    if (classes & EGRESS_ADDR_BENCHMARK) {
+        return "benchmarking";
+    }
+    if (classes & EGRESS_ADDR_RESERVED) {
+        return "reserved";
     }
     if (classes & EGRESS_ADDR_MAPPED) {
         return "IPv4-mapped";

@@ -50,27 +50,38 @@ int egress_host_normalize_reason(char *out, const char *host, size_t len, const 
 int egress_hostport_parse(char *out, uint16_t *port, const char *s, size_t len,
                           uint16_t default_port, egress_error_t *err);
 
-/* Address classes; an address may be "public" only when no other bit is set. */
+/*
+ * Address classes; an address may be "public" only when no other bit is set.
+ * egress_host.c holds the table of ranges behind them, drawn from the IANA
+ * IPv4 and IPv6 special-purpose address registries.
+ */
 enum {
     EGRESS_ADDR_PUBLIC = 0,
-    EGRESS_ADDR_LOOPBACK = 1 << 0,    /* 127/8, ::1 */
-    EGRESS_ADDR_PRIVATE = 1 << 1,     /* 10/8, 172.16/12, 192.168/16, fc00::/7 (ULA) */
-    EGRESS_ADDR_LINK_LOCAL = 1 << 2,  /* 169.254/16 (incl. metadata), fe80::/10 */
-    EGRESS_ADDR_CGNAT = 1 << 3,       /* 100.64/10 */
-    EGRESS_ADDR_MULTICAST = 1 << 4,   /* 224/4, ff00::/8 */
-    EGRESS_ADDR_UNSPECIFIED = 1 << 5, /* 0/8, ::, 255.255.255.255 and 240/4 */
-    EGRESS_ADDR_MAPPED = 1 << 6       /* ::ffff:a.b.c.d classified as its IPv4 */
+    EGRESS_ADDR_LOOPBACK = 1 << 0,      /* 127/8, ::1 */
+    EGRESS_ADDR_PRIVATE = 1 << 1,       /* 10/8, 172.16/12, 192.168/16, fc00::/7, fec0::/10,
+                                           64:ff9b:1::/48 */
+    EGRESS_ADDR_LINK_LOCAL = 1 << 2,    /* 169.254/16 (incl. metadata), fe80::/10 */
+    EGRESS_ADDR_CGNAT = 1 << 3,         /* 100.64/10 */
+    EGRESS_ADDR_MULTICAST = 1 << 4,     /* 224/4, ff00::/8 */
+    EGRESS_ADDR_UNSPECIFIED = 1 << 5,   /* 0/8, :: */
+    EGRESS_ADDR_MAPPED = 1 << 6,        /* an IPv4 inside IPv6 made it non-public */
+    EGRESS_ADDR_DOCUMENTATION = 1 << 7, /* 192.0.2/24, 198.51.100/24, 203.0.113/24,
+                                           2001:db8::/32, 3fff::/20 */
+    EGRESS_ADDR_BENCHMARK = 1 << 8,     /* 198.18/15, 2001:2::/48 */
+    EGRESS_ADDR_RESERVED = 1 << 9       /* 240/4, 255.255.255.255, 192.0.0/24, 100::/64,
+                                           2001::/23, 5f00::/16, ::/96, outside 2000::/3 */
 };
 
 /*
- * Classifies a resolved address (AF_INET or AF_INET6; IPv4-mapped and NAT64
- * well-known-prefix IPv6 addresses are judged by their embedded IPv4).
- * Returns a bit set of EGRESS_ADDR_*; EGRESS_ADDR_PUBLIC (0) means dialable
- * without --allow-private. EGRESS_ADDR_MAPPED is added only to a non-public
- * embedded IPv4 (::ffff:127.0.0.1 is LOOPBACK|MAPPED, ::ffff:8.8.8.8 is
- * PUBLIC). Documentation and benchmark ranges (192.0.2/24, 198.51.100/24,
- * 203.0.113/24, 198.18/15) and 192.0.0/24 count as public: tests use them as
- * the internet. Other families are UNSPECIFIED.
+ * Classifies a resolved address (AF_INET or AF_INET6). Returns a bit set of
+ * EGRESS_ADDR_*; EGRESS_ADDR_PUBLIC (0) means dialable without
+ * --allow-private, i.e. globally reachable per the IANA special-purpose
+ * registries. IPv6 addresses that wrap an IPv4 address (IPv4-mapped, NAT64
+ * 64:ff9b::/96, 6to4, Teredo) are judged by it; EGRESS_ADDR_MAPPED is added
+ * only to a non-public one (::ffff:127.0.0.1 is LOOPBACK|MAPPED,
+ * ::ffff:8.8.8.8 is PUBLIC). Documentation and benchmarking ranges are not
+ * public: tests that use them as the internet pass --allow-private. Other
+ * families are UNSPECIFIED.
  */
 unsigned egress_addr_classify(const struct sockaddr *sa);
 

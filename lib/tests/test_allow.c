@@ -379,6 +379,88 @@ static void test_empty(void **state)
     assert_int_equal(egress_allow_count(NULL), 0);
 }
 
+static void refused(egress_allow_t *al, const char *pattern, const char *want)
+{
+    egress_error_t err;
+
+    memset(&err, 0, sizeof(err));
+    if (egress_allow_add(al, pattern, strlen(pattern), &err) != -1) {
+        print_error("\"%s\" accepted\n", pattern);
+        fail();
+    }
+    assert_int_equal(err.code, EGRESS_ERR_PATTERN);
+    assert_string_equal(err.message, want);
+}
+
+static void test_public_suffix(void **state)
+{
+    static const char text[] = "com\nuk\nco.uk\ngithub.io\ns3.amazonaws.com\n";
+    egress_psl_t *psl = egress_psl_parse(text, strlen(text), "test", NULL);
+    egress_allow_t *al = egress_allow_new();
+    egress_error_t err;
+    const char *const *names;
+    size_t before;
+
+    (void) state;
+    assert_non_null(psl);
+    egress_allow_set_psl(al, psl);
+    refused(al, "*.com",
+            "invalid allowlist pattern \"*.com\": the wildcard covers the whole public suffix "
+            "\"com\"");
+    refused(al, "*.CO.uk.:443",
+            "invalid allowlist pattern \"*.CO.uk.:443\": the wildcard covers the whole public "
+            "suffix \"co.uk\"");
+    refused(al, "*.github.io",
+            "invalid allowlist pattern \"*.github.io\": the wildcard covers the whole public "
+            "suffix \"github.io\"");
+    refused(al, "*.amazonaws.com",
+            "invalid allowlist pattern \"*.amazonaws.com\": the wildcard covers the public "
+            "suffix \"s3.amazonaws.com\"");
+    refused(al, "*.zz",
+            "invalid allowlist pattern \"*.zz\": the wildcard covers the whole "
+            "public suffix \"zz\"");
+    /* one level down is a registrable name; exact names are never refused */
+    assert_int_equal(egress_allow_add_list(al,
+                                           "*.example.com,*.bbc.co.uk,com,co.uk,"
+                                           "*.bucket.s3.amazonaws.com,*.localhost,*.test",
+                                           &err),
+                     0);
+    assert_true(match(al, "www.bbc.co.uk", 443));
+    assert_false(match(al, "www.example.co.uk", 443));
+    /* all or nothing: one public suffix in a list adds none of it */
+    before = egress_allow_count(al);
+    assert_int_equal(egress_allow_add_list(al, "a.example.org,*.uk", &err), -1);
+    assert_non_null(strstr(err.message, "\"*.uk\""));
+    assert_int_equal(egress_allow_count(al), before);
+
+    /* the built-in rule when there is no list */
+    egress_allow_set_psl(al, NULL);
+    refused(al, "*.com",
+            "invalid allowlist pattern \"*.com\": \"com\" looks like a public "
+            "suffix (built-in rule; install publicsuffix for the exact list)");
+    refused(al, "*.co.uk",
+            "invalid allowlist pattern \"*.co.uk\": \"co.uk\" looks like a "
+            "public suffix (built-in rule; install publicsuffix for the exact "
+            "list)");
+    assert_int_equal(egress_allow_add_list(al, "*.github.io,*.gouv.fr,*.localhost", &err), 0);
+
+    /* the built-in profiles compile under the list, the built-in rule and the system list */
+    for (names = egress_profile_names(); *names != NULL; names++) {
+        egress_allow_t *p1 = egress_allow_new(), *p2 = egress_allow_new(),
+                       *p3 = egress_allow_new();
+        egress_allow_set_psl(p1, psl);
+        egress_allow_set_psl(p2, NULL);
+        assert_int_equal(egress_allow_add_profile(p1, *names, &err), 0);
+        assert_int_equal(egress_allow_add_profile(p2, *names, &err), 0);
+        assert_int_equal(egress_allow_add_profile(p3, *names, &err), 0);
+        egress_allow_free(p1);
+        egress_allow_free(p2);
+        egress_allow_free(p3);
+    }
+    egress_allow_free(al);
+    egress_psl_free(psl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_public_suffix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
