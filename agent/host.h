@@ -61,6 +61,7 @@ struct stream_s {
     char host[EGRESS_HOST_BUF];
     char addr[INET6_ADDRSTRLEN];
     char refused_addr[INET6_ADDRSTRLEN];
+    unsigned refused_cls; /* EGRESS_ADDR_* of refused_addr */
     struct addrinfo *ai, *next_ai;
     uint64_t t_start;
     uint64_t bytes_up, bytes_down;

@@ -567,8 +567,10 @@ static void stream_dial_next(stream_t *s)
         unsigned cls = egress_addr_classify(a->ai_addr);
         if (cls != EGRESS_ADDR_PUBLIC && !ag->o->allow_private) {
             /* checked after resolution so DNS rebinding cannot reach the LAN */
-            if (!s->refused_addr[0])
+            if (!s->refused_addr[0]) {
                 snprintf(s->refused_addr, sizeof(s->refused_addr), "%s", txt);
+                s->refused_cls = cls;
+            }
             continue;
         }
         s->next_ai = a->ai_next;
@@ -595,7 +597,8 @@ static void stream_dial_next(stream_t *s)
     }
     s->next_ai = NULL;
     if (!s->attempted && s->refused_addr[0])
-        stream_fail(s, "private", "not allowed: %s is a private address", s->refused_addr);
+        stream_fail(s, "private", "not allowed: %s is a private address (%s)", s->refused_addr,
+                    egress_addr_class_name(s->refused_cls));
     else
         stream_fail_connect(s);
 }

@@ -168,4 +168,3 @@ int conn_liveness_tick(conn_t *c)
     lws_callback_on_writable(c->wsi);
     return 0;
 }
-

@@ -88,4 +88,3 @@ void stream_clear_all(session_t *s)
     s->nstreams = 0;
     s->pend_bytes[0] = s->pend_bytes[1] = 0;
 }
-

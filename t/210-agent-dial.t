@@ -96,9 +96,9 @@ $a = $h->open(19, 'localhost', 443);
 is($a->{message}, 'not allowed: localhost:443 is not on the allowlist',
     '--ports replaces the default ports (443 no longer allowed)');
 $a = $h->open(20, '127.0.0.1', $P);
-is($a->{message}, 'not allowed: 127.0.0.1 is a private address', 'loopback IP refused by default');
+is($a->{message}, 'not allowed: 127.0.0.1 is a private address (loopback)', 'loopback IP refused by default');
 $a = $h->open(21, 'localhost', $P);
-like($a->{message}, qr/^not allowed: (127\.0\.0\.1|::1) is a private address$/,
+like($a->{message}, qr/^not allowed: (127\.0\.0\.1|::1) is a private address \(loopback\)$/,
     'name resolving to loopback refused after DNS');
 $t->stop('agent2');
 

@@ -93,13 +93,16 @@ $h->{o}{args} = [ '--audit-log', $audit ];
 $h->start_agent;
 like($t->log_of('agent'), qr/private-addresses=refused/, 'agent started without --allow-private');
 my $n = 1;
-for my $addr ('198.18.0.1', '2002:c0a8:101::1', '192.0.2.1', '2001:db8::1', '64:ff9b:1::808:808') {
+for (['198.18.0.1', 'benchmarking'], ['2002:c0a8:101::1', 'private'], ['192.0.2.1', 'documentation'],
+    ['2001:db8::1', 'documentation'], ['64:ff9b:1::808:808', 'private']) {
+    my ($addr, $class) = @$_;
     my $a = $h->open($n++, $addr, $P);
-    is($a->{message}, "not allowed: $addr is a private address", "$addr refused before dialling")
+    is($a->{message}, "not allowed: $addr is a private address ($class)",
+        "$addr refused before dialling ($class)")
         or diag explain $a;
 }
 my $a = $h->open($n++, '127.0.0.1', $P);
-is($a->{message}, "not allowed: 127.0.0.1 is a private address", 'loopback still refused');
+is($a->{message}, "not allowed: 127.0.0.1 is a private address (loopback)", 'loopback still refused');
 
 # ---- file modes --------------------------------------------------------------------
 
