@@ -6,8 +6,9 @@
  * event handling lives in ngx_stream_egress_proxy.c.
  *
  * The parser is deliberately strict where leniency enables request
- * smuggling (Content-Length vs Transfer-Encoding, obs-fold, bare CR) and
- * lenient only where browsers differ harmlessly (LF-only line ends).
+ * smuggling (Content-Length vs Transfer-Encoding, obs-fold, bare CR, any
+ * irregular chunk framing) and lenient only where browsers differ
+ * harmlessly (LF-only line ends in the head, which is rewritten with CRLF).
  */
 
 
@@ -16,6 +17,7 @@
 
 #define NGX_STREAM_EGRESS_METHOD_MAX   32
 #define NGX_STREAM_EGRESS_CHUNK_LINE   4096
+#define NGX_STREAM_EGRESS_CHUNK_DIGITS 16
 #define NGX_STREAM_EGRESS_TRAILER_MAX  16384
 #define NGX_STREAM_EGRESS_CHUNK_SIZE_MAX  ((uint64_t) 1 << 48)
 
@@ -709,9 +711,6 @@ enum {
     ck_last_lf,
     ck_invalid
 };
-
-
-#define NGX_STREAM_EGRESS_CHUNK_DIGITS  16
 
 
 size_t
