@@ -88,6 +88,7 @@ check-fuzz: $(FUZZ_TARGETS)
 	    n=$$(basename $$f); echo "== $$n ($(FUZZ_RUNS) runs)"; \
 	    mkdir -p build/fuzz/work-$$n; \
 	    c=lib/fuzz/corpus/$${n#fuzz_}; [ -d $$c ] || c=coordinator/fuzz/corpus/$${n#fuzz_}; \
+	    [ -d $$c ] || c=ngx_egress_module/fuzz/corpus/$${n#fuzz_}; \
 	    if ! $$f -runs=$(FUZZ_RUNS) -max_len=65536 -print_final_stats=0 \
 	            build/fuzz/work-$$n $$c > build/fuzz/$$n.log 2>&1; then \
 	        tail -n 40 build/fuzz/$$n.log; exit 1; \

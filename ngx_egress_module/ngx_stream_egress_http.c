@@ -6,8 +6,9 @@
  * event handling lives in ngx_stream_egress_proxy.c.
  *
  * The parser is deliberately strict where leniency enables request
- * smuggling (Content-Length vs Transfer-Encoding, obs-fold, bare CR) and
- * lenient only where browsers differ harmlessly (LF-only line ends).
+ * smuggling (Content-Length vs Transfer-Encoding, obs-fold, bare CR, any
+ * irregular chunk framing) and lenient only where browsers differ
+ * harmlessly (LF-only line ends in the head, which is rewritten with CRLF).
  */
 
 
@@ -16,6 +17,7 @@
 
 #define NGX_STREAM_EGRESS_METHOD_MAX   32
 #define NGX_STREAM_EGRESS_CHUNK_LINE   4096
+#define NGX_STREAM_EGRESS_CHUNK_DIGITS 16
 #define NGX_STREAM_EGRESS_TRAILER_MAX  16384
 #define NGX_STREAM_EGRESS_CHUNK_SIZE_MAX  ((uint64_t) 1 << 48)
 
@@ -246,6 +248,8 @@ ngx_stream_egress_parse_url(ngx_stream_egress_request_t *r, u_char *p,
     } else if (last - p > 8
                && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0)
     {
+        /* forwarded only if egress_absolute_https_cleartext allows it */
+        r->https = 1;
         default_port = 443;
         p += 8;
 
@@ -565,13 +569,17 @@ ngx_stream_egress_is_token_char(u_char ch)
 }
 
 
-/* upper bound of the rewritten head of a parsed absolute-form request */
+/*
+ * Upper bound of the rewritten head of a parsed absolute-form request. A
+ * header line can grow by two bytes ("a:b" LF becomes "a: b" CRLF), so
+ * short LF-only lines almost double; every input byte yields at most two.
+ */
 
 size_t
 ngx_stream_egress_rewrite_size(ngx_stream_egress_request_t *r, u_char *start,
     u_char *end)
 {
-    return (end - start) + r->authority.len + 64;
+    return 2 * (end - start) + r->authority.len + 64;
 }
 
 
@@ -675,22 +683,33 @@ ngx_stream_egress_rewrite_request(ngx_stream_egress_request_t *r,
 
 
 /*
- * Walks a chunked body. Returns how many of the len bytes belong to the
- * body; *rc is NGX_DONE when the body ended there, NGX_OK when more is
- * needed, NGX_ERROR on malformed framing.
+ * Walks a chunked body (RFC 9112 7.1). Returns how many of the len bytes
+ * belong to the body; *rc is NGX_DONE when the body ended there, NGX_OK
+ * when more is needed, NGX_ERROR on malformed framing (ck->error says
+ * why, and every later call fails too).
+ *
+ * Strict on purpose: the origin and any other hop must find the same end
+ * of the body, or the bytes after it become a smuggled request. So lines
+ * end in CRLF only, a chunk size is 1-16 hex digits and below 2^48,
+ * extensions and trailer fields are bounded and free of control bytes,
+ * trailer lines are "name: value", and chunk data ends in CRLF.
  */
 
 enum {
     ck_size_start = 0,
     ck_size,
+    ck_size_ws,
     ck_ext,
     ck_size_lf,
     ck_data,
     ck_data_cr,
     ck_data_lf,
     ck_trailer_start,
-    ck_trailer,
-    ck_last_lf
+    ck_trailer_name,
+    ck_trailer_value,
+    ck_trailer_lf,
+    ck_last_lf,
+    ck_invalid
 };
 
 
@@ -705,6 +724,11 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
     start = p;
     last = p + len;
     *rc = NGX_OK;
+
+    if (ck->state == ck_invalid) {
+        *rc = NGX_ERROR;
+        return 0;
+    }
 
     while (p < last) {
 
@@ -722,10 +746,22 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
             d = (u_char) (ch | 0x20);
 
             if ((ch >= '0' && ch <= '9') || (d >= 'a' && d <= 'f')) {
+
+                if (++ck->line > NGX_STREAM_EGRESS_CHUNK_DIGITS) {
+                    ck->error = "chunk size has too many digits";
+                    goto invalid;
+                }
+
+                if (ck->size > (NGX_STREAM_EGRESS_CHUNK_SIZE_MAX >> 4)) {
+                    ck->error = "chunk size too large";
+                    goto invalid;
+                }
+
                 ck->size = ck->size * 16
                            + ((ch <= '9') ? (ch - '0') : (d - 'a' + 10));
 
                 if (ck->size > NGX_STREAM_EGRESS_CHUNK_SIZE_MAX) {
+                    ck->error = "chunk size too large";
                     goto invalid;
                 }
 
@@ -734,12 +770,17 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
             }
 
             if (ck->state == ck_size_start) {
+                ck->error = "chunk size is not a hexadecimal number";
                 goto invalid;
             }
 
-            if (ch == ';' || ch == ' ' || ch == '\t') {
-                ck->line = 0;
+            if (ch == ';') {
                 ck->state = ck_ext;
+                break;
+            }
+
+            if (ch == ' ' || ch == '\t') {
+                ck->state = ck_size_ws;
                 break;
             }
 
@@ -748,10 +789,28 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
                 break;
             }
 
-            if (ch == LF) {
-                goto size_done;
+            ck->error = (ch == LF) ? "bare LF after a chunk size"
+                                   : "invalid character in a chunk size";
+            goto invalid;
+
+        case ck_size_ws:
+            /* BWS is allowed only in front of an extension */
+
+            if (++ck->line > NGX_STREAM_EGRESS_CHUNK_LINE) {
+                ck->error = "chunk size line too long";
+                goto invalid;
             }
 
+            if (ch == ' ' || ch == '\t') {
+                break;
+            }
+
+            if (ch == ';') {
+                ck->state = ck_ext;
+                break;
+            }
+
+            ck->error = "invalid character in a chunk size line";
             goto invalid;
 
         case ck_ext:
@@ -760,11 +819,15 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
                 break;
             }
 
-            if (ch == LF) {
-                goto size_done;
+            if (++ck->line > NGX_STREAM_EGRESS_CHUNK_LINE) {
+                ck->error = "chunk extension too long";
+                goto invalid;
             }
 
-            if (++ck->line > NGX_STREAM_EGRESS_CHUNK_LINE || ch == '\0') {
+            if ((ch < ' ' && ch != '\t') || ch == 0x7f) {
+                ck->error = (ch == LF) ? "bare LF after a chunk extension"
+                                       : "control character in a chunk "
+                                         "extension";
                 goto invalid;
             }
 
@@ -772,19 +835,12 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
 
         case ck_size_lf:
             if (ch != LF) {
+                ck->error = "CR without LF in a chunk size line";
                 goto invalid;
             }
 
-        size_done:
-
-            if (ck->size == 0) {
-                ck->line = 0;
-                ck->state = ck_trailer_start;
-
-            } else {
-                ck->state = ck_data;
-            }
-
+            ck->line = 0;
+            ck->state = (ck->size == 0) ? ck_trailer_start : ck_data;
             break;
 
         case ck_data:
@@ -799,20 +855,17 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
             continue;
 
         case ck_data_cr:
-            if (ch == CR) {
-                ck->state = ck_data_lf;
-                break;
+            if (ch != CR) {
+                ck->error = "chunk data not followed by CRLF";
+                goto invalid;
             }
 
-            if (ch == LF) {
-                ck->state = ck_size_start;
-                break;
-            }
-
-            goto invalid;
+            ck->state = ck_data_lf;
+            break;
 
         case ck_data_lf:
             if (ch != LF) {
+                ck->error = "chunk data not followed by CRLF";
                 goto invalid;
             }
 
@@ -825,28 +878,66 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
                 break;
             }
 
-            if (ch == LF) {
-                ck->done = 1;
-                break;
-            }
-
-            ck->state = ck_trailer;
-
-            /* fall through */
-
-        case ck_trailer:
-            if (++ck->line > NGX_STREAM_EGRESS_TRAILER_MAX || ch == '\0') {
+            if (!ngx_stream_egress_is_token_char(ch)) {
+                ck->error = (ch == LF) ? "bare LF after the last chunk"
+                                       : "malformed trailer field";
                 goto invalid;
             }
 
-            if (ch == LF) {
-                ck->state = ck_trailer_start;
+            ck->state = ck_trailer_name;
+
+            /* fall through */
+
+        case ck_trailer_name:
+            if (++ck->line > NGX_STREAM_EGRESS_TRAILER_MAX) {
+                ck->error = "trailer section too large";
+                goto invalid;
+            }
+
+            if (ch == ':') {
+                ck->state = ck_trailer_value;
+                break;
+            }
+
+            if (!ngx_stream_egress_is_token_char(ch)) {
+                ck->error = "malformed trailer field";
+                goto invalid;
             }
 
             break;
 
+        case ck_trailer_value:
+            if (ch == CR) {
+                ck->state = ck_trailer_lf;
+                break;
+            }
+
+            if (++ck->line > NGX_STREAM_EGRESS_TRAILER_MAX) {
+                ck->error = "trailer section too large";
+                goto invalid;
+            }
+
+            if ((ch < ' ' && ch != '\t') || ch == 0x7f) {
+                ck->error = (ch == LF) ? "bare LF in a trailer field"
+                                       : "control character in a trailer "
+                                         "field";
+                goto invalid;
+            }
+
+            break;
+
+        case ck_trailer_lf:
+            if (ch != LF) {
+                ck->error = "CR without LF in a trailer field";
+                goto invalid;
+            }
+
+            ck->state = ck_trailer_start;
+            break;
+
         case ck_last_lf:
             if (ch != LF) {
+                ck->error = "CR without LF after the last chunk";
                 goto invalid;
             }
 
@@ -865,6 +956,7 @@ ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
 
 invalid:
 
+    ck->state = ck_invalid;
     *rc = NGX_ERROR;
 
     return p - start;

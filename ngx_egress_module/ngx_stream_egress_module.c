@@ -143,6 +143,13 @@ static ngx_command_t  ngx_stream_egress_commands[] = {
       offsetof(ngx_stream_egress_srv_conf_t, max_header_size),
       &ngx_stream_egress_header_size_bounds },
 
+    { ngx_string("egress_absolute_https_cleartext"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_egress_srv_conf_t, absolute_https_cleartext),
+      NULL },
+
       ngx_null_command
 };
 
@@ -272,6 +279,7 @@ ngx_stream_egress_create_srv_conf(ngx_conf_t *cf)
     escf->open_timeout = NGX_CONF_UNSET_MSEC;
     escf->header_timeout = NGX_CONF_UNSET_MSEC;
     escf->max_header_size = NGX_CONF_UNSET_SIZE;
+    escf->absolute_https_cleartext = NGX_CONF_UNSET;
 
     return escf;
 }
@@ -289,6 +297,8 @@ ngx_stream_egress_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
                               10000);
     ngx_conf_merge_size_value(conf->max_header_size, prev->max_header_size,
                               16384);
+    ngx_conf_merge_value(conf->absolute_https_cleartext,
+                         prev->absolute_https_cleartext, 0);
 
     return NGX_CONF_OK;
 }

@@ -71,6 +71,7 @@ typedef struct {
     ngx_msec_t                     open_timeout;
     ngx_msec_t                     header_timeout;
     size_t                         max_header_size;
+    ngx_flag_t                     absolute_https_cleartext;
 } ngx_stream_egress_srv_conf_t;
 
 
@@ -91,6 +92,7 @@ typedef struct {
     unsigned                       chunked:1;
     unsigned                       keepalive:1;
     unsigned                       head:1;          /* HEAD: no body back */
+    unsigned                       https:1;         /* https:// absolute URL */
 
     const char                    *error;        /* reason of a 400 */
 } ngx_stream_egress_request_t;
@@ -99,7 +101,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                     state;
     uint64_t                       size;
-    size_t                         line;          /* bytes of ext/trailer */
+    size_t                         line;          /* bytes of line/trailer */
+    const char                    *error;         /* why framing is bad */
     unsigned                       done:1;
 } ngx_stream_egress_chunked_t;
 

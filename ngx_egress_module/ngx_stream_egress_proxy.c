@@ -26,6 +26,10 @@
 #define NGX_STREAM_EGRESS_LINGER_MAX     (1024 * 1024)
 #define NGX_STREAM_EGRESS_IDLE_TIMEOUT   600000
 
+#define NGX_STREAM_EGRESS_HTTPS_REFUSED                                      \
+    "https:// URLs are not proxied in absolute form (they would travel "     \
+    "unencrypted): use CONNECT host:443, as browsers do"
+
 
 static void ngx_stream_egress_read_handler(ngx_event_t *rev);
 static void ngx_stream_egress_write_handler(ngx_event_t *wev);
@@ -33,6 +37,8 @@ static void ngx_stream_egress_read_head(ngx_stream_egress_ctx_t *ctx);
 static void ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx,
     u_char *end);
 static void ngx_stream_egress_upload(ngx_stream_egress_ctx_t *ctx);
+static void ngx_stream_egress_bad_body(ngx_stream_egress_ctx_t *ctx,
+    const char *error);
 static ngx_stream_egress_chunk_t *ngx_stream_egress_append(
     ngx_stream_egress_ctx_t *ctx, const u_char *data, size_t len,
     ngx_uint_t credit);
@@ -332,8 +338,10 @@ ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx, u_char *end)
 {
     u_char                       *p;
     size_t                        size;
+    ngx_int_t                     rc;
     ngx_str_t                     reason;
     ngx_connection_t             *c;
+    ngx_stream_egress_chunked_t   ck;
     ngx_stream_egress_request_t  *r;
 
     c = ctx->session->connection;
@@ -359,6 +367,36 @@ ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx, u_char *end)
     }
 
     ctx->target_len = p - ctx->target;
+
+    if (r->https && !ctx->conf->absolute_https_cleartext) {
+        /* it would leave unencrypted, whatever the browser believes */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "bad proxy request: absolute-form https:// URL "
+                      "(only CONNECT is allowed for https)");
+        ngx_stream_egress_respond(ctx, NGX_STREAM_BAD_REQUEST,
+                                  (u_char *) NGX_STREAM_EGRESS_HTTPS_REFUSED,
+                                  sizeof(NGX_STREAM_EGRESS_HTTPS_REFUSED)
+                                  - 1);
+        return;
+    }
+
+    if (r->chunked) {
+        /*
+         * Body bytes that came with the head are checked before anything
+         * is forwarded, so that known-bad framing never reaches the origin.
+         */
+        ngx_memzero(&ck, sizeof(ngx_stream_egress_chunked_t));
+        (void) ngx_stream_egress_chunked_parse(&ck, end, ctx->in->last - end,
+                                               &rc);
+
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "bad proxy request: malformed chunked request "
+                          "body: %s", ck.error);
+            ngx_stream_egress_bad_body(ctx, ck.error);
+            return;
+        }
+    }
 
     if (!r->connect) {
         size = ngx_stream_egress_rewrite_size(r, ctx->in->pos, end);
@@ -960,9 +998,15 @@ ngx_stream_egress_upload(ngx_stream_egress_ctx_t *ctx)
             n = ngx_stream_egress_chunked_parse(&ctx->chunked, p, n, &rc);
 
             if (rc == NGX_ERROR) {
+                /*
+                 * The head has gone out already: the stream ends here and
+                 * nothing after the bad byte is read as a next request.
+                 */
                 ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                              "malformed chunked request body");
-                ngx_stream_egress_finalize(ctx, NGX_STREAM_BAD_REQUEST);
+                              "egress stream %uD: malformed chunked request "
+                              "body: %s, stream closed", ctx->id,
+                              ctx->chunked.error);
+                ngx_stream_egress_bad_body(ctx, ctx->chunked.error);
                 return;
             }
         }
@@ -986,6 +1030,29 @@ ngx_stream_egress_upload(ngx_stream_egress_ctx_t *ctx)
             }
         }
     }
+}
+
+
+/*
+ * Malformed request body framing: 400 while the browser has no response
+ * byte yet, otherwise the connection closes; either way the stream ends.
+ */
+
+static void
+ngx_stream_egress_bad_body(ngx_stream_egress_ctx_t *ctx, const char *error)
+{
+    u_char  *p;
+    u_char   text[128];
+
+    if (ctx->resp.len || ctx->resp.done || ctx->out) {
+        ngx_stream_egress_finalize(ctx, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    p = ngx_snprintf(text, sizeof(text), "malformed chunked request body: %s",
+                     error);
+
+    ngx_stream_egress_respond(ctx, NGX_STREAM_BAD_REQUEST, text, p - text);
 }
 
 

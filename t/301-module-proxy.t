@@ -55,7 +55,8 @@ wait_until(sub { $m->access_log =~ /target=example\.com:8080/ });
 my $log = $m->access_log;
 like($log, qr/target=\[::1\]:8443 /, 'CONNECT [::1]:8443 parsed as an IPv6 target');
 like($log, qr/target=\[2001:db8::1\]:80 /, 'http://[2001:DB8::1]/ -> [2001:db8::1]:80');
-like($log, qr/target=example\.com:443 .*egress_status=503/, 'https:// defaults to 443, normalized');
+like($log, qr/target=example\.com:443 .*egress_status=400/,
+    'https:// defaults to 443, normalized (and is refused in absolute form, t/303)');
 like($log, qr/target=example\.com:8080 /, 'explicit port in the URL');
 
 # --- malformed requests: 400 --------------------------------------------
