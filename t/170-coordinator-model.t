@@ -9,8 +9,8 @@
 # model of what must be true.
 #
 #   EGRESS_MODEL_SEED=N      replay a sequence (the seed is printed on failure)
-#   EGRESS_MODEL_STEPS=N     step budget (default 5000)
-#   EGRESS_MODEL_SECONDS=S   wall budget for the steps (default 60)
+#   EGRESS_MODEL_STEPS=N     step budget (default 4000)
+#   EGRESS_MODEL_SECONDS=S   wall budget for the steps (default 40)
 #   EGRESS_MODEL_TRACE=1     print every step as it runs
 
 use strict;
@@ -23,8 +23,8 @@ use Time::HiRes qw(time);
 use Time::Local qw(timegm);
 
 my $SEED = $ENV{EGRESS_MODEL_SEED} // int(rand(2**31));
-my $MAX_STEPS = $ENV{EGRESS_MODEL_STEPS} // 5000;
-my $MAX_SECS = $ENV{EGRESS_MODEL_SECONDS} // 60;
+my $MAX_STEPS = $ENV{EGRESS_MODEL_STEPS} // 4000;
+my $MAX_SECS = $ENV{EGRESS_MODEL_SECONDS} // 40;
 my $TRACE = $ENV{EGRESS_MODEL_TRACE};
 my $TICKET_TTL = 3;
 my $NSLOTS = 3;
@@ -40,6 +40,7 @@ my $c = $t->coordinator(env => {
 });
 my $tok = $c->token(owner => 'alice', org => 'acme');
 my $JSON = JSON::PP->new->canonical;
+$SIG{PIPE} = 'IGNORE';    # a write to a socket the coordinator dropped fails, not kills
 
 # ---- a private PRNG (xorshift32): the sequence depends on the seed alone -------
 
@@ -61,7 +62,8 @@ sub pick   { $_[ rnd(scalar @_) ] }
 # lease:  {id, name, state (active|released|expired), gen, sess => undef |
 #          {sid, stopped}, old_sids, sock => {host, client} (attached sockets),
 #          resume => {host, client} (the live secret), mem (the coordinator
-#          holds the session in memory: {host, client} = "since" is set),
+#          holds the session in memory: {host, client} = "since" is set,
+#          1 or 'any' when either is right),
 #          streams, open_ids, next_id, expiring}
 # socket: {ws, name, role, v, lease, expect => [expected messages]}
 
@@ -72,7 +74,7 @@ my @tickets;     # {tk, lease, role, sid, exp, used}
 my @dead;        # resume secrets that must not work: {secret, lease, role}
 my ($nlease, $nsock) = (0, 0);
 my (@steps, %cov, $desc);
-my $side;        # a short lease waiting to expire: {lease, exp}
+my $side;        # a short lease waiting to expire: {lease, spare (an unused ticket)}
 
 sub other { $_[0] eq 'host' ? 'client' : 'host' }
 
@@ -105,11 +107,16 @@ sub expect {
     push @{ $k->{expect} }, $e;
 }
 
+sub bury {
+    my ($secret, $L, $role) = @_;
+    push @dead, { secret => $secret, lease => $L->{id}, role => $role };
+    splice(@dead, rnd(scalar @dead), 1) if @dead > 40;
+}
+
 sub kill_resume {
     my ($L, $role) = @_;
     my $s = delete $L->{resume}{$role} or return;
-    push @dead, { secret => $s, lease => $L->{id}, role => $role };
-    splice(@dead, rnd(scalar @dead), 1) if @dead > 40;
+    bury($s, $L, $role);
 }
 
 sub clear_streams {
@@ -244,9 +251,19 @@ sub model_status {
         my $k = $L->{sock}{$r};
         $s{"${r}Connected"} = $k ? 1 : 0;
         $s{"${r}Protocol"} = $k ? "egress.v$k->{v}" : 'null';
-        $s{"${r}Since"} = $L->{mem} && $L->{mem}{$r} ? 1 : 0;
+        $s{"${r}Since"} = $L->{mem} && $L->{mem}{$r} ? $L->{mem}{$r} : 0;
     }
     return \%s;
+}
+
+# Fields the model leaves open ('any') take the coordinator's value.
+sub same_status {
+    my ($want, $got) = @_;
+    my %w = %$want;
+    for (keys %w) {
+        $w{$_} = $got->{$_} if $w{$_} eq 'any' && exists $got->{$_};
+    }
+    return ($JSON->encode(\%w), $JSON->encode($got));
 }
 
 sub real_status {
@@ -265,9 +282,8 @@ sub real_status {
 # Status converges to the model (sockets close asynchronously).
 sub check_status {
     my ($L) = @_;
-    my $want = $JSON->encode(model_status($L));
-    my $got;
-    return if wait_until(sub { ($got = $JSON->encode(real_status($L))) eq $want }, 5);
+    my ($want, $got);
+    return if wait_until(sub { ($want, $got) = same_status(model_status($L), real_status($L)); $want eq $got }, 5);
     bad("status of $L->{name}:\n  want $want\n  got  $got");
 }
 
@@ -405,10 +421,13 @@ sub use_resume {
     if ($L->{state} ne 'active') {
         ($want, $werr) = (410, 'lease_gone');
     } else {
-        delete $owner->{resume}{$orole} if $owner;    # taken, whatever happens next
+        if ($owner) {
+            # Taken, whatever happens next: it never works again.
+            delete $owner->{resume}{$orole};
+            bury($secret, $owner, $orole);
+        }
         if (!$owner || $owner != $L || $orole ne $role) {
             ($want, $werr) = (401, 'unauthorized');
-            push @dead, { secret => $secret, lease => $owner->{id}, role => $orole } if $owner;
         } elsif (!$L->{sess} || $L->{sess}{stopped}) {
             bad("model: a live resume secret for a stopped session");
         }
@@ -435,6 +454,34 @@ sub drop {
     }
     @open = grep { !$_->{gone} } @open;
     detach($L, $k);
+}
+
+# A network blip: the socket vanishes and its agent reconnects at once, so
+# the coordinator may see the new upgrade before or after the old socket's
+# end. The peer hears false then true either way; with no peer the session
+# may or may not have left memory in between.
+sub blip {
+    my ($k) = @_;
+    my $L = $lease{ $k->{lease} };
+    my $r = $k->{role};
+    my $secret = $k->{v} == 2 && chance(0.7) ? $L->{resume}{$r} : undef;
+    my $tk;
+    say_step("blip $k->{name} ($r of $L->{name}):");
+    if (!defined $secret) {
+        $tk = mint($L, $r, 'same') or return;
+    }
+    my $how = pick(qw(fin rst));
+    say_step("$how +");
+    $k->{ws}->abort(reset => $how eq 'rst');
+    $k->{gone} = 1;
+    @open = grep { !$_->{gone} } @open;
+    my $alone = !$L->{sock}{ other($r) };
+    my $since_other = $L->{mem} && $L->{mem}{ other($r) };
+    detach($L, $k);
+    my $v = chance(0.9) ? 2 : 1;
+    my $new = defined $secret ? use_resume($L, $r, $secret, $v) : use_ticket($L, $r, $tk, $v);
+    $L->{mem}{ other($r) } = 'any' if $new && $alone && $since_other;
+    $cov{'blip'}++;
 }
 
 sub relay {
@@ -622,6 +669,7 @@ sub choose {
     }
     my @ls = live_socks();
     push @c, [ 60, 'drop', sub { drop(pick(@ls)) } ] if @ls;
+    push @c, [ 20, 'blip', sub { blip(pick(@ls)) } ] if @ls;
     if (@tickets) {
         push @c, [ 20, 'old ticket', sub {
             # Half the time the newest unused ticket (its session may be gone).
