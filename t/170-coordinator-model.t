@@ -220,7 +220,13 @@ sub check_msg {
 sub settle {
     for my $k (@open) {
         while (my $e = shift @{ $k->{expect} }) {
-            if (check_msg($k, $e, $k->{ws}->recv(5))) {
+            my $m = @{ $k->{pre} || [] } ? shift @{ $k->{pre} } : $k->{ws}->recv(5);
+            if ($e->{optional} && !($m && $m->{type} eq 'text' && $m->{data} =~ /"type":"$e->{type}"/)) {
+                unshift @{ $k->{pre} }, $m;    # it did not come: the next expectation gets $m
+                $cov{"$e->{type} lost behind a close"}++;
+                next;
+            }
+            if (check_msg($k, $e, $m)) {
                 $k->{ws}->abort;
                 $k->{gone} = 1;
                 bad("$k->{name}: closed but still expecting " . show($k->{expect}))
@@ -236,7 +242,7 @@ sub settle {
 sub quiet {
     for my $k (@open) {
         next if $lease{ $k->{lease} }{expiring};
-        my $m = $k->{ws}->poll;
+        my $m = shift @{ $k->{pre} || [] } // $k->{ws}->poll;
         bad("$k->{name} ($k->{role} of $lease{ $k->{lease} }{name}): unexpected " . show($m)) if $m;
     }
 }
@@ -439,10 +445,16 @@ sub use_resume {
 sub drop {
     my ($k) = @_;
     my $L = $lease{ $k->{lease} };
-    my $how = pick(qw(handshake frame fin rst));
+    my $how = pick(qw(handshake frame fin rst violation));
     say_step("drop $k->{name} ($k->{role} of $L->{name}) by $how");
     $cov{"drop by $how"}++;
-    if ($how eq 'handshake') {
+    if ($how eq 'violation') {
+        # A frame its role may not send: 1008, and the peer hears at once.
+        $k->{ws}->send_json($k->{role} eq 'host'
+            ? { type => 'open', id => 1, host => 'example.com', port => 443 }
+            : { type => 'open_ok', id => 1 });
+        expect($k, { type => 'ws_close', code => 1008 });
+    } elsif ($how eq 'handshake') {
         $k->{ws}->send_close(1000);
         expect($k, { type => 'close_or_eof' });
     } elsif ($how eq 'frame') {
@@ -482,6 +494,62 @@ sub blip {
     my $new = defined $secret ? use_resume($L, $r, $secret, $v) : use_ticket($L, $r, $tk, $v);
     $L->{mem}{ other($r) } = 'any' if $new && $alone && $since_other;
     $cov{'blip'}++;
+}
+
+# Two sockets of one role upgrade at once. The coordinator attaches them in
+# either order: the first is replaced (4002; its hello may be lost behind the
+# close), the second stays. Which was first shows by who gets the 4002.
+sub race {
+    my ($L, $role) = @_;
+    say_step("race two $role sockets:");
+    my @cred;
+    for my $i (0, 1) {
+        if ($i == 1 && $L->{resume}{$role} && chance(0.5)) {
+            my $secret = delete $L->{resume}{$role};
+            bury($secret, $L, $role);
+            push @cred, [ resume => $secret ];
+            say_step("resume");
+        } else {
+            my $tk = mint($L, $role, 'same') or return;
+            $tk->{used} = 1;
+            push @cred, [ ticket => $tk->{tk} ];
+        }
+    }
+    my @h = map { $c->ws_start($L->{id}, $role, @$_) } @cred;
+    my (@ws, @st);
+    for my $h (@h) {
+        my ($ws, $st) = Test::Egress::WS->connect_finish($h);
+        push @ws, $ws;
+        push @st, $st;
+    }
+    say_step("=$st[0],$st[1]");
+    if ($cred[1][0] eq 'resume' && $st[0] == 101 && $st[1] == 401) {
+        # The ticket's socket came first and rotated the secret away.
+        $cov{'race: resume secret rotated first'}++;
+        attach($L, $role, $ws[0], 2);
+        return;
+    }
+    bad("race: HTTP $st[0], $st[1], want 101") unless $st[0] == 101 && $st[1] == 101;
+    my @got = ([], []);
+    my @done = (0, 0);
+    wait_until(sub {
+        for my $i (0, 1) {
+            while (!$done[$i] && (my $m = $ws[$i]->poll)) {
+                push @{ $got[$i] }, $m;
+                $done[$i] = 1 if $m->{type} eq 'close' || $m->{type} eq 'eof';
+            }
+        }
+        return $done[0] || $done[1];
+    }, 5) or bad("race: neither socket was replaced");
+    bad("race: both sockets closed") if $done[0] && $done[1];
+    my $first = $done[0] ? 0 : 1;
+    say_step("first #$first");
+    my $k1 = attach($L, $role, $ws[$first], 2);
+    $k1->{expect}[-1]{optional} = 1;    # the hello
+    my $k2 = attach($L, $role, $ws[ 1 - $first ], 2);
+    $k1->{pre} = $got[$first];
+    $k2->{pre} = $got[ 1 - $first ];
+    $cov{race}++;
 }
 
 sub relay {
@@ -670,6 +738,11 @@ sub choose {
     my @ls = live_socks();
     push @c, [ 60, 'drop', sub { drop(pick(@ls)) } ] if @ls;
     push @c, [ 20, 'blip', sub { blip(pick(@ls)) } ] if @ls;
+    for my $id (@slot) {
+        my $L = $lease{$id};
+        next unless $L->{state} eq 'active' && $L->{sess} && !$L->{sess}{stopped};
+        push @c, [ 10, 'race', sub { race($L, pick(qw(host client))) } ];
+    }
     if (@tickets) {
         push @c, [ 20, 'old ticket', sub {
             # Half the time the newest unused ticket (its session may be gone).

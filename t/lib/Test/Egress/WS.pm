@@ -12,6 +12,8 @@ package Test::Egress::WS;
 #   my $m = $ws->recv(5);             # {type => 'text'|'binary'|'close', data, code, reason}
 #   my $j = $ws->recv_json(5);        # next text message decoded (skips nothing)
 #   my $p = $ws->poll;                # a message already there, or undef (no wait)
+#   my $h = Test::Egress::WS->connect_start(...);   # handshake sent, not read
+#   my $ws2 = Test::Egress::WS->connect_finish($h);
 #   $ws->abort(reset => 1);           # drop TCP without a close frame (RST)
 
 use strict;
@@ -31,6 +33,14 @@ my $JSON = JSON::PP->new->canonical;
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 sub connect {
+    my ($class, %o) = @_;
+    return $class->connect_finish($class->connect_start(%o));
+}
+
+# The two halves of connect: connect_start sends the handshake and returns at
+# once (so a test can race several upgrades), connect_finish reads the answer
+# and returns what connect returns.
+sub connect_start {
     my ($class, %o) = @_;
     my $s = IO::Socket::IP->new(
         PeerHost => $o{host},
@@ -53,7 +63,12 @@ sub connect {
     }
     $req .= "\r\n";
     syswrite($s, $req);
+    return { s => $s, key => $key };
+}
 
+sub connect_finish {
+    my ($class, $p) = @_;
+    my ($s, $key) = @{$p}{qw(s key)};
     my $head = '';
     my $sel  = IO::Select->new($s);
     my $deadline = time + 10 * ($ENV{EGRESS_SAN} ? 3 : 1);
