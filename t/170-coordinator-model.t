@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # egress-coordinator: model-based lifecycle test. Seeded random sequences of
 # ticket mints (new session, same session, stale session), upgrades with
-# tickets and resume secrets (v2 and v1), replacements of each role, socket
-# drops (close handshake, close frame, FIN, RST), stops, releases, lease
+# tickets and resume secrets (v2 and v1), replacements of each role, racing
+# upgrades, blips (drop and reconnect at once), socket drops (close
+# handshake, close frame, FIN, RST, policy violation), stops, releases, lease
 # expiry, ticket expiry and restarts (kill -9, SIGTERM) on three leases. After
 # every step each open socket's messages (hello, peer, close codes, relayed
 # open/open_ok/error) and every lease's status JSON are compared with a small
