@@ -131,6 +131,18 @@ sub status {
 # egress.v1]; [] sends none), headers. Returns a Test::Egress::WS, or in list
 # context (undef, status, body) when the upgrade is refused.
 sub ws {
+    my ($self, @args) = @_;
+    return Test::Egress::WS->connect($self->_ws_args(@args));
+}
+
+# Like ws, but only sends the handshake; Test::Egress::WS->connect_finish($h)
+# reads the answer (for racing upgrades).
+sub ws_start {
+    my ($self, @args) = @_;
+    return Test::Egress::WS->connect_start($self->_ws_args(@args));
+}
+
+sub _ws_args {
     my ($self, $lease, $role, %o) = @_;
     my %h = (%{ $o{headers} || {} });
     if (defined $o{ticket}) {
@@ -141,7 +153,7 @@ sub ws {
         }
     }
     $h{'X-Egress-Resume'} = $o{resume} if defined $o{resume};
-    return Test::Egress::WS->connect(
+    return (
         host      => '127.0.0.1',
         port      => $self->{port},
         path      => "/v1/leases/$lease/egress/$role",

@@ -11,6 +11,10 @@ package Test::Egress::WS;
 #   $ws->send_binary(pack('N', 1) . $bytes);
 #   my $m = $ws->recv(5);             # {type => 'text'|'binary'|'close', data, code, reason}
 #   my $j = $ws->recv_json(5);        # next text message decoded (skips nothing)
+#   my $p = $ws->poll;                # a message already there, or undef (no wait)
+#   my $h = Test::Egress::WS->connect_start(...);   # handshake sent, not read
+#   my $ws2 = Test::Egress::WS->connect_finish($h);
+#   $ws->abort(reset => 1);           # drop TCP without a close frame (RST)
 
 use strict;
 use warnings;
@@ -22,12 +26,21 @@ use IO::Socket::IP;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use Protocol::WebSocket::Frame;
+use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time);
 
 my $JSON = JSON::PP->new->canonical;
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 sub connect {
+    my ($class, %o) = @_;
+    return $class->connect_finish($class->connect_start(%o));
+}
+
+# The two halves of connect: connect_start sends the handshake and returns at
+# once (so a test can race several upgrades), connect_finish reads the answer
+# and returns what connect returns.
+sub connect_start {
     my ($class, %o) = @_;
     my $s = IO::Socket::IP->new(
         PeerHost => $o{host},
@@ -50,7 +63,12 @@ sub connect {
     }
     $req .= "\r\n";
     syswrite($s, $req);
+    return { s => $s, key => $key };
+}
 
+sub connect_finish {
+    my ($class, $p) = @_;
+    my ($s, $key) = @{$p}{qw(s key)};
     my $head = '';
     my $sel  = IO::Select->new($s);
     my $deadline = time + 10 * ($ENV{EGRESS_SAN} ? 3 : 1);
@@ -172,6 +190,22 @@ sub recv {
     }
 }
 
+# The next message that has already arrived, without waiting (pings that
+# arrived are answered); undef when there is none. Lets a test keep idle
+# sockets alive and check that nothing unexpected came.
+sub poll {
+    my ($self) = @_;
+    while ($self->{s} && !$self->{eof} && $self->{sel}->can_read(0)) {
+        my $n = sysread($self->{s}, my $buf, 262144);
+        if (!$n) {
+            $self->{eof} = 1;
+            last;
+        }
+        $self->{frame}->append($buf);
+    }
+    return $self->recv(0);
+}
+
 # Next text message decoded as JSON (croaks on a non-text message).
 sub recv_json {
     my ($self, $timeout) = @_;
@@ -194,6 +228,16 @@ sub recv_until {
         return undef if $m->{type} eq 'close' || $m->{type} eq 'eof';
     }
     return undef;
+}
+
+# Drops the TCP connection without a close frame; reset => 1 sends an RST
+# (SO_LINGER 0) instead of a FIN.
+sub abort {
+    my ($self, %o) = @_;
+    return unless $self->{s};
+    setsockopt($self->{s}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) if $o{reset};
+    CORE::close($self->{s});
+    $self->{s} = undef;
 }
 
 sub close {
