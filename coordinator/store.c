@@ -609,6 +609,17 @@ int store_resume_take(const char *hash, store_resume_t *out)
     return run_done(st, "resume_take");
 }
 
+int store_resume_drop_role(const char *lease_id, const char *role)
+{
+    sqlite3_stmt *st = prep("DELETE FROM resume WHERE lease_id=? AND role=?");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
+    return run_done(st, "resume_drop");
+}
+
 int store_resume_drop_lease(const char *lease_id)
 {
     sqlite3_stmt *st = prep("DELETE FROM resume WHERE lease_id=?");

@@ -106,6 +106,8 @@ int store_ticket_purge(int64_t before);
 int store_resume_put(const char *hash, const store_resume_t *r);
 int store_resume_take(const char *hash, store_resume_t *out);
 int store_resume_drop_lease(const char *lease_id);
+/* Forgets the role's resume secret (a v1 socket, which gets none, took the role). */
+int store_resume_drop_role(const char *lease_id, const char *role);
 
 /* Portal sign-ins: the cookie's hash -> the bearer token's hash, until expires_at. */
 int store_portal_put(const char *hash, const char *token_hash, int64_t expires_at);

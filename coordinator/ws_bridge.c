@@ -366,6 +366,10 @@ static int ws_established(struct lws *wsi, conn_t **slot)
             session_maybe_free(s);
             return -1;
         }
+    } else if (store_resume_drop_role(pend.lease_id, role_name(c->role)) < 0) {
+        /* v1 has no hello to carry a secret: the role's previous one dies. */
+        session_maybe_free(s);
+        return -1;
     }
     if (session_attach(s, c, c->version == EGRESS_PROTO_V2 ? resume : NULL) < 0) {
         OPENSSL_cleanse(resume, sizeof(resume));

@@ -165,8 +165,10 @@ sub attach {
         clear_streams($L);
         expect($peer, { type => 'peer', connected => 0 }) if $peer && $peer->{v} == 2;
     }
+    # Every attach ends the role's previous resume secret: v2 gets a new one
+    # in hello, v1 none at all.
+    kill_resume($L, $role);
     if ($v == 2) {
-        kill_resume($L, $role);
         expect($k, { type => 'hello', sid => $L->{sess}{sid}, role => $role,
             peer => $peer ? 1 : 0, lease => $L });
     }
