@@ -100,31 +100,48 @@ my $base = 1000;
 for my $i (1 .. $N) {
     $h->open($base + $i, '127.0.0.1', $P, no_wait => 1);
 }
-my (%state, %buf);
-my ($oks, $errs, $done) = (0, 0, 0);
+my (%state, %buf, @opened);
+my ($errs, $done) = (0, 0);
 $deadline = time + 120 * ($ENV{EGRESS_SAN} ? 3 : 1);
-while ($done + $errs < $N && time < $deadline) {
-    my $m = $h->next_msg(2) or next;
+my $track = sub {
+    my ($m) = @_;
     if ($m->{type} eq 'binary') {
         $buf{ $m->{id} } .= $m->{body};
-        next;
+        return;
     }
-    next unless $m->{json};
+    return unless $m->{json};
     my $id = $m->{json}{id} // 0;
-    next unless $id > $base && $id <= $base + $N;
+    return unless $id > $base && $id <= $base + $N;
     if ($m->{json}{type} eq 'open_ok') {
-        $oks++;
-        $h->send($id, "GET /bytes/2000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        push @opened, $id;
     } elsif ($m->{json}{type} eq 'error') {
         $errs++;
         diag("stream $id: $m->{json}{message}") if $errs < 5;
     } elsif ($m->{json}{type} eq 'close') {
-        next if $state{$id}++;
+        return if $state{$id}++;
         $done++;
         $h->close_stream($id);
     }
+};
+# Every stream is answered before any request goes out, so all of them are
+# open in the agent at once.
+while (@opened + $errs < $N && time < $deadline) {
+    my $m = $h->next_msg(2) or next;
+    $track->($m);
 }
-is($oks, $N, "$N parallel streams opened");
+is(scalar @opened, $N, "$N parallel streams opened");
+# (no stream can end before its request; only stream 3's end may still be settling)
+my $metrics = '';
+Test::Egress::wait_until(sub {
+    $metrics = Test::Egress::http_get($mp, '/metrics') // '';
+    return $metrics =~ /^egress_host_streams $N$/m;
+}, 10);
+like($metrics, qr/^egress_host_streams $N$/m, "metrics: $N streams open at once");
+$h->send($_, "GET /bytes/2000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n") for @opened;
+while ($done + $errs < $N && time < $deadline) {
+    my $m = $h->next_msg(2) or next;
+    $track->($m);
+}
 is($done, $N, "all $N streams finished");
 my $want = Test::Egress::Origin::pattern(2000);
 my $good = grep { my ($b) = ($buf{$_} // '') =~ /\r\n\r\n(.*)$/s; defined $b && $b eq $want }
@@ -141,7 +158,7 @@ ok($t->running('agent'), 'agent still running');
 
 # ---- metrics --------------------------------------------------------------------------
 # (the client's last close frames may still be in flight: poll)
-my $metrics = '';
+$metrics = '';
 Test::Egress::wait_until(sub {
     $metrics = Test::Egress::http_get($mp, '/metrics') // '';
     return $metrics =~ /^egress_host_streams 0$/m;
