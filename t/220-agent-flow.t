@@ -24,17 +24,27 @@ my $h = Test::Egress::HostAgent->new($t, allow => "127.0.0.1:$P",
 
 # ---- slow reader: stream 1 gets no grants, stream 2 must still complete ------------
 my $big = 4_000_000;
+my $credit = 262144;
 is($h->open(1, '127.0.0.1', $P)->{type}, 'open_ok', 'stream 1 open');
 $h->send(1, "GET /bytes/$big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-my ($stalled) = $h->read_stream(1, no_grant => 1, timeout => 3);
+my ($stalled) = $h->read_stream(1, no_grant => 1, bytes => $credit, timeout => 10);
 ok(length($stalled) > 0, 'stalled stream received its first window');
-ok(length($stalled) <= 262144, 'agent stops at the 256 KiB credit (' . length($stalled) . ')');
 
 my ($a, $r) = $h->http(2, '127.0.0.1', $P, '/bytes/300000');
 is($a->{type}, 'open_ok', 'stream 2 open while stream 1 is stalled');
 my ($body) = ($r // '') =~ /\r\n\r\n(.*)$/s;
 ok(defined $body && $body eq Test::Egress::Origin::pattern(300000),
     'stream 2 completes while stream 1 is stalled');
+
+# Stream 2's whole exchange ran through the agent while stream 1's origin
+# socket had megabytes waiting: any stream 1 bytes beyond the credit would
+# have been sent by now and sit in the pending queue.
+$h->{pending} = [ grep {
+    my $extra = $_->{type} eq 'binary' && $_->{id} == 1;
+    $stalled .= $_->{body} if $extra;
+    !$extra;
+} @{ $h->{pending} } ];
+ok(length($stalled) <= $credit, 'agent stops at the 256 KiB credit (' . length($stalled) . ')');
 
 # now release stream 1 and read it to the end
 $h->ws->send_json({ type => 'window', id => 1, increment => length $stalled });
@@ -48,9 +58,10 @@ ok($close && $close->{half}, '... as a half-close');
 $h->close_stream(1);
 
 # ---- upload paced by the agent's window grants, then half-close ------------------------
-my $up = join('', map { chr(($_ * 7) % 256) } 0 .. 999_999);
+# byte i = (i * 7) % 256, built from one 256-byte period
+my $up = substr(pack('C*', map { ($_ * 7) % 256 } 0 .. 255) x 3907, 0, 1_000_000);
 is($h->open(3, '127.0.0.1', $P)->{type}, 'open_ok', 'stream 3 open');
-my $credit = 262144;
+$credit = 262144;
 my $hdr = "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: "
     . length($up) . "\r\n\r\n";
 my $data = $hdr . $up;
@@ -89,31 +100,48 @@ my $base = 1000;
 for my $i (1 .. $N) {
     $h->open($base + $i, '127.0.0.1', $P, no_wait => 1);
 }
-my (%state, %buf);
-my ($oks, $errs, $done) = (0, 0, 0);
+my (%state, %buf, @opened);
+my ($errs, $done) = (0, 0);
 $deadline = time + 120 * ($ENV{EGRESS_SAN} ? 3 : 1);
-while ($done + $errs < $N && time < $deadline) {
-    my $m = $h->next_msg(2) or next;
+my $track = sub {
+    my ($m) = @_;
     if ($m->{type} eq 'binary') {
         $buf{ $m->{id} } .= $m->{body};
-        next;
+        return;
     }
-    next unless $m->{json};
+    return unless $m->{json};
     my $id = $m->{json}{id} // 0;
-    next unless $id > $base && $id <= $base + $N;
+    return unless $id > $base && $id <= $base + $N;
     if ($m->{json}{type} eq 'open_ok') {
-        $oks++;
-        $h->send($id, "GET /bytes/2000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        push @opened, $id;
     } elsif ($m->{json}{type} eq 'error') {
         $errs++;
         diag("stream $id: $m->{json}{message}") if $errs < 5;
     } elsif ($m->{json}{type} eq 'close') {
-        next if $state{$id}++;
+        return if $state{$id}++;
         $done++;
         $h->close_stream($id);
     }
+};
+# Every stream is answered before any request goes out, so all of them are
+# open in the agent at once.
+while (@opened + $errs < $N && time < $deadline) {
+    my $m = $h->next_msg(2) or next;
+    $track->($m);
 }
-is($oks, $N, "$N parallel streams opened");
+is(scalar @opened, $N, "$N parallel streams opened");
+# (no stream can end before its request; only stream 3's end may still be settling)
+my $metrics = '';
+Test::Egress::wait_until(sub {
+    $metrics = Test::Egress::http_get($mp, '/metrics') // '';
+    return $metrics =~ /^egress_host_streams $N$/m;
+}, 10);
+like($metrics, qr/^egress_host_streams $N$/m, "metrics: $N streams open at once");
+$h->send($_, "GET /bytes/2000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n") for @opened;
+while ($done + $errs < $N && time < $deadline) {
+    my $m = $h->next_msg(2) or next;
+    $track->($m);
+}
 is($done, $N, "all $N streams finished");
 my $want = Test::Egress::Origin::pattern(2000);
 my $good = grep { my ($b) = ($buf{$_} // '') =~ /\r\n\r\n(.*)$/s; defined $b && $b eq $want }
@@ -130,7 +158,7 @@ ok($t->running('agent'), 'agent still running');
 
 # ---- metrics --------------------------------------------------------------------------
 # (the client's last close frames may still be in flight: poll)
-my $metrics = '';
+$metrics = '';
 Test::Egress::wait_until(sub {
     $metrics = Test::Egress::http_get($mp, '/metrics') // '';
     return $metrics =~ /^egress_host_streams 0$/m;

@@ -155,8 +155,9 @@ sub close_stream {
     $self->{ws}->send_json({ type => 'close', id => $id, ($half ? (half => JSON::PP::true) : ()) });
 }
 
-# Reads stream id's bytes until its close (half or full). Grants window as it
-# goes unless no_grant. Returns (bytes, close frame or undef on timeout).
+# Reads stream id's bytes until its close (half or full), or until the bytes
+# match the until regex, or until at least `bytes` bytes arrived. Grants window
+# as it goes unless no_grant. Returns (bytes, close frame or undef).
 sub read_stream {
     my ($self, $id, %o) = @_;
     my $deadline = time + ($o{timeout} // 20) * ($ENV{EGRESS_SAN} ? 3 : 1);
@@ -173,6 +174,7 @@ sub read_stream {
                 $unacked = 0;
             }
             last if $o{until} && $buf =~ $o{until};
+            last if $o{bytes} && length $buf >= $o{bytes};
             next;
         }
         if ($m->{json} && ($m->{json}{id} // 0) == $id

@@ -1,8 +1,11 @@
 package Test::Egress::Origin;
 
-# A real HTTP/1.1 (and HTTPS) origin server for tests, one forked child per
-# connection so slow readers and thousands of parallel streams behave as
-# they would against a real site.
+# A real HTTP/1.1 (and HTTPS) origin server for tests, one process per
+# connection being served so slow readers and thousands of parallel streams
+# behave as they would against a real site. The parent accepts and forks a
+# child per connection; a child that has finished its connection takes the
+# next one from the listening socket itself while connections keep coming
+# (a burst then costs few forks) and leaves after about a second idle.
 #
 #   my $o = $t->origin;                          # 127.0.0.1, free port
 #   my $o = $t->origin(tls => 1, cert => $crt, key => $key, listen => '192.0.2.30',
@@ -75,6 +78,10 @@ sub main {
         require IO::Socket::SSL;
         %ssl = (SSL_server => 1, SSL_cert_file => $a{cert}, SSL_key_file => $a{key});
     }
+    # Built once here so every forked child shares it: building it per
+    # connection cost each child tens of ms of CPU, which throttled the
+    # origin to a few connections per second on a loaded machine.
+    pattern_unit();
     $| = 1;
     print "origin ready on $a{listen}:$a{port}\n";
     while (1) {
@@ -85,14 +92,34 @@ sub main {
             next;
         }
         if ($pid == 0) {
-            close $srv;
-            if (%ssl) {
-                IO::Socket::SSL->start_SSL($c, %ssl) or POSIX::_exit(0);
-            }
-            serve_connection($c);
+            serve_then_accept($srv, $c, \%ssl);
             POSIX::_exit(0);
         }
         close $c;
+    }
+}
+
+# A child: serves its connection, then accepts more until idle for a second.
+# The listening socket stays blocking (its O_NONBLOCK flag would be shared
+# with the parent); SIGALRM interrupts an idle accept, and a connection
+# accepted just as the alarm fired is still served.
+sub serve_then_accept {
+    my ($srv, $c, $ssl) = @_;
+    my $idle = 0;
+    local $SIG{ALRM} = sub { $idle = 1 };
+    while ($c) {
+        if (!%$ssl || IO::Socket::SSL->start_SSL($c, %$ssl)) {
+            serve_connection($c);
+        }
+        # as the exiting child did before: no TLS close_notify on the way out
+        $c->isa('IO::Socket::SSL') ? $c->close(SSL_no_shutdown => 1) : close $c;
+        $c = undef;
+        $idle = 0;
+        alarm 1;
+        while (!$c && !$idle) {
+            $c = $srv->accept;
+        }
+        alarm 0;
     }
 }
 
@@ -199,10 +226,15 @@ sub write_all {
 
 my $PATTERN;
 
+# 256 periods of the pattern (byte i = i % 251), 64256 bytes.
+sub pattern_unit {
+    return $PATTERN //= pack('C*', 0 .. 250) x 256;
+}
+
 # Writes n pattern bytes; rate > 0 paces the writes to about rate bytes/s.
 sub send_pattern {
     my ($c, $n, $rate) = @_;
-    $PATTERN //= join('', map { chr($_ % 251) } 0 .. 251 * 256 - 1);
+    pattern_unit();
     my $plen = length $PATTERN;
     my $sent = 0;
     my $t0   = time;
@@ -225,8 +257,7 @@ sub send_pattern {
 # The expected body of /bytes/N, for comparisons in tests.
 sub pattern {
     my ($n) = @_;
-    my $unit = join('', map { chr($_ % 251) } 0 .. 250);
-    return substr($unit x (int($n / 251) + 1), 0, $n);
+    return substr(pack('C*', 0 .. 250) x (int($n / 251) + 1), 0, $n);
 }
 
 1;
