@@ -11,6 +11,7 @@
 #include "egress_host.h"
 #include "egress_allow.h"
 #include "egress_frame.h"
+#include "egress_proto.h"
 #include "egress_flow.h"
 #include "egress_crypto.h"
 #include "egress_upgrade.h"

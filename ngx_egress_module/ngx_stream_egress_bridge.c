@@ -252,7 +252,7 @@ ngx_stream_egress_bridge_exit(ngx_cycle_t *cycle)
 
     if (b->ws && b->connection) {
         /* best effort: tell the coordinator we are going away */
-        (void) wslay_event_queue_close(b->ws, WSLAY_CODE_GOING_AWAY,
+        (void) wslay_event_queue_close(b->ws, EGRESS_CLOSE_GOING_AWAY,
                                        (const uint8_t *) "worker exiting",
                                        sizeof("worker exiting") - 1);
         (void) wslay_event_send(b->ws);
@@ -1397,12 +1397,13 @@ ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
 
         break;
 
-    case 403:
-    case 404:
-    case 409:
-    case 410:
+    default:
+        if (!egress_http_status_fatal((int) status)) {
+            break;
+        }
+
         /* fatal for this session: only a new ticket can help */
-        if (status == 404 || status == 410) {
+        if (egress_http_status_ends_session((int) status)) {
             b->ended = status;
         }
 
@@ -1416,9 +1417,6 @@ ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
         }
 
         b->need_ticket = 1;
-        break;
-
-    default:
         break;
     }
 
@@ -1810,7 +1808,7 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
 
     code = wslay_event_get_status_code_received(b->ws);
 
-    fatal = (code == 4001 || code == 4002 || code == 4003 || code == 4004);
+    fatal = egress_close_is_fatal(code);
 
     level = fatal ? NGX_LOG_WARN : NGX_LOG_NOTICE;
 
@@ -1831,7 +1829,7 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
          */
         b->need_ticket = 1;
 
-        if (code == 4003 || code == 4004) {
+        if (egress_close_ends_session(code)) {
             b->ended = code;
             ngx_stream_egress_bridge_save_state(b);
         }
