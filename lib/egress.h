@@ -14,6 +14,7 @@
 #include "egress_proto.h"
 #include "egress_flow.h"
 #include "egress_crypto.h"
+#include "egress_state.h"
 #include "egress_upgrade.h"
 #include "egress_wsframe.h"
 

@@ -32,7 +32,6 @@
 #define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
 #define NGX_STREAM_EGRESS_RECV_BUDGET       (1024 * 1024)
 #define NGX_STREAM_EGRESS_SECRET_MAX        512
-#define NGX_STREAM_EGRESS_STATE_MAX         4096
 
 #define NGX_STREAM_EGRESS_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -88,7 +87,7 @@ typedef struct {
     u_char                          close_reason[128];
     size_t                          close_reason_len;
 
-    u_char                          resume[NGX_STREAM_EGRESS_SECRET_MAX + 1];
+    u_char                          resume[EGRESS_MAX_TOKEN_TEXT + 1];
     size_t                          resume_len;
     u_char                          used_resume[EGRESS_SHA256_LEN];
     u_char                          dead_resume[EGRESS_SHA256_LEN];
@@ -121,9 +120,6 @@ static void ngx_stream_egress_bridge_load_state(
     ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_save_state(
     ngx_stream_egress_bridge_t *b);
-static ngx_int_t ngx_stream_egress_hex_decode_sha256(u_char *out,
-    u_char *hex);
-static ngx_uint_t ngx_stream_egress_secret_ok(u_char *p, size_t len);
 static void ngx_stream_egress_bridge_connect_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_connected(ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_tls_handshake(ngx_connection_t *c);
@@ -652,7 +648,9 @@ ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
         p++;
     }
 
-    if (!ngx_stream_egress_secret_ok(p, last - p)) {
+    if (!egress_state_secret_ok((char *) p, last - p,
+                                NGX_STREAM_EGRESS_SECRET_MAX))
+    {
         ngx_explicit_memzero(buf, size);
         return NGX_DECLINED;
     }
@@ -665,218 +663,92 @@ ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
 
 
 /*
- * A secret goes into a header line and the JSON state file: base64(url)
- * characters only (tickets and resume secrets are prefixed base64url).
- */
-
-static ngx_uint_t
-ngx_stream_egress_secret_ok(u_char *p, size_t len)
-{
-    u_char  *last;
-
-    if (len == 0 || len > NGX_STREAM_EGRESS_SECRET_MAX) {
-        return 0;
-    }
-
-    for (last = p + len; p < last; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-            || (*p >= '0' && *p <= '9')
-            || *p == '_' || *p == '-' || *p == '.' || *p == '~'
-            || *p == '+' || *p == '/' || *p == '=')
-        {
-            continue;
-        }
-
-        return 0;
-    }
-
-    return 1;
-}
-
-
-/*
- * State file: {"resume": "...", "ticket_sha256": "..."}, mode 0600,
- * replaced atomically. Missing or unreadable means "no state".
+ * State file (lib/egress_state.c): the resume secret, the spent ticket's
+ * hash and the session end mark, mode 0600, replaced atomically. Missing or
+ * unreadable means "no state".
  */
 
 static void
 ngx_stream_egress_bridge_load_state(ngx_stream_egress_bridge_t *b)
 {
-    size_t        len;
-    u_char        hash[EGRESS_SHA256_LEN];
-    ssize_t       n;
-    json_t       *root, *v;
-    ngx_fd_t      fd;
-    const char   *s;
-    u_char        buf[NGX_STREAM_EGRESS_STATE_MAX];
+    size_t          len;
+    egress_error_t  err;
+    egress_state_t  st;
 
     if (b->conf->state_file.len == 0) {
         return;
     }
 
-    fd = ngx_open_file(b->conf->state_file.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
+    switch (egress_state_load(&st, (char *) b->conf->state_file.data, &err)) {
+
+    case 1:
+        break;
+
+    case 0:
         return;
-    }
 
-    n = read(fd, buf, sizeof(buf));
-
-    ngx_close_file(fd);
-
-    if (n <= 0 || n == sizeof(buf)) {
-        return;
-    }
-
-    root = json_loadb((const char *) buf, n, 0, NULL);
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    if (root == NULL) {
-        ngx_log_error(NGX_LOG_WARN, b->log, 0,
-                      "egress bridge: ignoring malformed state file \"%V\"",
-                      &b->conf->state_file);
-        return;
-    }
-
-    v = json_object_get(root, "resume");
-    s = json_string_value(v);
-
-    b->resume_len = 0;
-
-    if (s) {
-        len = json_string_length(v);
-
-        if (ngx_stream_egress_secret_ok((u_char *) s, len)) {
-            ngx_memcpy(b->resume, s, len);
-            b->resume_len = len;
+    default:
+        if (err.code != EGRESS_ERR_SYSTEM) {
+            ngx_log_error(NGX_LOG_WARN, b->log, 0,
+                          "egress bridge: ignoring malformed state file "
+                          "\"%V\": %s", &b->conf->state_file, err.message);
         }
+
+        return;
     }
 
-    v = json_object_get(root, "ticket_sha256");
-    s = json_string_value(v);
+    len = ngx_strlen(st.resume);
 
-    if (s && json_string_length(v) == 2 * EGRESS_SHA256_LEN
-        && ngx_stream_egress_hex_decode_sha256(hash, (u_char *) s) == NGX_OK)
-    {
-        ngx_memcpy(b->spent_ticket, hash, sizeof(hash));
+    ngx_memcpy(b->resume, st.resume, len);
+    b->resume_len = len;
+
+    if (st.has_ticket_sha256) {
+        ngx_memcpy(b->spent_ticket, st.ticket_sha256, EGRESS_SHA256_LEN);
         b->has_spent_ticket = 1;
     }
 
-    /* jansson keeps the secret in its own heap copy: wipe it */
-
-    v = json_object_get(root, "resume");
-    if (json_string_value(v)) {
-        ngx_explicit_memzero((void *) json_string_value(v),
-                             json_string_length(v));
-    }
-
-    json_decref(root);
-}
-
-
-static ngx_int_t
-ngx_stream_egress_hex_decode_sha256(u_char *out, u_char *hex)
-{
-    ngx_int_t   n;
-    ngx_uint_t  i;
-
-    for (i = 0; i < EGRESS_SHA256_LEN; i++) {
-        n = ngx_hextoi(hex + 2 * i, 2);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        out[i] = (u_char) n;
-    }
-
-    return NGX_OK;
+    egress_state_wipe(&st);
 }
 
 
 static void
 ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
 {
-    int        fd;
-    u_char    *p, *tmp;
-    size_t     len;
-    ssize_t    n;
-    ngx_err_t  err;
-    u_char     buf[NGX_STREAM_EGRESS_STATE_MAX];
-    u_char     path[NGX_MAX_PATH];
+    egress_error_t  err;
+    egress_state_t  st;
 
     if (b->conf->state_file.len == 0) {
         return;
     }
 
-    if (b->conf->state_file.len + 32 > sizeof(path)) {
-        return;
-    }
+    ngx_memzero(&st, sizeof(egress_state_t));
 
-    /* secrets hold no character JSON would need escaped (see secret_ok) */
-
-    p = ngx_snprintf(buf, sizeof(buf), "{\"resume\": \"%*s\"",
-                     b->resume_len, b->resume);
+    ngx_memcpy(st.resume, b->resume,
+               ngx_min(b->resume_len, sizeof(st.resume) - 1));
 
     if (b->has_spent_ticket) {
-        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ticket_sha256\": \"");
-        p = ngx_hex_dump(p, b->spent_ticket, EGRESS_SHA256_LEN);
-        *p++ = '"';
+        ngx_memcpy(st.ticket_sha256, b->spent_ticket, EGRESS_SHA256_LEN);
+        st.has_ticket_sha256 = 1;
     }
 
     /* the lease or session is over: `egress client` stops nginx on this */
-    if (b->ended) {
-        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ended\": %ui", b->ended);
+    st.ended = (int) b->ended;
+
+    if (egress_state_save(&st, (char *) b->conf->state_file.data, &err)
+        == 0)
+    {
+        egress_state_wipe(&st);
+        b->state_unsaved = 0;
+        return;
     }
 
-    p = ngx_snprintf(p, buf + sizeof(buf) - p, "}\n");
-    len = p - buf;
-
-    tmp = ngx_snprintf(path, sizeof(path) - 1, "%V.tmp.%P",
-                       &b->conf->state_file, ngx_pid);
-    *tmp = '\0';
-
-    fd = open((char *) path, O_WRONLY|O_CREAT|O_TRUNC|O_NOFOLLOW|O_CLOEXEC,
-              0600);
-
-    if (fd == -1) {
-        err = ngx_errno;
-        goto failed;
-    }
-
-    n = write(fd, buf, len);
-    err = ngx_errno;
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    if (n != (ssize_t) len || fsync(fd) == -1) {
-        err = (n == -1) ? err : ngx_errno;
-        close(fd);
-        (void) unlink((char *) path);
-        goto failed;
-    }
-
-    close(fd);
-
-    if (rename((char *) path, (char *) b->conf->state_file.data) == -1) {
-        err = ngx_errno;
-        (void) unlink((char *) path);
-        goto failed;
-    }
-
-    b->state_unsaved = 0;
-
-    return;
-
-failed:
-
-    ngx_explicit_memzero(buf, sizeof(buf));
+    egress_state_wipe(&st);
     b->state_unsaved = 1;
 
-    ngx_log_error(NGX_LOG_ERR, b->log, err,
-                  "egress bridge: cannot write state file \"%V\"; a "
+    ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                  "egress bridge: cannot write state file \"%V\" (%s); a "
                   "reconnect after a restart will need a new ticket",
-                  &b->conf->state_file);
+                  &b->conf->state_file, err.message);
 }
 
 
@@ -2412,8 +2284,9 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
 
         n = 0;
 
-        if (f.resume.len && ngx_stream_egress_secret_ok((u_char *) f.resume.data,
-                                                        f.resume.len))
+        if (f.resume.len
+            && egress_state_secret_ok(f.resume.data, f.resume.len,
+                                      EGRESS_MAX_TOKEN_TEXT))
         {
             n = f.resume.len;
             ngx_memcpy(b->resume, f.resume.data, n);
