@@ -7,7 +7,7 @@
  *     ^                                                   |
  *     +---------- failure / close, capped backoff --------+
  *
- * The RFC 6455 upgrade is written here; framing is wslay's event API with
+ * The RFC 6455 upgrade is lib/egress_upgrade.c's; framing is wslay's event API with
  * its I/O callbacks bound to the nginx connection (WOULDBLOCK on NGX_AGAIN).
  * Streams never send synchronously: they queue frames and post the write
  * event, so a bridge failure never unwinds through a session's handler.
@@ -21,8 +21,6 @@
 
 #include "ngx_stream_egress_module.h"
 
-#include <jansson.h>
-
 
 #define NGX_STREAM_EGRESS_CONNECT_TIMEOUT   10000
 #define NGX_STREAM_EGRESS_BACKOFF_MIN       250
@@ -32,8 +30,6 @@
 #define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
 #define NGX_STREAM_EGRESS_RECV_BUDGET       (1024 * 1024)
 #define NGX_STREAM_EGRESS_SECRET_MAX        512
-
-#define NGX_STREAM_EGRESS_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 typedef enum {
@@ -60,10 +56,8 @@ typedef struct {
 
     ngx_buf_t                       hs;         /* upgrade request/response,
                                                    then frame read-ahead */
-    size_t                          hs_head;    /* response head length */
     ngx_uint_t                      hs_sent;
-    u_char                          accept[32];
-    size_t                          accept_len;
+    char                            accept[EGRESS_UPGRADE_ACCEPT_SZ];
 
     ngx_buf_t                       out;        /* wslay -> socket */
     size_t                          recv_budget;
@@ -113,7 +107,8 @@ typedef struct {
 static void ngx_stream_egress_bridge_reconnect_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b);
 static ngx_int_t ngx_stream_egress_bridge_credentials(
-    ngx_stream_egress_bridge_t *b, u_char *header, size_t size, size_t *len);
+    ngx_stream_egress_bridge_t *b, u_char *value, size_t size,
+    const char **name);
 static ngx_int_t ngx_stream_egress_bridge_read_ticket(
     ngx_stream_egress_bridge_t *b, u_char *buf, size_t size, size_t *len);
 static void ngx_stream_egress_bridge_load_state(
@@ -370,20 +365,21 @@ ngx_stream_egress_bridge_backoff(ngx_stream_egress_bridge_t *b)
 static void
 ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
 {
-    u_char                         *p, *key_raw;
-    size_t                          cred_len;
+    int                             n;
+    u_char                         *host, *path;
     ngx_int_t                       rc;
-    ngx_str_t                       key, raw;
     ngx_addr_t                     *addr;
+    const char                     *cred_name;
+    egress_error_t                  err;
     ngx_connection_t               *c;
+    egress_upgrade_req_t            rq;
     ngx_stream_egress_main_conf_t  *conf;
-    u_char                          cred[NGX_STREAM_EGRESS_SECRET_MAX + 64];
-    u_char                          rnd[16];
+    u_char                          cred[NGX_STREAM_EGRESS_SECRET_MAX + 16];
 
     conf = b->conf;
 
     rc = ngx_stream_egress_bridge_credentials(b, cred, sizeof(cred),
-                                              &cred_len);
+                                              &cred_name);
     if (rc != NGX_OK) {
         /* nothing to authenticate with: poll the ticket file */
         ngx_stream_egress_bridge_schedule(b, NGX_STREAM_EGRESS_TICKET_POLL);
@@ -395,70 +391,48 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
         goto failed;
     }
 
-    /* the upgrade request, written into the handshake buffer now */
+    /* the upgrade request (lib/egress_upgrade.c), written into the
+     * handshake buffer now */
 
     b->hs.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_IN_SIZE);
-    if (b->hs.start == NULL) {
+    host = ngx_pnalloc(b->pool, conf->tls_name.len + 1);
+    path = ngx_pnalloc(b->pool, conf->path.len + 1);
+
+    if (b->hs.start == NULL || host == NULL || path == NULL) {
         goto failed;
     }
 
     b->hs.end = b->hs.start + NGX_STREAM_EGRESS_HS_SIZE;
 
-    if (egress_random_bytes(rnd, sizeof(rnd), NULL) != 0) {
-        goto failed;
-    }
+    (void) ngx_cpystrn(host, conf->tls_name.data, conf->tls_name.len + 1);
+    (void) ngx_cpystrn(path, conf->path.data, conf->path.len + 1);
 
-    key_raw = ngx_pnalloc(b->pool, ngx_base64_encoded_length(sizeof(rnd)));
-    if (key_raw == NULL) {
-        goto failed;
-    }
+    ngx_memzero(&rq, sizeof(egress_upgrade_req_t));
 
-    raw.data = rnd;
-    raw.len = sizeof(rnd);
-    key.data = key_raw;
-    ngx_encode_base64(&key, &raw);
+    rq.path = (char *) path;
+    rq.host = (char *) host;
+    rq.port = conf->u.port ? conf->u.port : conf->u.default_port;
+    rq.tls = conf->tls;
+    rq.protocols = conf->protocol == EGRESS_PROTO_V1 ? EGRESS_SUBPROTO_V1
+                   : conf->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
+                   : EGRESS_SUBPROTO_V2 ", " EGRESS_SUBPROTO_V1;
+    rq.user_agent = "ngx_stream_egress_module/" NGX_STREAM_EGRESS_VERSION;
+    rq.cred_name = cred_name;
+    rq.cred_value = (char *) cred;
 
-    /* the expected Sec-WebSocket-Accept: base64(SHA-1(key + GUID)) */
-
-    {
-    SHA_CTX    sha;
-    u_char     digest[SHA_DIGEST_LENGTH];
-    ngx_str_t  d, a;
-
-    SHA1_Init(&sha);
-    SHA1_Update(&sha, key.data, key.len);
-    SHA1_Update(&sha, NGX_STREAM_EGRESS_WS_GUID,
-                sizeof(NGX_STREAM_EGRESS_WS_GUID) - 1);
-    SHA1_Final(digest, &sha);
-
-    d.data = digest;
-    d.len = sizeof(digest);
-    a.data = b->accept;
-    ngx_encode_base64(&a, &d);
-    b->accept_len = a.len;
-    }
-
-    p = ngx_snprintf(b->hs.start, b->hs.end - b->hs.start,
-                     "GET %V HTTP/1.1" CRLF
-                     "Host: %V" CRLF
-                     "Upgrade: websocket" CRLF
-                     "Connection: Upgrade" CRLF
-                     "Sec-WebSocket-Key: %V" CRLF
-                     "Sec-WebSocket-Version: 13" CRLF
-                     "Sec-WebSocket-Protocol: %s" CRLF
-                     "User-Agent: ngx_stream_egress_module/"
-                     NGX_STREAM_EGRESS_VERSION CRLF
-                     "%*s" CRLF,
-                     &conf->path, &conf->host_header, &key,
-                     conf->protocol == EGRESS_PROTO_V1 ? EGRESS_SUBPROTO_V1
-                     : conf->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
-                     : EGRESS_SUBPROTO_V2 ", " EGRESS_SUBPROTO_V1,
-                     cred_len, cred);
+    n = egress_upgrade_request(&rq, (char *) b->hs.start,
+                               NGX_STREAM_EGRESS_HS_SIZE, b->accept, &err);
 
     ngx_explicit_memzero(cred, sizeof(cred));
 
+    if (n < 0) {
+        ngx_stream_egress_bridge_set_reason(b, "%s", err.message);
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
+
     b->hs.pos = b->hs.start;
-    b->hs.last = p;
+    b->hs.last = b->hs.start + n;
 
     addr = &conf->u.addrs[b->next_addr++ % conf->u.naddrs];
 
@@ -523,7 +497,7 @@ failed:
 
 static ngx_int_t
 ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
-    u_char *header, size_t size, size_t *len)
+    u_char *value, size_t size, const char **name)
 {
     size_t   tlen;
     u_char   hash[EGRESS_SHA256_LEN];
@@ -552,8 +526,8 @@ ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
             ngx_memcpy(b->used_ticket, hash, sizeof(hash));
             b->with_ticket = 1;
 
-            *len = ngx_snprintf(header, size, "Authorization: Bearer %*s"
-                                CRLF, tlen, ticket) - header;
+            *ngx_snprintf(value, size - 1, "Bearer %*s", tlen, ticket) = '\0';
+            *name = "Authorization";
 
             ngx_explicit_memzero(ticket, sizeof(ticket));
             return NGX_OK;
@@ -578,8 +552,9 @@ ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
             ngx_memcpy(b->used_resume, hash, sizeof(hash));
             b->with_resume = 1;
 
-            *len = ngx_snprintf(header, size, "X-Egress-Resume: %*s" CRLF,
-                                b->resume_len, b->resume) - header;
+            *ngx_snprintf(value, size - 1, "%*s", b->resume_len, b->resume)
+                = '\0';
+            *name = "X-Egress-Resume";
             return NGX_OK;
         }
     }
@@ -906,7 +881,6 @@ ngx_stream_egress_bridge_upgrade_start(ngx_stream_egress_bridge_t *b)
     c = b->connection;
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_UPGRADE;
-    b->hs_head = 0;
     b->hs_sent = 0;
 
     c->read->handler = ngx_stream_egress_bridge_upgrade_handler;
@@ -930,7 +904,6 @@ ngx_stream_egress_bridge_upgrade_start(ngx_stream_egress_bridge_t *b)
 static void
 ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
 {
-    u_char                      *e;
     ssize_t                      n;
     ngx_connection_t            *c;
     ngx_stream_egress_bridge_t  *b;
@@ -979,10 +952,10 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
 
     for ( ;; ) {
 
-        if (b->hs_head) {
-            if (ngx_stream_egress_bridge_upgrade_response(b) != NGX_AGAIN) {
-                return;
-            }
+        if (b->hs.last > b->hs.start
+            && ngx_stream_egress_bridge_upgrade_response(b) != NGX_AGAIN)
+        {
+            return;
         }
 
         if (b->hs.last == b->hs.end) {
@@ -1005,8 +978,8 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
         if (n == 0 || n == NGX_ERROR) {
             b->eof = 1;
 
-            if (b->hs_head) {
-                (void) ngx_stream_egress_bridge_upgrade_response(b);
+            /* a refusal may end with the connection */
+            if (ngx_stream_egress_bridge_upgrade_response(b) != NGX_AGAIN) {
                 return;
             }
 
@@ -1018,168 +991,59 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
         }
 
         b->hs.last += n;
-
-        if (b->hs_head == 0) {
-            e = ngx_stream_egress_find_head_end(b->hs.start, b->hs.last);
-
-            if (e) {
-                b->hs_head = e - b->hs.start;
-            }
-        }
     }
 }
 
 
 /*
- * Evaluates the upgrade response once its head is complete. Returns
- * NGX_AGAIN when a refusal body is still arriving, NGX_OK when the socket
- * is open (or the attempt was handled as failed).
+ * Checks the upgrade response so far (lib/egress_upgrade.c). Returns
+ * NGX_AGAIN when its head, or a refusal's body, is still arriving, NGX_OK
+ * when the socket is open (or the attempt was handled as failed).
  */
 
 static ngx_int_t
 ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
 {
-    u_char      *p, *end, *line_end;
-    size_t       body_len;
-    ngx_int_t    rc, status, clen;
-    ngx_str_t    name, value, protocol;
-    ngx_uint_t   upgrade, connection, accept;
+    int                     rc;
+    size_t                  body_len;
+    egress_error_t          err;
+    egress_upgrade_resp_t   r;
 
-    p = b->hs.start;
-    end = b->hs.start + b->hs_head;
+    rc = egress_upgrade_parse(&r, (char *) b->hs.start,
+                              b->hs.last - b->hs.start, b->accept, &err);
 
-    line_end = ngx_strlchr(p, end, LF);
+    if (rc == 0) {
+        return NGX_AGAIN;
+    }
 
-    if (line_end == NULL || line_end - p < 12
-        || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
-    {
-        ngx_stream_egress_bridge_set_reason(b, "%V did not answer with HTTP",
-                                            b->peer.name);
+    if (rc < 0) {
+        ngx_stream_egress_bridge_set_reason(b, "invalid WebSocket upgrade "
+                                            "response from %V: %s",
+                                            b->peer.name, err.message);
         ngx_stream_egress_bridge_fail(b, 1);
         return NGX_OK;
     }
 
-    status = ngx_atoi(p + 9, 3);
-    p = line_end + 1;
-
-    upgrade = 0;
-    connection = 0;
-    accept = 0;
-    clen = -1;
-    ngx_str_null(&protocol);
-
-    for ( ;; ) {
-        rc = ngx_stream_egress_next_header(&p, end, &name, &value);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_stream_egress_bridge_set_reason(b, "malformed upgrade "
-                                                "response from %V",
-                                                b->peer.name);
-            ngx_stream_egress_bridge_fail(b, 1);
-            return NGX_OK;
-        }
-
-        if (name.len == 7
-            && ngx_strncasecmp(name.data, (u_char *) "Upgrade", 7) == 0)
-        {
-            upgrade = ngx_stream_egress_has_token(value.data, value.len,
-                                                  "websocket");
-
-        } else if (name.len == 10
-                   && ngx_strncasecmp(name.data, (u_char *) "Connection", 10)
-                      == 0)
-        {
-            connection = ngx_stream_egress_has_token(value.data, value.len,
-                                                     "upgrade");
-
-        } else if (name.len == 20
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Accept", 20)
-                      == 0)
-        {
-            accept = (value.len == b->accept_len
-                      && ngx_strncmp(value.data, b->accept, value.len) == 0);
-
-        } else if (name.len == 22
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Protocol", 22)
-                      == 0)
-        {
-            protocol = value;
-
-        } else if (name.len == 24
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Extensions",
-                                      24) == 0)
-        {
-            ngx_stream_egress_bridge_set_reason(b, "coordinator chose a "
-                                                "WebSocket extension we did "
-                                                "not offer");
-            ngx_stream_egress_bridge_fail(b, 1);
-            return NGX_OK;
-
-        } else if (name.len == 14
-                   && ngx_strncasecmp(name.data, (u_char *) "Content-Length",
-                                      14) == 0)
-        {
-            clen = ngx_atoi(value.data, value.len);
-        }
-    }
-
-    if (status != 101) {
-        body_len = b->hs.last - (b->hs.start + b->hs_head);
-
-        if (!b->eof && clen > 0 && body_len < (size_t) clen
-            && b->hs.last < b->hs.end)
+    if (r.status != 101) {
+        if (!egress_upgrade_body(&r, b->hs.last - b->hs.start,
+                                 b->hs.end - b->hs.start, b->eof, &body_len))
         {
             return NGX_AGAIN;
         }
 
-        if (clen >= 0 && body_len > (size_t) clen) {
-            body_len = clen;
-        }
-
-        ngx_stream_egress_bridge_refused(b, status, b->hs.start + b->hs_head,
-                                         body_len);
+        ngx_stream_egress_bridge_refused(b, r.status,
+                                         b->hs.start + r.head_len, body_len);
         return NGX_OK;
     }
 
-    if (!upgrade || !connection || !accept) {
-        ngx_stream_egress_bridge_set_reason(b, "invalid WebSocket upgrade "
-                                            "response from %V (%s)",
-                                            b->peer.name,
-                                            !accept ? "Sec-WebSocket-Accept"
-                                                    : "Upgrade/Connection");
+    b->version = egress_proto_from_subprotocol(r.subprotocol);
+
+    if (b->version == 0) {
+        ngx_stream_egress_bridge_set_reason(b, "coordinator chose an "
+                                            "unknown subprotocol \"%s\"",
+                                            r.subprotocol);
         ngx_stream_egress_bridge_fail(b, 1);
         return NGX_OK;
-    }
-
-    if (protocol.len == 0) {
-        b->version = EGRESS_PROTO_V1;
-
-    } else {
-        u_char  proto[32];
-
-        if (protocol.len >= sizeof(proto)) {
-            b->version = 0;
-
-        } else {
-            ngx_memcpy(proto, protocol.data, protocol.len);
-            proto[protocol.len] = '\0';
-            b->version = egress_proto_from_subprotocol((char *) proto);
-        }
-
-        if (b->version == 0) {
-            ngx_stream_egress_bridge_set_reason(b, "coordinator chose an "
-                                                "unknown subprotocol \"%V\"",
-                                                &protocol);
-            ngx_stream_egress_bridge_fail(b, 1);
-            return NGX_OK;
-        }
     }
 
     if (b->conf->protocol && (ngx_uint_t) b->version != b->conf->protocol) {
@@ -1192,7 +1056,7 @@ ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
     }
 
     /* what follows the head already belongs to the WebSocket */
-    b->hs.pos = b->hs.start + b->hs_head;
+    b->hs.pos = b->hs.start + r.head_len;
     b->hs.end = b->hs.start + NGX_STREAM_EGRESS_IN_SIZE;
 
     if (ngx_stream_egress_bridge_ws_init(b) != NGX_OK) {
@@ -1209,43 +1073,16 @@ static void
 ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
     ngx_uint_t status, u_char *body, size_t len)
 {
-    u_char      *p, *last;
-    json_t      *root;
-    ngx_str_t    err, msg;
-    ngx_uint_t   retry;
+    size_t      n;
+    ngx_uint_t  retry;
+    u_char      text[NGX_STREAM_EGRESS_REASON_MAX];
 
-    ngx_str_null(&err);
-    ngx_str_null(&msg);
-
-    root = json_loadb((const char *) body, len, 0, NULL);
-
-    if (root) {
-        err.data = (u_char *) json_string_value(json_object_get(root,
-                                                                "error"));
-        err.len = err.data ? ngx_strlen(err.data) : 0;
-
-        msg.data = (u_char *) json_string_value(json_object_get(root,
-                                                                "message"));
-        msg.len = msg.data ? ngx_strlen(msg.data) : 0;
-    }
+    /* one printable line: it ends up in 503 bodies */
+    n = egress_upgrade_refusal_text((char *) body, len, (char *) text,
+                                    sizeof(text));
 
     ngx_stream_egress_bridge_set_reason(b, "coordinator refused the bridge: "
-                                        "HTTP %ui %V%s%V", status, &err,
-                                        msg.len ? ": " : "", &msg);
-
-    if (root) {
-        json_decref(root);
-    }
-
-    /* keep the reason one printable line (it ends up in 503 bodies) */
-
-    last = b->reason + b->reason_len;
-
-    for (p = b->reason; p < last; p++) {
-        if (*p < ' ' || *p == 0x7f) {
-            *p = ' ';
-        }
-    }
+                                        "HTTP %ui %*s", status, n, text);
 
     ngx_log_error(NGX_LOG_ERR, b->log, 0, "egress bridge: %*s (with %s)",
                   b->reason_len, b->reason,
