@@ -223,11 +223,6 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
 
 /* ---- connection outcome ------------------------------------------------------------- */
 
-static int bridge_status_fatal(int status)
-{
-    return status == 403 || status == 404 || status == 409 || status == 410;
-}
-
 static const char *bridge_status_text(int status)
 {
     switch (status) {
@@ -239,13 +234,13 @@ static const char *bridge_status_text(int status)
         return "session replaced by a newer one";
     case 410:
         return "lease released or expired";
-    case 4001:
+    case EGRESS_CLOSE_SESSION_REPLACED:
         return "session replaced by a newer one (egress_session_replaced)";
-    case 4002:
+    case EGRESS_CLOSE_SOCKET_REPLACED:
         return "a newer host agent took over this session (egress_socket_replaced)";
-    case 4003:
+    case EGRESS_CLOSE_LEASE_GONE:
         return "lease released or expired (egress_lease_gone)";
-    case 4004:
+    case EGRESS_CLOSE_SESSION_STOPPED:
         return "session stopped (egress_session_stopped)";
     }
     return "error";
@@ -786,13 +781,13 @@ static void bridge_on_down(agent_t *ag, const char *why)
         agent_finish(ag, EXIT_OK);
         return;
     }
-    if (ag->close_code >= 4001 && ag->close_code <= 4004) {
+    if (egress_close_is_fatal(ag->close_code)) {
         agent_log("fatal: coordinator closed the bridge: %s; not reconnecting",
                   bridge_status_text(ag->close_code));
         agent_finish(ag, EXIT_FATAL);
         return;
     }
-    if (bridge_status_fatal(ag->http_status)) {
+    if (egress_http_status_fatal(ag->http_status)) {
         agent_log("fatal: coordinator refused the bridge (%d): %s; not reconnecting",
                   ag->http_status, bridge_status_text(ag->http_status));
         agent_finish(ag, EXIT_FATAL);
@@ -830,7 +825,7 @@ static void bridge_after_mint(uv_work_t *w, int status)
         return;
     }
     agent_log("cannot mint a ticket: %s", ag->mint_err);
-    if (bridge_status_fatal(ag->mint_status)) {
+    if (egress_http_status_fatal(ag->mint_status)) {
         agent_finish(ag, EXIT_FATAL);
         return;
     }

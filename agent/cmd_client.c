@@ -403,16 +403,11 @@ static void client_on_signal(int sig)
 /* 1 when the module marked the lease or session as over in its state file. */
 static int client_ended(const char *state)
 {
-    char buf[4096];
-    FILE *f = fopen(state, "r");
-    size_t n;
+    egress_state_t st;
+    int ended = egress_state_load(&st, state, NULL) == 1 && st.ended;
 
-    if (!f)
-        return 0;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, "\"ended\"") != NULL;
+    egress_state_wipe(&st);
+    return ended;
 }
 
 /*

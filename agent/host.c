@@ -115,46 +115,31 @@ static int host_state_path(host_opts_t *o, char *out, size_t cap)
 
 void agent_save_state(agent_t *ag)
 {
-    char tmp[1100];
-    FILE *f;
-    int fd;
+    egress_state_t st;
+    egress_error_t err;
 
     if (!ag->state_path[0])
         return;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", ag->state_path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    fprintf(f, "session = %s\nresume = %s\n", ag->session, ag->resume);
-    fclose(f);
-    rename(tmp, ag->state_path);
+    memset(&st, 0, sizeof(st));
+    snprintf(st.session, sizeof(st.session), "%s", ag->session);
+    snprintf(st.resume, sizeof(st.resume), "%s", ag->resume);
+    if (egress_state_save(&st, ag->state_path, &err) < 0)
+        agent_log("cannot write state file %s: %s", ag->state_path, err.message);
+    egress_state_wipe(&st);
 }
 
 static void host_load_state(agent_t *ag)
 {
-    char line[600];
-    FILE *f = fopen(ag->state_path, "r");
+    egress_state_t st;
+    egress_error_t err;
 
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        char *v = strchr(line, '=');
-        if (!v)
-            continue;
-        v++;
-        while (*v == ' ')
-            v++;
-        v[strcspn(v, "\r\n")] = '\0';
-        if (strncmp(line, "session", 7) == 0)
-            snprintf(ag->session, sizeof(ag->session), "%s", v);
-        else if (strncmp(line, "resume", 6) == 0)
-            snprintf(ag->resume, sizeof(ag->resume), "%s", v);
-    }
-    explicit_bzero(line, sizeof(line));
-    fclose(f);
+    if (egress_state_load(&st, ag->state_path, &err) < 0)
+        agent_log("ignoring state file %s: %s", ag->state_path, err.message);
+    if (st.session[0])
+        snprintf(ag->session, sizeof(ag->session), "%s", st.session);
+    if (st.resume[0])
+        snprintf(ag->resume, sizeof(ag->resume), "%s", st.resume);
+    egress_state_wipe(&st);
 }
 
 /* ---- life cycle ---- */

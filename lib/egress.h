@@ -12,8 +12,10 @@
 #include "egress_allow.h"
 #include "egress_psl.h"
 #include "egress_frame.h"
+#include "egress_proto.h"
 #include "egress_flow.h"
 #include "egress_crypto.h"
+#include "egress_state.h"
 #include "egress_upgrade.h"
 #include "egress_wsframe.h"
 

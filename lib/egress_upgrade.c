@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -100,6 +101,21 @@ static int egress_upgrade_name_is(const char *name, size_t n, const char *want)
     return strlen(want) == n && strncasecmp(name, want, n) == 0;
 }
 
+/* A Content-Length value: 1 to 9 digits, else -1 (a refusal body is small). */
+static long egress_upgrade_number(const char *v, size_t n)
+{
+    long x = 0;
+
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x;
+}
+
 int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
                          const char *accept, egress_error_t *err)
 {
@@ -107,6 +123,7 @@ int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
     int upgrade = 0, connection = 0, accept_ok = 0;
 
     memset(r, 0, sizeof(*r));
+    r->content_length = -1;
     for (size_t i = 0; i + 3 < len; i++) {
         if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
             end = buf + i + 2; /* the last header line's CRLF stays inside */
@@ -151,10 +168,15 @@ int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
         } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Accept")) {
             accept_ok = vl == strlen(accept) && memcmp(v, accept, vl) == 0;
         } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Protocol")) {
+            if (vl >= sizeof(r->subprotocol) && r->status == 101)
+                return egress_error_set(err, EGRESS_ERR_VALUE,
+                                        "the server chose a subprotocol we did not offer");
             if (vl >= sizeof(r->subprotocol))
-                vl = 0; /* no protocol of ours is that long: unusable */
+                vl = 0;
             memcpy(r->subprotocol, v, vl);
             r->subprotocol[vl] = '\0';
+        } else if (egress_upgrade_name_is(p, nl, "Content-Length")) {
+            r->content_length = egress_upgrade_number(v, vl);
         } else if (egress_upgrade_name_is(p, nl, "Sec-WebSocket-Extensions") &&
                    r->status == 101)
             return egress_error_set(err, EGRESS_ERR_VALUE,
@@ -166,4 +188,44 @@ int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
         return egress_error_set(err, EGRESS_ERR_VALUE, "invalid WebSocket upgrade answer (%s)",
                                 !accept_ok ? "Sec-WebSocket-Accept" : "Upgrade/Connection");
     return 1;
+}
+
+int egress_upgrade_body(const egress_upgrade_resp_t *r, size_t len, size_t cap, int eof,
+                        size_t *body_len)
+{
+    size_t have = len > r->head_len ? len - r->head_len : 0;
+
+    if (r->content_length > 0 && have < (size_t) r->content_length && !eof && len < cap)
+        return 0;
+    if (r->content_length >= 0 && have > (size_t) r->content_length)
+        have = (size_t) r->content_length;
+    *body_len = have;
+    return 1;
+}
+
+size_t egress_upgrade_refusal_text(const char *body, size_t len, char *out, size_t cap)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *code = json_string_value(json_object_get(root, "error"));
+    const char *msg = json_string_value(json_object_get(root, "message"));
+    int n;
+
+    if (cap == 0) {
+        json_decref(root);
+        return 0;
+    }
+    n = snprintf(out, cap, "%s%s%s", code ? code : "", msg && msg[0] ? ": " : "",
+                 msg ? msg : "");
+    json_decref(root);
+    if (n < 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    if ((size_t) n >= cap)
+        n = (int) cap - 1;
+    /* one line: it ends up in logs and 503 bodies */
+    for (int i = 0; i < n; i++)
+        if ((unsigned char) out[i] < ' ' || out[i] == 0x7f)
+            out[i] = ' ';
+    return (size_t) n;
 }

@@ -28,6 +28,7 @@ typedef struct {
 typedef struct {
     int status;           /* HTTP status of the answer */
     size_t head_len;      /* bytes of the head, the final CRLFCRLF included */
+    long content_length;  /* Content-Length, -1 if none or not a number */
     char subprotocol[64]; /* Sec-WebSocket-Protocol chosen, "" if none */
 } egress_upgrade_resp_t;
 
@@ -51,5 +52,23 @@ int egress_upgrade_request(const egress_upgrade_req_t *rq, char *out, size_t cap
  */
 int egress_upgrade_parse(egress_upgrade_resp_t *r, const char *buf, size_t len,
                          const char *accept, egress_error_t *err);
+
+/*
+ * For a refusal (a parsed head whose status is not 101) of which len bytes,
+ * head included, are in a buffer of cap bytes: 1 when its body is complete,
+ * with *body_len set (Content-Length bytes are there, or there is no
+ * Content-Length, or eof: the peer closed, or the buffer is full; a body is
+ * never longer than its Content-Length), 0 when more is to come.
+ */
+int egress_upgrade_body(const egress_upgrade_resp_t *r, size_t len, size_t cap, int eof,
+                        size_t *body_len);
+
+/*
+ * The coordinator's refusal body {"error": CODE, "message": TEXT} as one
+ * printable line "CODE: TEXT" (control characters become spaces) in out
+ * (cap bytes, NUL-terminated). A body that is not such an object gives "".
+ * Returns the length written.
+ */
+size_t egress_upgrade_refusal_text(const char *body, size_t len, char *out, size_t cap);
 
 #endif /* EGRESS_UPGRADE_H */

@@ -7,170 +7,43 @@
  *     ^                                                   |
  *     +---------- failure / close, capped backoff --------+
  *
- * The RFC 6455 upgrade is written here; framing is wslay's event API with
- * its I/O callbacks bound to the nginx connection (WOULDBLOCK on NGX_AGAIN).
- * Streams never send synchronously: they queue frames and post the write
- * event, so a bridge failure never unwinds through a session's handler.
- *
- * Credentials: a ticket file the operator's tooling (re)writes, and a
- * resume secret received in hello and kept in a 0600 state file. A ticket
- * is spent once (its SHA-256 is remembered), after that the resume secret
- * reconnects; neither is ever logged.
+ * This file holds the connection: connect, TLS, the upgrade's I/O (its
+ * request and answer are ngx_stream_egress_upgrade.c's), the read and write
+ * events of the open WebSocket, liveness pings, failures and reconnects.
+ * wslay, frames and streams are ngx_stream_egress_frames.c's, credentials
+ * and the state file ngx_stream_egress_state.c's (see
+ * ngx_stream_egress_bridge.h).
  */
 
 
-#include "ngx_stream_egress_module.h"
-
-#include <jansson.h>
+#include "ngx_stream_egress_bridge.h"
 
 
 #define NGX_STREAM_EGRESS_CONNECT_TIMEOUT   10000
-#define NGX_STREAM_EGRESS_BACKOFF_MIN       250
 #define NGX_STREAM_EGRESS_TICKET_POLL       1000
-#define NGX_STREAM_EGRESS_HS_SIZE           16384   /* upgrade heads */
-#define NGX_STREAM_EGRESS_IN_SIZE           65536   /* read-ahead once open */
-#define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
-#define NGX_STREAM_EGRESS_RECV_BUDGET       (1024 * 1024)
-#define NGX_STREAM_EGRESS_SECRET_MAX        512
-#define NGX_STREAM_EGRESS_STATE_MAX         4096
-
-#define NGX_STREAM_EGRESS_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-typedef enum {
-    NGX_STREAM_EGRESS_BRIDGE_IDLE = 0,
-    NGX_STREAM_EGRESS_BRIDGE_CONNECTING,
-    NGX_STREAM_EGRESS_BRIDGE_TLS,
-    NGX_STREAM_EGRESS_BRIDGE_UPGRADE,
-    NGX_STREAM_EGRESS_BRIDGE_OPEN,
-    NGX_STREAM_EGRESS_BRIDGE_STOPPED
-} ngx_stream_egress_bridge_state_e;
-
-
-typedef struct {
-    ngx_stream_egress_main_conf_t  *conf;
-    ngx_log_t                      *log;
-
-    ngx_peer_connection_t           peer;
-    ngx_connection_t               *connection;
-    ngx_pool_t                     *pool;       /* per connection */
-    ngx_uint_t                      state;
-    ngx_uint_t                      next_addr;
-    wslay_event_context_ptr         ws;
-    int                             version;
-
-    ngx_buf_t                       hs;         /* upgrade request/response,
-                                                   then frame read-ahead */
-    size_t                          hs_head;    /* response head length */
-    ngx_uint_t                      hs_sent;
-    u_char                          accept[32];
-    size_t                          accept_len;
-
-    ngx_buf_t                       out;        /* wslay -> socket */
-    size_t                          recv_budget;
-
-    ngx_event_t                     reconnect;
-    ngx_event_t                     ping;
-    ngx_msec_t                      backoff;
-    ngx_msec_t                      last_recv;
-
-    ngx_rbtree_t                    streams;
-    ngx_rbtree_node_t               sentinel;
-    ngx_queue_t                     blocked;
-    ngx_uint_t                      nstreams;
-    uint32_t                        next_id;
-
-    u_char                         *frame;      /* encode buffer */
-    size_t                          frame_cap;
-
-    u_char                          reason[NGX_STREAM_EGRESS_REASON_MAX];
-    size_t                          reason_len;
-    u_char                          close_reason[128];
-    size_t                          close_reason_len;
-
-    u_char                          resume[NGX_STREAM_EGRESS_SECRET_MAX + 1];
-    size_t                          resume_len;
-    u_char                          used_resume[EGRESS_SHA256_LEN];
-    u_char                          dead_resume[EGRESS_SHA256_LEN];
-    u_char                          used_ticket[EGRESS_SHA256_LEN];
-    u_char                          spent_ticket[EGRESS_SHA256_LEN];
-
-    ngx_err_t                       ticket_err;     /* last open() error */
-    ngx_uint_t                      ended;          /* 4003/4004/404/410 */
-
-    unsigned                        with_ticket:1;  /* this attempt */
-    unsigned                        with_resume:1;
-    unsigned                        has_dead_resume:1;
-    unsigned                        has_spent_ticket:1;
-    unsigned                        need_ticket:1;  /* fatal close seen */
-    unsigned                        peer_connected:1;
-    unsigned                        hello:1;
-    unsigned                        failed:1;
-    unsigned                        eof:1;
-    unsigned                        state_unsaved:1;
-} ngx_stream_egress_bridge_t;
 
 
 static void ngx_stream_egress_bridge_reconnect_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b);
-static ngx_int_t ngx_stream_egress_bridge_credentials(
-    ngx_stream_egress_bridge_t *b, u_char *header, size_t size, size_t *len);
-static ngx_int_t ngx_stream_egress_bridge_read_ticket(
-    ngx_stream_egress_bridge_t *b, u_char *buf, size_t size, size_t *len);
-static void ngx_stream_egress_bridge_load_state(
-    ngx_stream_egress_bridge_t *b);
-static void ngx_stream_egress_bridge_save_state(
-    ngx_stream_egress_bridge_t *b);
-static ngx_int_t ngx_stream_egress_hex_decode_sha256(u_char *out,
-    u_char *hex);
-static ngx_uint_t ngx_stream_egress_secret_ok(u_char *p, size_t len);
 static void ngx_stream_egress_bridge_connect_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_connected(ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_tls_handshake(ngx_connection_t *c);
 static void ngx_stream_egress_bridge_upgrade_start(
     ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev);
-static ngx_int_t ngx_stream_egress_bridge_upgrade_response(
+static ngx_int_t ngx_stream_egress_bridge_upgraded(
     ngx_stream_egress_bridge_t *b);
-static void ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
-    ngx_uint_t status, u_char *body, size_t len);
 static ngx_int_t ngx_stream_egress_bridge_ws_init(
     ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_read_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_write_handler(ngx_event_t *ev);
-static ngx_int_t ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b,
     ngx_uint_t retry);
 static void ngx_stream_egress_bridge_close_connection(
     ngx_stream_egress_bridge_t *b);
-static void ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
-    ngx_str_t *reason);
-static void ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b);
-static void ngx_stream_egress_bridge_set_reason(ngx_stream_egress_bridge_t *b,
-    const char *fmt, ...);
-static void ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b);
-static ngx_int_t ngx_stream_egress_bridge_put_data(
-    ngx_stream_egress_bridge_t *b, uint32_t id, const u_char *data, size_t len);
-static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
-    egress_frame_t *f);
-static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
-    ngx_stream_egress_bridge_t *b, uint32_t id);
-static void ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
-    const uint8_t *msg, size_t len, ngx_uint_t binary);
 
-static ssize_t ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx,
-    uint8_t *buf, size_t len, int flags, void *user_data);
-static ssize_t ngx_stream_egress_ws_send(wslay_event_context_ptr ctx,
-    const uint8_t *data, size_t len, int flags, void *user_data);
-static int ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx,
-    uint8_t *buf, size_t len, void *user_data);
-static void ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
-    const struct wslay_event_on_msg_recv_arg *arg, void *user_data);
-
-
-static ngx_stream_egress_bridge_t  *ngx_stream_egress_bridge;
 
 
 ngx_int_t
@@ -252,7 +125,7 @@ ngx_stream_egress_bridge_exit(ngx_cycle_t *cycle)
 
     if (b->ws && b->connection) {
         /* best effort: tell the coordinator we are going away */
-        (void) wslay_event_queue_close(b->ws, WSLAY_CODE_GOING_AWAY,
+        (void) wslay_event_queue_close(b->ws, EGRESS_CLOSE_GOING_AWAY,
                                        (const uint8_t *) "worker exiting",
                                        sizeof("worker exiting") - 1);
         (void) wslay_event_send(b->ws);
@@ -374,20 +247,17 @@ ngx_stream_egress_bridge_backoff(ngx_stream_egress_bridge_t *b)
 static void
 ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
 {
-    u_char                         *p, *key_raw;
-    size_t                          cred_len;
     ngx_int_t                       rc;
-    ngx_str_t                       key, raw;
     ngx_addr_t                     *addr;
+    const char                     *cred_name;
     ngx_connection_t               *c;
     ngx_stream_egress_main_conf_t  *conf;
-    u_char                          cred[NGX_STREAM_EGRESS_SECRET_MAX + 64];
-    u_char                          rnd[16];
+    u_char                          cred[NGX_STREAM_EGRESS_SECRET_MAX + 16];
 
     conf = b->conf;
 
     rc = ngx_stream_egress_bridge_credentials(b, cred, sizeof(cred),
-                                              &cred_len);
+                                              &cred_name);
     if (rc != NGX_OK) {
         /* nothing to authenticate with: poll the ticket file */
         ngx_stream_egress_bridge_schedule(b, NGX_STREAM_EGRESS_TICKET_POLL);
@@ -395,74 +265,22 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
     }
 
     b->pool = ngx_create_pool(2048, b->log);
+
     if (b->pool == NULL) {
-        goto failed;
+        ngx_stream_egress_bridge_set_reason(b, "out of memory");
+        rc = NGX_ERROR;
+
+    } else {
+        /* written into the handshake buffer now, sent once connected */
+        rc = ngx_stream_egress_upgrade_request(b, cred_name, cred);
     }
-
-    /* the upgrade request, written into the handshake buffer now */
-
-    b->hs.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_IN_SIZE);
-    if (b->hs.start == NULL) {
-        goto failed;
-    }
-
-    b->hs.end = b->hs.start + NGX_STREAM_EGRESS_HS_SIZE;
-
-    if (egress_random_bytes(rnd, sizeof(rnd), NULL) != 0) {
-        goto failed;
-    }
-
-    key_raw = ngx_pnalloc(b->pool, ngx_base64_encoded_length(sizeof(rnd)));
-    if (key_raw == NULL) {
-        goto failed;
-    }
-
-    raw.data = rnd;
-    raw.len = sizeof(rnd);
-    key.data = key_raw;
-    ngx_encode_base64(&key, &raw);
-
-    /* the expected Sec-WebSocket-Accept: base64(SHA-1(key + GUID)) */
-
-    {
-    SHA_CTX    sha;
-    u_char     digest[SHA_DIGEST_LENGTH];
-    ngx_str_t  d, a;
-
-    SHA1_Init(&sha);
-    SHA1_Update(&sha, key.data, key.len);
-    SHA1_Update(&sha, NGX_STREAM_EGRESS_WS_GUID,
-                sizeof(NGX_STREAM_EGRESS_WS_GUID) - 1);
-    SHA1_Final(digest, &sha);
-
-    d.data = digest;
-    d.len = sizeof(digest);
-    a.data = b->accept;
-    ngx_encode_base64(&a, &d);
-    b->accept_len = a.len;
-    }
-
-    p = ngx_snprintf(b->hs.start, b->hs.end - b->hs.start,
-                     "GET %V HTTP/1.1" CRLF
-                     "Host: %V" CRLF
-                     "Upgrade: websocket" CRLF
-                     "Connection: Upgrade" CRLF
-                     "Sec-WebSocket-Key: %V" CRLF
-                     "Sec-WebSocket-Version: 13" CRLF
-                     "Sec-WebSocket-Protocol: %s" CRLF
-                     "User-Agent: ngx_stream_egress_module/"
-                     NGX_STREAM_EGRESS_VERSION CRLF
-                     "%*s" CRLF,
-                     &conf->path, &conf->host_header, &key,
-                     conf->protocol == EGRESS_PROTO_V1 ? EGRESS_SUBPROTO_V1
-                     : conf->protocol == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2
-                     : EGRESS_SUBPROTO_V2 ", " EGRESS_SUBPROTO_V1,
-                     cred_len, cred);
 
     ngx_explicit_memzero(cred, sizeof(cred));
 
-    b->hs.pos = b->hs.start;
-    b->hs.last = p;
+    if (rc != NGX_OK) {
+        ngx_stream_egress_bridge_fail(b, 1);
+        return;
+    }
 
     addr = &conf->u.addrs[b->next_addr++ % conf->u.naddrs];
 
@@ -508,375 +326,6 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
     if (rc == NGX_OK) {
         ngx_stream_egress_bridge_connected(b);
     }
-
-    return;
-
-failed:
-
-    ngx_explicit_memzero(cred, sizeof(cred));
-    ngx_stream_egress_bridge_set_reason(b, "out of memory");
-    ngx_stream_egress_bridge_fail(b, 1);
-}
-
-
-/*
- * Picks what this attempt authenticates with and writes the header line:
- * a ticket never spent before wins (the operator started a new session),
- * then the resume secret, unless a fatal close demands a new ticket.
- */
-
-static ngx_int_t
-ngx_stream_egress_bridge_credentials(ngx_stream_egress_bridge_t *b,
-    u_char *header, size_t size, size_t *len)
-{
-    size_t   tlen;
-    u_char   hash[EGRESS_SHA256_LEN];
-    u_char   ticket[NGX_STREAM_EGRESS_SECRET_MAX + 1];
-
-    b->with_ticket = 0;
-    b->with_resume = 0;
-
-    /*
-     * The state file is authoritative (a previous worker, e.g. before a
-     * reload, may have spent the ticket and rotated the secret), unless our
-     * own last write to it failed.
-     */
-    if (!b->state_unsaved) {
-        ngx_stream_egress_bridge_load_state(b);
-    }
-
-    if (ngx_stream_egress_bridge_read_ticket(b, ticket, sizeof(ticket), &tlen)
-        == NGX_OK)
-    {
-        egress_sha256(hash, ticket, tlen);
-
-        if (!b->has_spent_ticket
-            || !egress_ct_equal(hash, b->spent_ticket, sizeof(hash)))
-        {
-            ngx_memcpy(b->used_ticket, hash, sizeof(hash));
-            b->with_ticket = 1;
-
-            *len = ngx_snprintf(header, size, "Authorization: Bearer %*s"
-                                CRLF, tlen, ticket) - header;
-
-            ngx_explicit_memzero(ticket, sizeof(ticket));
-            return NGX_OK;
-        }
-
-        ngx_explicit_memzero(ticket, sizeof(ticket));
-    }
-
-    if (b->need_ticket) {
-        ngx_stream_egress_bridge_set_reason(b,
-                      "the session ended; waiting for a new ticket in \"%V\"",
-                      &b->conf->ticket_file);
-        return NGX_DECLINED;
-    }
-
-    if (b->resume_len) {
-        egress_sha256(hash, b->resume, b->resume_len);
-
-        if (!b->has_dead_resume
-            || !egress_ct_equal(hash, b->dead_resume, sizeof(hash)))
-        {
-            ngx_memcpy(b->used_resume, hash, sizeof(hash));
-            b->with_resume = 1;
-
-            *len = ngx_snprintf(header, size, "X-Egress-Resume: %*s" CRLF,
-                                b->resume_len, b->resume) - header;
-            return NGX_OK;
-        }
-    }
-
-    if (b->ticket_err && b->ticket_err != NGX_ENOENT) {
-        ngx_stream_egress_bridge_set_reason(b,
-                      "the nginx worker cannot read the ticket file \"%V\" "
-                      "(check its owner and mode, and the user directive)",
-                      &b->conf->ticket_file);
-        return NGX_DECLINED;
-    }
-
-    ngx_stream_egress_bridge_set_reason(b,
-                      "no usable ticket in \"%V\" (spent or missing) and no "
-                      "resume secret", &b->conf->ticket_file);
-
-    return NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_stream_egress_bridge_read_ticket(ngx_stream_egress_bridge_t *b,
-    u_char *buf, size_t size, size_t *len)
-{
-    u_char    *p, *last;
-    ssize_t    n;
-    ngx_fd_t   fd;
-    ngx_err_t  err;
-
-    fd = ngx_open_file(b->conf->ticket_file.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        /* the file is polled: say so once, not every second */
-        if (err != NGX_ENOENT && err != b->ticket_err) {
-            ngx_log_error(NGX_LOG_ERR, b->log, err,
-                          "egress bridge: cannot read ticket file \"%V\"",
-                          &b->conf->ticket_file);
-        }
-
-        b->ticket_err = err;
-        return NGX_DECLINED;
-    }
-
-    b->ticket_err = 0;
-
-    n = read(fd, buf, size - 1);
-
-    ngx_close_file(fd);
-
-    if (n <= 0) {
-        return NGX_DECLINED;
-    }
-
-    p = buf;
-    last = buf + n;
-
-    while (last > p && (last[-1] == CR || last[-1] == LF || last[-1] == ' '
-                        || last[-1] == '\t'))
-    {
-        last--;
-    }
-
-    while (p < last && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    if (!ngx_stream_egress_secret_ok(p, last - p)) {
-        ngx_explicit_memzero(buf, size);
-        return NGX_DECLINED;
-    }
-
-    *len = last - p;
-    ngx_memmove(buf, p, *len);
-
-    return NGX_OK;
-}
-
-
-/*
- * A secret goes into a header line and the JSON state file: base64(url)
- * characters only (tickets and resume secrets are prefixed base64url).
- */
-
-static ngx_uint_t
-ngx_stream_egress_secret_ok(u_char *p, size_t len)
-{
-    u_char  *last;
-
-    if (len == 0 || len > NGX_STREAM_EGRESS_SECRET_MAX) {
-        return 0;
-    }
-
-    for (last = p + len; p < last; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-            || (*p >= '0' && *p <= '9')
-            || *p == '_' || *p == '-' || *p == '.' || *p == '~'
-            || *p == '+' || *p == '/' || *p == '=')
-        {
-            continue;
-        }
-
-        return 0;
-    }
-
-    return 1;
-}
-
-
-/*
- * State file: {"resume": "...", "ticket_sha256": "..."}, mode 0600,
- * replaced atomically. Missing or unreadable means "no state".
- */
-
-static void
-ngx_stream_egress_bridge_load_state(ngx_stream_egress_bridge_t *b)
-{
-    size_t        len;
-    u_char        hash[EGRESS_SHA256_LEN];
-    ssize_t       n;
-    json_t       *root, *v;
-    ngx_fd_t      fd;
-    const char   *s;
-    u_char        buf[NGX_STREAM_EGRESS_STATE_MAX];
-
-    if (b->conf->state_file.len == 0) {
-        return;
-    }
-
-    fd = ngx_open_file(b->conf->state_file.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        return;
-    }
-
-    n = read(fd, buf, sizeof(buf));
-
-    ngx_close_file(fd);
-
-    if (n <= 0 || n == sizeof(buf)) {
-        return;
-    }
-
-    root = json_loadb((const char *) buf, n, 0, NULL);
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    if (root == NULL) {
-        ngx_log_error(NGX_LOG_WARN, b->log, 0,
-                      "egress bridge: ignoring malformed state file \"%V\"",
-                      &b->conf->state_file);
-        return;
-    }
-
-    v = json_object_get(root, "resume");
-    s = json_string_value(v);
-
-    b->resume_len = 0;
-
-    if (s) {
-        len = json_string_length(v);
-
-        if (ngx_stream_egress_secret_ok((u_char *) s, len)) {
-            ngx_memcpy(b->resume, s, len);
-            b->resume_len = len;
-        }
-    }
-
-    v = json_object_get(root, "ticket_sha256");
-    s = json_string_value(v);
-
-    if (s && json_string_length(v) == 2 * EGRESS_SHA256_LEN
-        && ngx_stream_egress_hex_decode_sha256(hash, (u_char *) s) == NGX_OK)
-    {
-        ngx_memcpy(b->spent_ticket, hash, sizeof(hash));
-        b->has_spent_ticket = 1;
-    }
-
-    /* jansson keeps the secret in its own heap copy: wipe it */
-
-    v = json_object_get(root, "resume");
-    if (json_string_value(v)) {
-        ngx_explicit_memzero((void *) json_string_value(v),
-                             json_string_length(v));
-    }
-
-    json_decref(root);
-}
-
-
-static ngx_int_t
-ngx_stream_egress_hex_decode_sha256(u_char *out, u_char *hex)
-{
-    ngx_int_t   n;
-    ngx_uint_t  i;
-
-    for (i = 0; i < EGRESS_SHA256_LEN; i++) {
-        n = ngx_hextoi(hex + 2 * i, 2);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        out[i] = (u_char) n;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_stream_egress_bridge_save_state(ngx_stream_egress_bridge_t *b)
-{
-    int        fd;
-    u_char    *p, *tmp;
-    size_t     len;
-    ssize_t    n;
-    ngx_err_t  err;
-    u_char     buf[NGX_STREAM_EGRESS_STATE_MAX];
-    u_char     path[NGX_MAX_PATH];
-
-    if (b->conf->state_file.len == 0) {
-        return;
-    }
-
-    if (b->conf->state_file.len + 32 > sizeof(path)) {
-        return;
-    }
-
-    /* secrets hold no character JSON would need escaped (see secret_ok) */
-
-    p = ngx_snprintf(buf, sizeof(buf), "{\"resume\": \"%*s\"",
-                     b->resume_len, b->resume);
-
-    if (b->has_spent_ticket) {
-        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ticket_sha256\": \"");
-        p = ngx_hex_dump(p, b->spent_ticket, EGRESS_SHA256_LEN);
-        *p++ = '"';
-    }
-
-    /* the lease or session is over: `egress client` stops nginx on this */
-    if (b->ended) {
-        p = ngx_snprintf(p, buf + sizeof(buf) - p, ", \"ended\": %ui", b->ended);
-    }
-
-    p = ngx_snprintf(p, buf + sizeof(buf) - p, "}\n");
-    len = p - buf;
-
-    tmp = ngx_snprintf(path, sizeof(path) - 1, "%V.tmp.%P",
-                       &b->conf->state_file, ngx_pid);
-    *tmp = '\0';
-
-    fd = open((char *) path, O_WRONLY|O_CREAT|O_TRUNC|O_NOFOLLOW|O_CLOEXEC,
-              0600);
-
-    if (fd == -1) {
-        err = ngx_errno;
-        goto failed;
-    }
-
-    n = write(fd, buf, len);
-    err = ngx_errno;
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    if (n != (ssize_t) len || fsync(fd) == -1) {
-        err = (n == -1) ? err : ngx_errno;
-        close(fd);
-        (void) unlink((char *) path);
-        goto failed;
-    }
-
-    close(fd);
-
-    if (rename((char *) path, (char *) b->conf->state_file.data) == -1) {
-        err = ngx_errno;
-        (void) unlink((char *) path);
-        goto failed;
-    }
-
-    b->state_unsaved = 0;
-
-    return;
-
-failed:
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-    b->state_unsaved = 1;
-
-    ngx_log_error(NGX_LOG_ERR, b->log, err,
-                  "egress bridge: cannot write state file \"%V\"; a "
-                  "reconnect after a restart will need a new ticket",
-                  &b->conf->state_file);
 }
 
 
@@ -1034,7 +483,6 @@ ngx_stream_egress_bridge_upgrade_start(ngx_stream_egress_bridge_t *b)
     c = b->connection;
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_UPGRADE;
-    b->hs_head = 0;
     b->hs_sent = 0;
 
     c->read->handler = ngx_stream_egress_bridge_upgrade_handler;
@@ -1058,7 +506,6 @@ ngx_stream_egress_bridge_upgrade_start(ngx_stream_egress_bridge_t *b)
 static void
 ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
 {
-    u_char                      *e;
     ssize_t                      n;
     ngx_connection_t            *c;
     ngx_stream_egress_bridge_t  *b;
@@ -1107,10 +554,10 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
 
     for ( ;; ) {
 
-        if (b->hs_head) {
-            if (ngx_stream_egress_bridge_upgrade_response(b) != NGX_AGAIN) {
-                return;
-            }
+        if (b->hs.last > b->hs.start
+            && ngx_stream_egress_bridge_upgraded(b) != NGX_AGAIN)
+        {
+            return;
         }
 
         if (b->hs.last == b->hs.end) {
@@ -1133,8 +580,8 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
         if (n == 0 || n == NGX_ERROR) {
             b->eof = 1;
 
-            if (b->hs_head) {
-                (void) ngx_stream_egress_bridge_upgrade_response(b);
+            /* a refusal may end with the connection */
+            if (ngx_stream_egress_bridge_upgraded(b) != NGX_AGAIN) {
                 return;
             }
 
@@ -1146,316 +593,49 @@ ngx_stream_egress_bridge_upgrade_handler(ngx_event_t *ev)
         }
 
         b->hs.last += n;
-
-        if (b->hs_head == 0) {
-            e = ngx_stream_egress_find_head_end(b->hs.start, b->hs.last);
-
-            if (e) {
-                b->hs_head = e - b->hs.start;
-            }
-        }
     }
 }
 
 
-/*
- * Evaluates the upgrade response once its head is complete. Returns
- * NGX_AGAIN when a refusal body is still arriving, NGX_OK when the socket
- * is open (or the attempt was handled as failed).
- */
+/* acts on the upgrade answer so far: NGX_AGAIN while it is incomplete */
 
 static ngx_int_t
-ngx_stream_egress_bridge_upgrade_response(ngx_stream_egress_bridge_t *b)
+ngx_stream_egress_bridge_upgraded(ngx_stream_egress_bridge_t *b)
 {
-    u_char      *p, *end, *line_end;
-    size_t       body_len;
-    ngx_int_t    rc, status, clen;
-    ngx_str_t    name, value, protocol;
-    ngx_uint_t   upgrade, connection, accept;
+    switch (ngx_stream_egress_upgrade_process(b)) {
 
-    p = b->hs.start;
-    end = b->hs.start + b->hs_head;
+    case NGX_AGAIN:
+        return NGX_AGAIN;
 
-    line_end = ngx_strlchr(p, end, LF);
-
-    if (line_end == NULL || line_end - p < 12
-        || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
-    {
-        ngx_stream_egress_bridge_set_reason(b, "%V did not answer with HTTP",
-                                            b->peer.name);
-        ngx_stream_egress_bridge_fail(b, 1);
-        return NGX_OK;
-    }
-
-    status = ngx_atoi(p + 9, 3);
-    p = line_end + 1;
-
-    upgrade = 0;
-    connection = 0;
-    accept = 0;
-    clen = -1;
-    ngx_str_null(&protocol);
-
-    for ( ;; ) {
-        rc = ngx_stream_egress_next_header(&p, end, &name, &value);
-
-        if (rc == NGX_DONE) {
-            break;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_stream_egress_bridge_set_reason(b, "malformed upgrade "
-                                                "response from %V",
-                                                b->peer.name);
-            ngx_stream_egress_bridge_fail(b, 1);
+    case NGX_OK:
+        if (ngx_stream_egress_bridge_ws_init(b) == NGX_OK) {
             return NGX_OK;
         }
 
-        if (name.len == 7
-            && ngx_strncasecmp(name.data, (u_char *) "Upgrade", 7) == 0)
-        {
-            upgrade = ngx_stream_egress_has_token(value.data, value.len,
-                                                  "websocket");
-
-        } else if (name.len == 10
-                   && ngx_strncasecmp(name.data, (u_char *) "Connection", 10)
-                      == 0)
-        {
-            connection = ngx_stream_egress_has_token(value.data, value.len,
-                                                     "upgrade");
-
-        } else if (name.len == 20
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Accept", 20)
-                      == 0)
-        {
-            accept = (value.len == b->accept_len
-                      && ngx_strncmp(value.data, b->accept, value.len) == 0);
-
-        } else if (name.len == 22
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Protocol", 22)
-                      == 0)
-        {
-            protocol = value;
-
-        } else if (name.len == 24
-                   && ngx_strncasecmp(name.data,
-                                      (u_char *) "Sec-WebSocket-Extensions",
-                                      24) == 0)
-        {
-            ngx_stream_egress_bridge_set_reason(b, "coordinator chose a "
-                                                "WebSocket extension we did "
-                                                "not offer");
-            ngx_stream_egress_bridge_fail(b, 1);
-            return NGX_OK;
-
-        } else if (name.len == 14
-                   && ngx_strncasecmp(name.data, (u_char *) "Content-Length",
-                                      14) == 0)
-        {
-            clen = ngx_atoi(value.data, value.len);
-        }
-    }
-
-    if (status != 101) {
-        body_len = b->hs.last - (b->hs.start + b->hs_head);
-
-        if (!b->eof && clen > 0 && body_len < (size_t) clen
-            && b->hs.last < b->hs.end)
-        {
-            return NGX_AGAIN;
-        }
-
-        if (clen >= 0 && body_len > (size_t) clen) {
-            body_len = clen;
-        }
-
-        ngx_stream_egress_bridge_refused(b, status, b->hs.start + b->hs_head,
-                                         body_len);
-        return NGX_OK;
-    }
-
-    if (!upgrade || !connection || !accept) {
-        ngx_stream_egress_bridge_set_reason(b, "invalid WebSocket upgrade "
-                                            "response from %V (%s)",
-                                            b->peer.name,
-                                            !accept ? "Sec-WebSocket-Accept"
-                                                    : "Upgrade/Connection");
-        ngx_stream_egress_bridge_fail(b, 1);
-        return NGX_OK;
-    }
-
-    if (protocol.len == 0) {
-        b->version = EGRESS_PROTO_V1;
-
-    } else {
-        u_char  proto[32];
-
-        if (protocol.len >= sizeof(proto)) {
-            b->version = 0;
-
-        } else {
-            ngx_memcpy(proto, protocol.data, protocol.len);
-            proto[protocol.len] = '\0';
-            b->version = egress_proto_from_subprotocol((char *) proto);
-        }
-
-        if (b->version == 0) {
-            ngx_stream_egress_bridge_set_reason(b, "coordinator chose an "
-                                                "unknown subprotocol \"%V\"",
-                                                &protocol);
-            ngx_stream_egress_bridge_fail(b, 1);
-            return NGX_OK;
-        }
-    }
-
-    if (b->conf->protocol && (ngx_uint_t) b->version != b->conf->protocol) {
-        ngx_stream_egress_bridge_set_reason(b, "coordinator chose egress.v%ui, "
-                                            "egress_bridge_protocol requires "
-                                            "egress.v%ui", (ngx_uint_t) b->version,
-                                            b->conf->protocol);
-        ngx_stream_egress_bridge_fail(b, 1);
-        return NGX_OK;
-    }
-
-    /* what follows the head already belongs to the WebSocket */
-    b->hs.pos = b->hs.start + b->hs_head;
-    b->hs.end = b->hs.start + NGX_STREAM_EGRESS_IN_SIZE;
-
-    if (ngx_stream_egress_bridge_ws_init(b) != NGX_OK) {
         ngx_stream_egress_bridge_set_reason(b, "WebSocket setup failed");
-        ngx_stream_egress_bridge_fail(b, 1);
-        return NGX_OK;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_stream_egress_bridge_refused(ngx_stream_egress_bridge_t *b,
-    ngx_uint_t status, u_char *body, size_t len)
-{
-    u_char      *p, *last;
-    json_t      *root;
-    ngx_str_t    err, msg;
-    ngx_uint_t   retry;
-
-    ngx_str_null(&err);
-    ngx_str_null(&msg);
-
-    root = json_loadb((const char *) body, len, 0, NULL);
-
-    if (root) {
-        err.data = (u_char *) json_string_value(json_object_get(root,
-                                                                "error"));
-        err.len = err.data ? ngx_strlen(err.data) : 0;
-
-        msg.data = (u_char *) json_string_value(json_object_get(root,
-                                                                "message"));
-        msg.len = msg.data ? ngx_strlen(msg.data) : 0;
-    }
-
-    ngx_stream_egress_bridge_set_reason(b, "coordinator refused the bridge: "
-                                        "HTTP %ui %V%s%V", status, &err,
-                                        msg.len ? ": " : "", &msg);
-
-    if (root) {
-        json_decref(root);
-    }
-
-    /* keep the reason one printable line (it ends up in 503 bodies) */
-
-    last = b->reason + b->reason_len;
-
-    for (p = b->reason; p < last; p++) {
-        if (*p < ' ' || *p == 0x7f) {
-            *p = ' ';
-        }
-    }
-
-    ngx_log_error(NGX_LOG_ERR, b->log, 0, "egress bridge: %*s (with %s)",
-                  b->reason_len, b->reason,
-                  b->with_ticket ? "ticket" : "resume secret");
-
-    retry = 1;
-
-    switch (status) {
-
-    case 401:
-        /* this credential is dead; another one may still work */
-        if (b->with_ticket) {
-            ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
-            b->has_spent_ticket = 1;
-            ngx_stream_egress_bridge_save_state(b);
-
-        } else {
-            ngx_memcpy(b->dead_resume, b->used_resume, EGRESS_SHA256_LEN);
-            b->has_dead_resume = 1;
-        }
-
-        break;
-
-    case 403:
-    case 404:
-    case 409:
-    case 410:
-        /* fatal for this session: only a new ticket can help */
-        if (status == 404 || status == 410) {
-            b->ended = status;
-        }
-
-        if (b->with_ticket) {
-            ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
-            b->has_spent_ticket = 1;
-        }
-
-        if (b->with_ticket || b->ended) {
-            ngx_stream_egress_bridge_save_state(b);
-        }
-
-        b->need_ticket = 1;
         break;
 
     default:
+        /* refused or unusable: the reason is set */
         break;
     }
 
-    ngx_stream_egress_bridge_fail(b, retry);
+    ngx_stream_egress_bridge_fail(b, 1);
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
 {
-    ngx_connection_t              *c;
-    struct wslay_event_callbacks   cb;
+    ngx_connection_t  *c;
 
     c = b->connection;
 
-    ngx_memzero(&cb, sizeof(struct wslay_event_callbacks));
-
-    cb.recv_callback = ngx_stream_egress_ws_recv;
-    cb.send_callback = ngx_stream_egress_ws_send;
-    cb.genmask_callback = ngx_stream_egress_ws_genmask;
-    cb.on_msg_recv_callback = ngx_stream_egress_ws_on_msg;
-
-    if (wslay_event_context_client_init(&b->ws, &cb, b) != 0) {
-        b->ws = NULL;
+    if (ngx_stream_egress_bridge_ws_create(b) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    wslay_event_config_set_max_recv_msg_length(b->ws, EGRESS_MAX_MESSAGE);
-
-    b->out.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_OUT_SIZE);
-    if (b->out.start == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->out.end = b->out.start + NGX_STREAM_EGRESS_OUT_SIZE;
-    b->out.pos = b->out.start;
-    b->out.last = b->out.start;
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_OPEN;
     b->last_recv = ngx_current_msec;
@@ -1469,8 +649,7 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
 
     if (b->with_ticket) {
         /* the ticket is spent now, whatever happens next */
-        ngx_memcpy(b->spent_ticket, b->used_ticket, EGRESS_SHA256_LEN);
-        b->has_spent_ticket = 1;
+        ngx_stream_egress_bridge_spend_ticket(b);
         ngx_stream_egress_bridge_save_state(b);
     }
 
@@ -1503,157 +682,6 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
     ngx_post_event(c->read, &ngx_posted_events);
 
     return NGX_OK;
-}
-
-
-static ssize_t
-ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf,
-    size_t len, int flags, void *user_data)
-{
-    ngx_stream_egress_bridge_t *b = user_data;
-
-    ssize_t            n;
-    ngx_connection_t  *c;
-
-    if (b->failed) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-
-    if (b->hs.pos < b->hs.last) {
-        n = ngx_min((size_t) (b->hs.last - b->hs.pos), len);
-        ngx_memcpy(buf, b->hs.pos, n);
-        b->hs.pos += n;
-        return n;
-    }
-
-    if (b->recv_budget == 0) {
-        /* yield to other connections; the read event is reposted */
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-
-    /*
-     * wslay asks for at most 4 KiB at a time; one recv() into the
-     * read-ahead buffer serves many of those asks
-     */
-
-    c = b->connection;
-
-    n = c->recv(c, b->hs.start,
-                ngx_min((size_t) (b->hs.end - b->hs.start), b->recv_budget));
-
-    if (n == NGX_AGAIN) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-
-    if (n == 0 || n == NGX_ERROR) {
-        b->eof = 1;
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-
-    b->recv_budget -= n;
-    b->last_recv = ngx_current_msec;
-
-    b->hs.pos = b->hs.start;
-    b->hs.last = b->hs.start + n;
-
-    n = ngx_min(n, (ssize_t) len);
-    ngx_memcpy(buf, b->hs.pos, n);
-    b->hs.pos += n;
-
-    return n;
-}
-
-
-static ssize_t
-ngx_stream_egress_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
-    size_t len, int flags, void *user_data)
-{
-    ngx_stream_egress_bridge_t *b = user_data;
-
-    size_t  n;
-
-    if (b->out.last == b->out.end) {
-        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-
-        if (b->out.last == b->out.end) {
-            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-            return -1;
-        }
-    }
-
-    n = ngx_min(len, (size_t) (b->out.end - b->out.last));
-
-    ngx_memcpy(b->out.last, data, n);
-    b->out.last += n;
-
-    return n;
-}
-
-
-static int
-ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
-    size_t len, void *user_data)
-{
-    if (egress_random_bytes(buf, len, NULL) != 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-
-    return 0;
-}
-
-
-static void
-ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
-    const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
-{
-    ngx_stream_egress_bridge_t *b = user_data;
-
-    size_t   n;
-    u_char  *p, *last;
-
-    if (b->failed) {
-        return;
-    }
-
-    switch (arg->opcode) {
-
-    case WSLAY_TEXT_FRAME:
-        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 0);
-        break;
-
-    case WSLAY_BINARY_FRAME:
-        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 1);
-        break;
-
-    case WSLAY_CONNECTION_CLOSE:
-        if (arg->msg_length > 2) {
-            n = ngx_min(arg->msg_length - 2, sizeof(b->close_reason));
-            ngx_memcpy(b->close_reason, arg->msg + 2, n);
-            b->close_reason_len = n;
-
-            last = b->close_reason + n;
-
-            for (p = b->close_reason; p < last; p++) {
-                if (*p < ' ' || *p >= 0x7f) {
-                    *p = '?';
-                }
-            }
-        }
-
-        break;
-
-    default:
-        /* ping (answered by wslay) and pong: liveness only */
-        break;
-    }
 }
 
 
@@ -1763,43 +791,6 @@ failed:
 }
 
 
-static ngx_int_t
-ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b)
-{
-    ssize_t            n;
-    ngx_connection_t  *c;
-
-    c = b->connection;
-
-    while (b->out.pos < b->out.last) {
-        n = c->send(c, b->out.pos, b->out.last - b->out.pos);
-
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        b->out.pos += n;
-    }
-
-    if (b->out.pos == b->out.last) {
-        b->out.pos = b->out.start;
-        b->out.last = b->out.start;
-
-    } else if (b->out.pos != b->out.start && b->out.last == b->out.end) {
-        /* the TLS context accepts a moved write buffer */
-        b->out.last = ngx_movemem(b->out.start, b->out.pos,
-                                  b->out.last - b->out.pos);
-        b->out.pos = b->out.start;
-    }
-
-    return NGX_OK;
-}
-
-
 /* the coordinator sent a close frame: the socket is done */
 
 static void
@@ -1810,7 +801,7 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
 
     code = wslay_event_get_status_code_received(b->ws);
 
-    fatal = (code == 4001 || code == 4002 || code == 4003 || code == 4004);
+    fatal = egress_close_is_fatal(code);
 
     level = fatal ? NGX_LOG_WARN : NGX_LOG_NOTICE;
 
@@ -1829,10 +820,9 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
          * The session is over (4001, 4003, 4004) or a newer socket took it
          * over (4002, e.g. our successor after a reload): do not fight.
          */
-        b->need_ticket = 1;
+        ngx_stream_egress_bridge_end_session(b, code);
 
-        if (code == 4003 || code == 4004) {
-            b->ended = code;
+        if (b->ended) {
             ngx_stream_egress_bridge_save_state(b);
         }
     }
@@ -1959,547 +949,4 @@ ngx_stream_egress_bridge_close_connection(ngx_stream_egress_bridge_t *b)
 
     ngx_memzero(&b->hs, sizeof(ngx_buf_t));
     ngx_memzero(&b->out, sizeof(ngx_buf_t));
-}
-
-
-static void
-ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
-    ngx_str_t *reason)
-{
-    ngx_rbtree_node_t        *node;
-    ngx_stream_egress_ctx_t  *ctx;
-
-    while (b->streams.root != &b->sentinel) {
-        node = ngx_rbtree_min(b->streams.root, &b->sentinel);
-        ctx = (ngx_stream_egress_ctx_t *) node;
-
-        /* the streams died with the bridge or peer: no close frames */
-        ngx_stream_egress_bridge_forget(ctx);
-        ngx_stream_egress_proxy_abort(ctx, reason);
-    }
-}
-
-
-static void
-ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b)
-{
-    ngx_queue_t              *q;
-    ngx_stream_egress_ctx_t  *ctx;
-
-    while (!ngx_queue_empty(&b->blocked)) {
-        q = ngx_queue_head(&b->blocked);
-        ngx_queue_remove(q);
-
-        ctx = ngx_queue_data(q, ngx_stream_egress_ctx_t, blocked);
-        ctx->is_blocked = 0;
-
-        ngx_stream_egress_proxy_resume(ctx);
-    }
-}
-
-
-static void
-ngx_stream_egress_bridge_set_reason(ngx_stream_egress_bridge_t *b,
-    const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(b->reason, b->reason + sizeof(b->reason), fmt, args);
-    va_end(args);
-
-    b->reason_len = p - b->reason;
-}
-
-
-static void
-ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b)
-{
-    ngx_event_t  *wev;
-
-    if (b->connection == NULL) {
-        return;
-    }
-
-    wev = b->connection->write;
-
-    if (!wev->posted) {
-        ngx_post_event(wev, &ngx_posted_events);
-    }
-}
-
-
-static ngx_int_t
-ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
-    egress_frame_t *f)
-{
-    int                      binary;
-    size_t                   n;
-    egress_error_t           err;
-    struct wslay_event_msg   msg;
-
-    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
-        return NGX_DECLINED;
-    }
-
-    n = egress_frame_encode(f, b->version, b->frame, b->frame_cap, &binary,
-                            &err);
-    if (n == 0) {
-        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
-                      "egress bridge: cannot encode %s frame for stream "
-                      "%uD: %s", egress_frame_type_name(f->type), f->id,
-                      err.message);
-        return NGX_ERROR;
-    }
-
-    msg.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
-    msg.msg = b->frame;
-    msg.msg_length = n;
-
-    /* wslay copies the message */
-    if (wslay_event_queue_msg(b->ws, &msg) != 0) {
-        return NGX_ERROR;
-    }
-
-    ngx_stream_egress_bridge_kick(b);
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx)
-{
-    ngx_uint_t                   tries;
-    egress_frame_t               f;
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    /* ids are not reused while live; skip any still in the tree */
-
-    for (tries = 0; ; tries++) {
-        if (b->next_id == 0) {
-            b->next_id = 1;
-        }
-
-        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL) {
-            break;
-        }
-
-        if (tries > b->nstreams) {
-            return NGX_ERROR;
-        }
-
-        b->next_id++;
-    }
-
-    ctx->id = b->next_id++;
-    ctx->last_id = ctx->id;
-
-    ngx_memzero(&f, sizeof(egress_frame_t));
-    f.type = EGRESS_FRAME_OPEN;
-    f.id = ctx->id;
-    f.host.data = (const char *) ctx->req.host;
-    f.host.len = ctx->req.host_len;
-    f.port = ctx->req.port;
-
-    if (b->version == EGRESS_PROTO_V2) {
-        f.window = EGRESS_INITIAL_WINDOW;
-    }
-
-    if (ngx_stream_egress_bridge_queue(b, &f) != NGX_OK) {
-        ctx->id = 0;
-        return NGX_ERROR;
-    }
-
-    ctx->node.key = ctx->id;
-    ngx_rbtree_insert(&b->streams, &ctx->node);
-    ctx->in_tree = 1;
-    b->nstreams++;
-
-    return NGX_OK;
-}
-
-
-/* removes the stream from the table (the id is no longer live here) */
-
-void
-ngx_stream_egress_bridge_forget(ngx_stream_egress_ctx_t *ctx)
-{
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (ctx->in_tree && b) {
-        ngx_rbtree_delete(&b->streams, &ctx->node);
-        b->nstreams--;
-    }
-
-    ctx->in_tree = 0;
-    ctx->id = 0;
-
-    ngx_stream_egress_bridge_unwait(ctx);
-}
-
-
-/* how many more bytes streams may queue before they must wait */
-
-size_t
-ngx_stream_egress_bridge_room(void)
-{
-    size_t                       queued;
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
-        return 0;
-    }
-
-    queued = wslay_event_get_queued_msg_length(b->ws)
-             + (b->out.last - b->out.pos);
-
-    if (queued >= NGX_STREAM_EGRESS_BRIDGE_HIGH) {
-        return 0;
-    }
-
-    return NGX_STREAM_EGRESS_BRIDGE_HIGH - queued;
-}
-
-
-void
-ngx_stream_egress_bridge_wait(ngx_stream_egress_ctx_t *ctx)
-{
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (b == NULL || ctx->is_blocked) {
-        return;
-    }
-
-    ngx_queue_insert_tail(&b->blocked, &ctx->blocked);
-    ctx->is_blocked = 1;
-}
-
-
-void
-ngx_stream_egress_bridge_unwait(ngx_stream_egress_ctx_t *ctx)
-{
-    if (ctx->is_blocked) {
-        ngx_queue_remove(&ctx->blocked);
-        ctx->is_blocked = 0;
-    }
-}
-
-
-/*
- * Writes a v2 data message as one masked frame straight into the output
- * buffer, 8 bytes per XOR: wslay's sender masks a byte at a time through a
- * 4 KiB bounce buffer, and data is nearly all the module sends. Only while
- * wslay has nothing pending, so that frames stay in order. NGX_DECLINED
- * when that does not hold or the buffer has no room for the frame.
- */
-
-static ngx_int_t
-ngx_stream_egress_bridge_put_data(ngx_stream_egress_bridge_t *b, uint32_t id,
-    const u_char *data, size_t len)
-{
-    u_char   key[4], head[EGRESS_V2_DATA_HEADER], *p;
-    size_t   need;
-
-    if (wslay_event_want_write(b->ws) || wslay_event_get_close_sent(b->ws)) {
-        return NGX_DECLINED;
-    }
-
-    need = EGRESS_WS_HEADER_MAX + EGRESS_V2_DATA_HEADER + len;
-
-    if ((size_t) (b->out.end - b->out.last) < need) {
-        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if ((size_t) (b->out.end - b->out.last) < need) {
-            return NGX_DECLINED;
-        }
-    }
-
-    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
-        return NGX_ERROR;
-    }
-
-    egress_frame_data_header(head, id);
-
-    p = b->out.last;
-    p += egress_ws_frame_header(p, 1, EGRESS_V2_DATA_HEADER + len, key);
-
-    egress_ws_mask(p, head, EGRESS_V2_DATA_HEADER, key, 0);
-    egress_ws_mask(p + EGRESS_V2_DATA_HEADER, data, len, key,
-                   EGRESS_V2_DATA_HEADER);
-
-    b->out.last = p + EGRESS_V2_DATA_HEADER + len;
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
-    const u_char *data, size_t len)
-{
-    egress_frame_t               f;
-    struct wslay_event_msg       msg;
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
-        return NGX_DECLINED;
-    }
-
-    if (b->version == EGRESS_PROTO_V2) {
-        switch (ngx_stream_egress_bridge_put_data(b, ctx->id, data, len)) {
-        case NGX_OK:
-            ngx_stream_egress_bridge_kick(b);
-            return NGX_OK;
-        case NGX_ERROR:
-            return NGX_ERROR;
-        default: /* NGX_DECLINED: through wslay's queue */
-            break;
-        }
-
-        /* [id][bytes]: gathered here, copied once more by wslay */
-        egress_frame_data_header(b->frame, ctx->id);
-        ngx_memcpy(b->frame + EGRESS_V2_DATA_HEADER, data, len);
-
-        msg.opcode = WSLAY_BINARY_FRAME;
-        msg.msg = b->frame;
-        msg.msg_length = EGRESS_V2_DATA_HEADER + len;
-
-        if (wslay_event_queue_msg(b->ws, &msg) != 0) {
-            return NGX_ERROR;
-        }
-
-        ngx_stream_egress_bridge_kick(b);
-
-        return NGX_OK;
-    }
-
-    ngx_memzero(&f, sizeof(egress_frame_t));
-    f.type = EGRESS_FRAME_DATA;
-    f.id = ctx->id;
-    f.body = data;
-    f.body_len = len;
-
-    return ngx_stream_egress_bridge_queue(b, &f);
-}
-
-
-ngx_int_t
-ngx_stream_egress_bridge_send_close(uint32_t id, ngx_uint_t half)
-{
-    egress_frame_t               f;
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (b == NULL || id == 0) {
-        return NGX_DECLINED;
-    }
-
-    ngx_memzero(&f, sizeof(egress_frame_t));
-    f.type = EGRESS_FRAME_CLOSE;
-    f.id = id;
-    f.half = (half && b->version == EGRESS_PROTO_V2) ? 1 : 0;
-
-    return ngx_stream_egress_bridge_queue(b, &f);
-}
-
-
-ngx_int_t
-ngx_stream_egress_bridge_send_window(uint32_t id, uint32_t increment)
-{
-    egress_frame_t               f;
-    ngx_stream_egress_bridge_t  *b;
-
-    b = ngx_stream_egress_bridge;
-
-    if (b == NULL || b->version != EGRESS_PROTO_V2 || increment == 0) {
-        return NGX_DECLINED;
-    }
-
-    ngx_memzero(&f, sizeof(egress_frame_t));
-    f.type = EGRESS_FRAME_WINDOW;
-    f.id = id;
-    f.increment = increment;
-
-    return ngx_stream_egress_bridge_queue(b, &f);
-}
-
-
-static ngx_stream_egress_ctx_t *
-ngx_stream_egress_bridge_find(ngx_stream_egress_bridge_t *b, uint32_t id)
-{
-    ngx_rbtree_node_t  *node, *sentinel;
-
-    node = b->streams.root;
-    sentinel = b->streams.sentinel;
-
-    while (node != sentinel) {
-
-        if (id < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (id > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        return (ngx_stream_egress_ctx_t *) node;
-    }
-
-    return NULL;
-}
-
-
-/* one decoded WebSocket message from the coordinator */
-
-static void
-ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
-    const uint8_t *msg, size_t len, ngx_uint_t binary)
-{
-    size_t                    n;
-    ngx_str_t                 reason;
-    egress_error_t            err;
-    egress_frame_t            f;
-    ngx_stream_egress_ctx_t  *ctx;
-
-    ngx_memzero(&f, sizeof(egress_frame_t));
-
-    if (egress_frame_decode(&f, b->version, msg, len, binary, &err) != 0) {
-
-        ctx = f.id ? ngx_stream_egress_bridge_find(b, f.id) : NULL;
-
-        ngx_log_error(NGX_LOG_ERR, b->log, 0,
-                      "egress bridge: invalid frame from the coordinator "
-                      "(stream %uD): %s", f.id, err.message);
-
-        if (ctx) {
-            /* a bad frame for one stream ends that stream only */
-            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
-            ngx_stream_egress_bridge_forget(ctx);
-            ngx_str_set(&reason, "invalid frame from the bridge");
-            ngx_stream_egress_proxy_abort(ctx, &reason);
-            return;
-        }
-
-        ngx_stream_egress_bridge_set_reason(b, "invalid frame from the "
-                                            "coordinator: %s", err.message);
-        b->failed = 1;
-        return;
-    }
-
-    switch (f.type) {
-
-    case EGRESS_FRAME_HELLO:
-        b->hello = 1;
-        b->peer_connected = f.peer_connected;
-        b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
-
-        /* the secret we used is spent; an empty one means "no resume" */
-
-        n = 0;
-
-        if (f.resume.len && ngx_stream_egress_secret_ok((u_char *) f.resume.data,
-                                                        f.resume.len))
-        {
-            n = f.resume.len;
-            ngx_memcpy(b->resume, f.resume.data, n);
-            b->has_dead_resume = 0;
-        }
-
-        b->resume_len = n;
-        ngx_stream_egress_bridge_save_state(b);
-
-        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
-                      "egress bridge: session \"%s\" ready, host agent %s",
-                      f.session_id.data,
-                      f.peer_connected ? "connected" : "not connected");
-        break;
-
-    case EGRESS_FRAME_PEER:
-        b->peer_connected = f.connected;
-
-        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
-                      "egress bridge: host agent %s",
-                      f.connected ? "connected" : "disconnected");
-
-        if (!f.connected) {
-            ngx_str_set(&reason, "host agent disconnected");
-            ngx_stream_egress_bridge_abort_all(b, &reason);
-        }
-
-        break;
-
-    case EGRESS_FRAME_OPEN_OK:
-        ctx = ngx_stream_egress_bridge_find(b, f.id);
-
-        if (ctx == NULL || ctx->state != NGX_STREAM_EGRESS_OPENING) {
-            /* we gave up on it (timeout) meanwhile */
-            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
-            break;
-        }
-
-        ngx_stream_egress_proxy_open_ok(ctx, f.window);
-        break;
-
-    case EGRESS_FRAME_ERROR:
-        ctx = ngx_stream_egress_bridge_find(b, f.id);
-
-        if (ctx) {
-            ngx_stream_egress_bridge_forget(ctx);
-            ngx_stream_egress_proxy_open_error(ctx, &f.message);
-        }
-
-        break;
-
-    case EGRESS_FRAME_DATA:
-        ctx = ngx_stream_egress_bridge_find(b, f.id);
-
-        if (ctx) {
-            ngx_stream_egress_proxy_data(ctx, f.body, f.body_len);
-        }
-
-        break;
-
-    case EGRESS_FRAME_CLOSE:
-        ctx = ngx_stream_egress_bridge_find(b, f.id);
-
-        if (ctx) {
-            ngx_stream_egress_proxy_close(ctx, f.half);
-        }
-
-        break;
-
-    case EGRESS_FRAME_WINDOW:
-        ctx = ngx_stream_egress_bridge_find(b, f.id);
-
-        if (ctx) {
-            ngx_stream_egress_proxy_window(ctx, f.increment);
-        }
-
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_INFO, b->log, 0,
-                      "egress bridge: ignoring %s frame for stream %uD",
-                      egress_frame_type_name(f.type), f.id);
-        break;
-    }
-
-    egress_frame_release(&f);
 }

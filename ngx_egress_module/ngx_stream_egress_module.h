@@ -4,12 +4,17 @@
  * leaves through one WebSocket bridge to the egress coordinator.
  *
  *   ngx_stream_egress_module.c   directives, configuration checks, variables
- *   ngx_stream_egress_bridge.c   the per-worker WebSocket (TLS, RFC 6455
- *                                handshake, wslay, reconnects, frame dispatch)
+ *   ngx_stream_egress_bridge.c   the per-worker WebSocket: connection, TLS,
+ *                                reconnects (ngx_stream_egress_bridge.h
+ *                                names its other files: upgrade, frames,
+ *                                state)
  *   ngx_stream_egress_proxy.c    one browser connection: proxy request,
  *                                stream open, relay with flow control
  *   ngx_stream_egress_http.c     HTTP/1.x request head, chunked body and
  *                                response head parsers (no I/O)
+ *
+ * The proxy calls the bridge; the bridge reaches a stream only through the
+ * ngx_stream_egress_stream_ops_t the stream gave ngx_stream_egress_bridge_open.
  */
 
 
@@ -134,6 +139,9 @@ struct ngx_stream_egress_chunk_s {
 };
 
 
+typedef struct ngx_stream_egress_stream_ops_s  ngx_stream_egress_stream_ops_t;
+
+
 typedef enum {
     NGX_STREAM_EGRESS_HEAD = 0,      /* reading a request head */
     NGX_STREAM_EGRESS_OPENING,       /* open sent, waiting for the host */
@@ -147,6 +155,7 @@ typedef enum {
 typedef struct {
     ngx_rbtree_node_t              node;         /* key: stream id */
     ngx_queue_t                    blocked;      /* waiting for bridge room */
+    ngx_stream_egress_stream_ops_t *ops;         /* set by bridge_open */
 
     ngx_stream_session_t          *session;
     ngx_stream_egress_srv_conf_t  *conf;
@@ -192,6 +201,26 @@ typedef struct {
 } ngx_stream_egress_ctx_t;
 
 
+/*
+ * What the bridge tells a stream, in the bridge's event handlers: the host
+ * opened it (with its initial send window) or could not (with the host's
+ * message), download bytes, a close or half-close, more send credit, the
+ * end of the stream with the bridge or the host agent (the stream is already
+ * forgotten), and room again after ngx_stream_egress_bridge_wait.
+ */
+
+struct ngx_stream_egress_stream_ops_s {
+    void  (*open_ok)(ngx_stream_egress_ctx_t *ctx, uint32_t window);
+    void  (*open_error)(ngx_stream_egress_ctx_t *ctx, egress_str_t *message);
+    void  (*data)(ngx_stream_egress_ctx_t *ctx, const u_char *data,
+                  size_t len);
+    void  (*close)(ngx_stream_egress_ctx_t *ctx, ngx_uint_t half);
+    void  (*window)(ngx_stream_egress_ctx_t *ctx, uint32_t increment);
+    void  (*abort)(ngx_stream_egress_ctx_t *ctx, ngx_str_t *reason);
+    void  (*resume)(ngx_stream_egress_ctx_t *ctx);
+};
+
+
 extern ngx_module_t  ngx_stream_egress_module;
 
 
@@ -202,7 +231,8 @@ ngx_int_t ngx_stream_egress_bridge_init(ngx_cycle_t *cycle,
 void ngx_stream_egress_bridge_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_stream_egress_bridge_available(ngx_str_t *reason);
 int ngx_stream_egress_bridge_version(void);
-ngx_int_t ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx);
+ngx_int_t ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
+    ngx_stream_egress_stream_ops_t *ops);
 void ngx_stream_egress_bridge_forget(ngx_stream_egress_ctx_t *ctx);
 size_t ngx_stream_egress_bridge_room(void);
 void ngx_stream_egress_bridge_wait(ngx_stream_egress_ctx_t *ctx);
@@ -214,7 +244,8 @@ ngx_int_t ngx_stream_egress_bridge_send_window(uint32_t id,
     uint32_t increment);
 
 
-/* proxy (one per browser connection), called by the bridge */
+/* proxy (one per browser connection); the bridge calls the stream events
+ * through ngx_stream_egress_stream_ops_t */
 
 void ngx_stream_egress_proxy_handler(ngx_stream_session_t *s);
 void ngx_stream_egress_proxy_open_ok(ngx_stream_egress_ctx_t *ctx,

@@ -63,6 +63,19 @@ static u_char *ngx_stream_egress_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 
 
+/* the stream events the bridge delivers (see ngx_stream_egress_module.h) */
+
+static ngx_stream_egress_stream_ops_t  ngx_stream_egress_proxy_ops = {
+    ngx_stream_egress_proxy_open_ok,
+    ngx_stream_egress_proxy_open_error,
+    ngx_stream_egress_proxy_data,
+    ngx_stream_egress_proxy_close,
+    ngx_stream_egress_proxy_window,
+    ngx_stream_egress_proxy_abort,
+    ngx_stream_egress_proxy_resume
+};
+
+
 void
 ngx_stream_egress_proxy_handler(ngx_stream_session_t *s)
 {
@@ -436,7 +449,9 @@ ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx, u_char *end)
         return;
     }
 
-    if (ngx_stream_egress_bridge_open(ctx) != NGX_OK) {
+    if (ngx_stream_egress_bridge_open(ctx, &ngx_stream_egress_proxy_ops)
+        != NGX_OK)
+    {
         ngx_stream_egress_respond(ctx, NGX_STREAM_SERVICE_UNAVAILABLE,
                                   (u_char *) "egress bridge error",
                                   sizeof("egress bridge error") - 1);

@@ -41,8 +41,8 @@ like($m->error_log, qr/connected to ws:\/\/.*\(egress\.v2, with ticket\)/, 'prot
 
 ok(wait_until(sub { -s $m->state_file }), 'the state file is written');
 my $state = slurp($m->state_file);
-like($state, qr/"resume": "egr_[A-Za-z0-9_-]+"/, 'it holds the resume secret');
-like($state, qr/"ticket_sha256": "[0-9a-f]{64}"/, 'and the spent ticket\'s hash');
+like($state, qr/^resume = egr_[A-Za-z0-9_-]+$/m, 'it holds the resume secret');
+like($state, qr/^ticket_sha256 = [0-9a-f]{64}$/m, 'and the spent ticket\'s hash');
 unlike($state, qr/\Q$ct->{ticket}\E/, 'but not the ticket');
 is((stat $m->state_file)[2] & 0777, 0600, 'mode 0600');
 
@@ -294,6 +294,11 @@ ok(wait_until(sub {
 
 # --- nginx reload: the new worker resumes from the state file ---------------------------
 
+# the state file as an older module wrote it (JSON) is still read
+my %st = slurp($m->state_file) =~ /^(\w+) = (\S+)$/mg;
+ok($st{resume} && $st{ticket_sha256}, 'the state file parses as key = value lines');
+Test::Egress::spew($m->state_file,
+    qq({"resume": "$st{resume}", "ticket_sha256": "$st{ticket_sha256}"}\n), 0600);
 my $old = worker_pid();
 $t->nginx_signal('HUP');
 ok(wait_until(sub { my $w = worker_pid(); $w && $w != $old }, 10), 'reload: a new worker');
@@ -301,6 +306,10 @@ ok(wait_until(sub { !kill(0, $old) }, 20), 'the old worker exits');
 ok(wait_until(sub {
     my ($x) = $m->request("GET http://127.0.0.1:$op/ip HTTP/1.1\r\nHost: a\r\n\r\n");
     $x =~ /\r\n\r\n127\.0\.0\.1\n\z/ }, 20), 'requests work after the reload');
+like($m->error_log, qr/egress bridge: connected to .*with resume secret(?![\s\S]*with ticket)/,
+    '... the new worker resumed with the secret from the former JSON state file');
+ok(wait_until(sub { slurp($m->state_file) =~ /^resume = egr_/m }, 10),
+    'the state file is written back as key = value lines');
 
 # --- a new session: the old one is closed (4001), the module waits for a new ticket ---
 

@@ -1,7 +1,8 @@
 /*
  * fuzz_upgrade.c: libFuzzer target for the WebSocket upgrade answer parser
- * (egress_upgrade_parse), the agent's first contact with bytes from the
- * network.
+ * (egress_upgrade_parse), the first bytes from the network the agent and
+ * the module read, and a refusal's body (egress_upgrade_body,
+ * egress_upgrade_refusal_text).
  *
  * The parser must never read past the input, must say "not yet" only below
  * the head bound, and a complete head must be inside the input and the bound,
@@ -53,6 +54,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* one byte short of the head is "not yet" */
         if (egress_upgrade_parse(&r2, buf, r.head_len - 1, accept, &err) != 0)
             abort();
+        if (r.content_length < -1)
+            abort();
+    }
+    if (rc == 1 && r.status != 101) {
+        size_t body_len, n;
+        char text[256];
+
+        /* a complete body lies inside the input and its Content-Length */
+        if (egress_upgrade_body(&r, size, size, 0, &body_len) != 1 ||
+            r.head_len + body_len > size ||
+            (r.content_length >= 0 && body_len > (size_t) r.content_length))
+            abort();
+        n = egress_upgrade_refusal_text(buf + r.head_len, body_len, text, sizeof(text));
+        if (n >= sizeof(text) || strlen(text) != n)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char) text[i] < ' ' || text[i] == 0x7f)
+                abort();
     }
     free(buf);
     return 0;

@@ -152,6 +152,76 @@ static void test_parse_refused(void **state)
     assert_int_equal(r.status, 410);
     assert_int_equal(parse("HTTP/1.1 404\r\n\r\n", &r, &err), 1);
     assert_int_equal(r.status, 404);
+    assert_int_equal(r.content_length, -1);
+    /* a refusal may name a subprotocol or an extension: it is still a refusal */
+    assert_int_equal(
+        parse("HTTP/1.1 403 Forbidden\r\nSec-WebSocket-Extensions: x\r\n\r\n", &r, &err), 1);
+    assert_int_equal(r.status, 403);
+}
+
+/* how much of a refusal's body is there, and whether to wait for more */
+static void test_refusal_body(void **state)
+{
+    static const char full[] =
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 10\r\n\r\n0123456789xx";
+    egress_upgrade_resp_t r;
+    egress_error_t err;
+    size_t head, body = 99;
+
+    (void) state;
+    assert_int_equal(parse(full, &r, &err), 1);
+    assert_int_equal(r.content_length, 10);
+    head = r.head_len;
+    /* part of the body: wait, unless the peer closed or the buffer is full */
+    assert_int_equal(egress_upgrade_body(&r, head + 4, 4096, 0, &body), 0);
+    assert_int_equal(egress_upgrade_body(&r, head + 4, 4096, 1, &body), 1);
+    assert_int_equal(body, 4);
+    assert_int_equal(egress_upgrade_body(&r, head + 4, head + 4, 0, &body), 1);
+    assert_int_equal(body, 4);
+    /* all of it, and what follows is not part of it */
+    assert_int_equal(egress_upgrade_body(&r, strlen(full), 4096, 0, &body), 1);
+    assert_int_equal(body, 10);
+    /* no Content-Length: what is there */
+    assert_int_equal(parse("HTTP/1.1 403 Forbidden\r\n\r\nab", &r, &err), 1);
+    assert_int_equal(egress_upgrade_body(&r, r.head_len + 2, 4096, 0, &body), 1);
+    assert_int_equal(body, 2);
+    /* a Content-Length that is no number counts as none */
+    assert_int_equal(parse("HTTP/1.1 403 Forbidden\r\nContent-Length: -5\r\n\r\n", &r, &err),
+                     1);
+    assert_int_equal(r.content_length, -1);
+    assert_int_equal(
+        parse("HTTP/1.1 403 Forbidden\r\nContent-Length: 99999999999\r\n\r\n", &r, &err), 1);
+    assert_int_equal(r.content_length, -1);
+    assert_int_equal(parse("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\nzz", &r, &err),
+                     1);
+    assert_int_equal(egress_upgrade_body(&r, r.head_len + 2, 4096, 0, &body), 1);
+    assert_int_equal(body, 0);
+}
+
+static void test_refusal_text(void **state)
+{
+    static const char both[] = "{\"error\": \"forbidden\", \"message\": \"lease\\nnot yours\"}";
+    char out[64];
+    size_t n;
+
+    (void) state;
+    n = egress_upgrade_refusal_text(both, strlen(both), out, sizeof(out));
+    assert_string_equal(out, "forbidden: lease not yours");
+    assert_int_equal(n, strlen(out));
+    assert_int_equal(egress_upgrade_refusal_text("{\"error\": \"gone\"}", 17, out, sizeof(out)),
+                     4);
+    assert_string_equal(out, "gone");
+    assert_int_equal(egress_upgrade_refusal_text("{\"message\": \"m\"}", 16, out, sizeof(out)),
+                     3);
+    assert_string_equal(out, ": m");
+    assert_int_equal(egress_upgrade_refusal_text("<html>", 6, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(egress_upgrade_refusal_text("{\"error\": 5}", 12, out, sizeof(out)), 0);
+    /* cut to the buffer, still one terminated line */
+    n = egress_upgrade_refusal_text(both, strlen(both), out, 10);
+    assert_int_equal(n, 9);
+    assert_string_equal(out, "forbidden");
+    assert_int_equal(egress_upgrade_refusal_text(both, strlen(both), out, 0), 0);
 }
 
 static void bad(const char *head, egress_err_e code, const char *why)
@@ -188,6 +258,11 @@ static void test_parse_bad(void **state)
         "Sec-WebSocket-Extensions: permessage-deflate\r\n"
         "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
         EGRESS_ERR_VALUE, "extension");
+    bad("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Protocol: "
+        "egress.v2egress.v2egress.v2egress.v2egress.v2egress.v2egress.v2egress.v2\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        EGRESS_ERR_VALUE, "subprotocol");
     bad("SSH-2.0-OpenSSH\r\n\r\n", EGRESS_ERR_VALUE, "not HTTP");
     bad("HTTP/1.1 1010 OK\r\n\r\n", EGRESS_ERR_VALUE, "not HTTP");
     bad("HTTP/1.1 099 OK\r\n\r\n", EGRESS_ERR_VALUE, "not HTTP");
@@ -206,7 +281,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_vector),    cmocka_unit_test(test_request),
         cmocka_unit_test(test_request_no_space), cmocka_unit_test(test_parse_ok),
-        cmocka_unit_test(test_parse_refused),    cmocka_unit_test(test_parse_bad),
+        cmocka_unit_test(test_parse_refused),    cmocka_unit_test(test_refusal_body),
+        cmocka_unit_test(test_refusal_text),     cmocka_unit_test(test_parse_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,782 @@
+
+/*
+ * The bridge's traffic over the open WebSocket: wslay bound to the
+ * connection, frames to the coordinator (encoded by lib, queued in wslay,
+ * v2 data written straight into the output buffer) and from it (decoded by
+ * lib, dispatched to streams), the table of live streams and the queue of
+ * streams waiting for room. Stream events reach their owner
+ * through the ngx_stream_egress_stream_ops_t it registered at open.
+ *
+ * Streams never send synchronously: they queue frames and post the write
+ * event, so a bridge failure never unwinds through a session's handler.
+ */
+
+
+#include "ngx_stream_egress_bridge.h"
+
+
+#define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
+
+
+/* here, with the stream API that uses it; ngx_stream_egress_bridge_init
+ * sets it */
+ngx_stream_egress_bridge_t  *ngx_stream_egress_bridge;
+
+
+static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
+    egress_frame_t *f);
+static ngx_int_t ngx_stream_egress_bridge_put_data(
+    ngx_stream_egress_bridge_t *b, uint32_t id, const u_char *data, size_t len);
+static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
+    ngx_stream_egress_bridge_t *b, uint32_t id);
+
+static ssize_t ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx,
+    uint8_t *buf, size_t len, int flags, void *user_data);
+static ssize_t ngx_stream_egress_ws_send(wslay_event_context_ptr ctx,
+    const uint8_t *data, size_t len, int flags, void *user_data);
+static int ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx,
+    uint8_t *buf, size_t len, void *user_data);
+static void ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data);
+
+
+/*
+ * wslay's event API with its I/O callbacks bound to the nginx connection
+ * (WOULDBLOCK on NGX_AGAIN), and the output buffer behind it.
+ */
+
+ngx_int_t
+ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b)
+{
+    struct wslay_event_callbacks  cb;
+
+    ngx_memzero(&cb, sizeof(struct wslay_event_callbacks));
+
+    cb.recv_callback = ngx_stream_egress_ws_recv;
+    cb.send_callback = ngx_stream_egress_ws_send;
+    cb.genmask_callback = ngx_stream_egress_ws_genmask;
+    cb.on_msg_recv_callback = ngx_stream_egress_ws_on_msg;
+
+    if (wslay_event_context_client_init(&b->ws, &cb, b) != 0) {
+        b->ws = NULL;
+        return NGX_ERROR;
+    }
+
+    wslay_event_config_set_max_recv_msg_length(b->ws, EGRESS_MAX_MESSAGE);
+
+    b->out.start = ngx_palloc(b->pool, NGX_STREAM_EGRESS_OUT_SIZE);
+    if (b->out.start == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->out.end = b->out.start + NGX_STREAM_EGRESS_OUT_SIZE;
+    b->out.pos = b->out.start;
+    b->out.last = b->out.start;
+
+    return NGX_OK;
+}
+
+
+
+ngx_int_t
+ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
+    ngx_stream_egress_stream_ops_t *ops)
+{
+    ngx_uint_t                   tries;
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    /* ids are not reused while live; skip any still in the tree */
+
+    for (tries = 0; ; tries++) {
+        if (b->next_id == 0) {
+            b->next_id = 1;
+        }
+
+        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL) {
+            break;
+        }
+
+        if (tries > b->nstreams) {
+            return NGX_ERROR;
+        }
+
+        b->next_id++;
+    }
+
+    ctx->id = b->next_id++;
+    ctx->last_id = ctx->id;
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_OPEN;
+    f.id = ctx->id;
+    f.host.data = (const char *) ctx->req.host;
+    f.host.len = ctx->req.host_len;
+    f.port = ctx->req.port;
+
+    if (b->version == EGRESS_PROTO_V2) {
+        f.window = EGRESS_INITIAL_WINDOW;
+    }
+
+    if (ngx_stream_egress_bridge_queue(b, &f) != NGX_OK) {
+        ctx->id = 0;
+        return NGX_ERROR;
+    }
+
+    ctx->ops = ops;
+    ctx->node.key = ctx->id;
+    ngx_rbtree_insert(&b->streams, &ctx->node);
+    ctx->in_tree = 1;
+    b->nstreams++;
+
+    return NGX_OK;
+}
+
+
+/* removes the stream from the table (the id is no longer live here) */
+
+void
+ngx_stream_egress_bridge_forget(ngx_stream_egress_ctx_t *ctx)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (ctx->in_tree && b) {
+        ngx_rbtree_delete(&b->streams, &ctx->node);
+        b->nstreams--;
+    }
+
+    ctx->in_tree = 0;
+    ctx->id = 0;
+
+    ngx_stream_egress_bridge_unwait(ctx);
+}
+
+
+/* how many more bytes streams may queue before they must wait */
+
+size_t
+ngx_stream_egress_bridge_room(void)
+{
+    size_t                       queued;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return 0;
+    }
+
+    queued = wslay_event_get_queued_msg_length(b->ws)
+             + (b->out.last - b->out.pos);
+
+    if (queued >= NGX_STREAM_EGRESS_BRIDGE_HIGH) {
+        return 0;
+    }
+
+    return NGX_STREAM_EGRESS_BRIDGE_HIGH - queued;
+}
+
+
+void
+ngx_stream_egress_bridge_wait(ngx_stream_egress_ctx_t *ctx)
+{
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || ctx->is_blocked) {
+        return;
+    }
+
+    ngx_queue_insert_tail(&b->blocked, &ctx->blocked);
+    ctx->is_blocked = 1;
+}
+
+
+void
+ngx_stream_egress_bridge_unwait(ngx_stream_egress_ctx_t *ctx)
+{
+    if (ctx->is_blocked) {
+        ngx_queue_remove(&ctx->blocked);
+        ctx->is_blocked = 0;
+    }
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
+    const u_char *data, size_t len)
+{
+    egress_frame_t               f;
+    struct wslay_event_msg       msg;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return NGX_DECLINED;
+    }
+
+    if (b->version == EGRESS_PROTO_V2) {
+        switch (ngx_stream_egress_bridge_put_data(b, ctx->id, data, len)) {
+        case NGX_OK:
+            ngx_stream_egress_bridge_kick(b);
+            return NGX_OK;
+        case NGX_ERROR:
+            return NGX_ERROR;
+        default: /* NGX_DECLINED: through wslay's queue */
+            break;
+        }
+
+        /* [id][bytes]: gathered here, copied once more by wslay */
+        egress_frame_data_header(b->frame, ctx->id);
+        ngx_memcpy(b->frame + EGRESS_V2_DATA_HEADER, data, len);
+
+        msg.opcode = WSLAY_BINARY_FRAME;
+        msg.msg = b->frame;
+        msg.msg_length = EGRESS_V2_DATA_HEADER + len;
+
+        if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+            return NGX_ERROR;
+        }
+
+        ngx_stream_egress_bridge_kick(b);
+
+        return NGX_OK;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_DATA;
+    f.id = ctx->id;
+    f.body = data;
+    f.body_len = len;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+/*
+ * Writes a v2 data message as one masked frame straight into the output
+ * buffer, 8 bytes per XOR: wslay's sender masks a byte at a time through a
+ * 4 KiB bounce buffer, and data is nearly all the module sends. Only while
+ * wslay has nothing pending, so that frames stay in order. NGX_DECLINED
+ * when that does not hold or the buffer has no room for the frame.
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_put_data(ngx_stream_egress_bridge_t *b, uint32_t id,
+    const u_char *data, size_t len)
+{
+    u_char   key[4], head[EGRESS_V2_DATA_HEADER], *p;
+    size_t   need;
+
+    if (wslay_event_want_write(b->ws) || wslay_event_get_close_sent(b->ws)) {
+        return NGX_DECLINED;
+    }
+
+    need = EGRESS_WS_HEADER_MAX + EGRESS_V2_DATA_HEADER + len;
+
+    if ((size_t) (b->out.end - b->out.last) < need) {
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if ((size_t) (b->out.end - b->out.last) < need) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+        return NGX_ERROR;
+    }
+
+    egress_frame_data_header(head, id);
+
+    p = b->out.last;
+    p += egress_ws_frame_header(p, 1, EGRESS_V2_DATA_HEADER + len, key);
+
+    egress_ws_mask(p, head, EGRESS_V2_DATA_HEADER, key, 0);
+    egress_ws_mask(p + EGRESS_V2_DATA_HEADER, data, len, key,
+                   EGRESS_V2_DATA_HEADER);
+
+    b->out.last = p + EGRESS_V2_DATA_HEADER + len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_close(uint32_t id, ngx_uint_t half)
+{
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || id == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_CLOSE;
+    f.id = id;
+    f.half = (half && b->version == EGRESS_PROTO_V2) ? 1 : 0;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_send_window(uint32_t id, uint32_t increment)
+{
+    egress_frame_t               f;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->version != EGRESS_PROTO_V2 || increment == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_WINDOW;
+    f.id = id;
+    f.increment = increment;
+
+    return ngx_stream_egress_bridge_queue(b, &f);
+}
+
+
+static ngx_int_t
+ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
+    egress_frame_t *f)
+{
+    int                      binary;
+    size_t                   n;
+    egress_error_t           err;
+    struct wslay_event_msg   msg;
+
+    if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return NGX_DECLINED;
+    }
+
+    n = egress_frame_encode(f, b->version, b->frame, b->frame_cap, &binary,
+                            &err);
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                      "egress bridge: cannot encode %s frame for stream "
+                      "%uD: %s", egress_frame_type_name(f->type), f->id,
+                      err.message);
+        return NGX_ERROR;
+    }
+
+    msg.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
+    msg.msg = b->frame;
+    msg.msg_length = n;
+
+    /* wslay copies the message */
+    if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+        return NGX_ERROR;
+    }
+
+    ngx_stream_egress_bridge_kick(b);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b)
+{
+    ngx_event_t  *wev;
+
+    if (b->connection == NULL) {
+        return;
+    }
+
+    wev = b->connection->write;
+
+    if (!wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+ngx_int_t
+ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = b->connection;
+
+    while (b->out.pos < b->out.last) {
+        n = c->send(c, b->out.pos, b->out.last - b->out.pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        b->out.pos += n;
+    }
+
+    if (b->out.pos == b->out.last) {
+        b->out.pos = b->out.start;
+        b->out.last = b->out.start;
+
+    } else if (b->out.pos != b->out.start && b->out.last == b->out.end) {
+        /* the TLS context accepts a moved write buffer */
+        b->out.last = ngx_movemem(b->out.start, b->out.pos,
+                                  b->out.last - b->out.pos);
+        b->out.pos = b->out.start;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_stream_egress_ctx_t *
+ngx_stream_egress_bridge_find(ngx_stream_egress_bridge_t *b, uint32_t id)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = b->streams.root;
+    sentinel = b->streams.sentinel;
+
+    while (node != sentinel) {
+
+        if (id < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (id > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        return (ngx_stream_egress_ctx_t *) node;
+    }
+
+    return NULL;
+}
+
+
+/* one decoded WebSocket message from the coordinator */
+
+void
+ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
+    const uint8_t *msg, size_t len, ngx_uint_t binary)
+{
+    ngx_str_t                 reason;
+    egress_error_t            err;
+    egress_frame_t            f;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+
+    if (egress_frame_decode(&f, b->version, msg, len, binary, &err) != 0) {
+
+        ctx = f.id ? ngx_stream_egress_bridge_find(b, f.id) : NULL;
+
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "egress bridge: invalid frame from the coordinator "
+                      "(stream %uD): %s", f.id, err.message);
+
+        if (ctx) {
+            /* a bad frame for one stream ends that stream only */
+            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
+            ngx_stream_egress_bridge_forget(ctx);
+            ngx_str_set(&reason, "invalid frame from the bridge");
+            ctx->ops->abort(ctx, &reason);
+            return;
+        }
+
+        ngx_stream_egress_bridge_set_reason(b, "invalid frame from the "
+                                            "coordinator: %s", err.message);
+        b->failed = 1;
+        return;
+    }
+
+    switch (f.type) {
+
+    case EGRESS_FRAME_HELLO:
+        b->hello = 1;
+        b->peer_connected = f.peer_connected;
+        b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+
+        ngx_stream_egress_bridge_set_resume(b, &f.resume);
+
+        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
+                      "egress bridge: session \"%s\" ready, host agent %s",
+                      f.session_id.data,
+                      f.peer_connected ? "connected" : "not connected");
+        break;
+
+    case EGRESS_FRAME_PEER:
+        b->peer_connected = f.connected;
+
+        ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
+                      "egress bridge: host agent %s",
+                      f.connected ? "connected" : "disconnected");
+
+        if (!f.connected) {
+            ngx_str_set(&reason, "host agent disconnected");
+            ngx_stream_egress_bridge_abort_all(b, &reason);
+        }
+
+        break;
+
+    case EGRESS_FRAME_OPEN_OK:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx == NULL || ctx->state != NGX_STREAM_EGRESS_OPENING) {
+            /* we gave up on it (timeout) meanwhile */
+            (void) ngx_stream_egress_bridge_send_close(f.id, 0);
+            break;
+        }
+
+        ctx->ops->open_ok(ctx, f.window);
+        break;
+
+    case EGRESS_FRAME_ERROR:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ngx_stream_egress_bridge_forget(ctx);
+            ctx->ops->open_error(ctx, &f.message);
+        }
+
+        break;
+
+    case EGRESS_FRAME_DATA:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ctx->ops->data(ctx, f.body, f.body_len);
+        }
+
+        break;
+
+    case EGRESS_FRAME_CLOSE:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ctx->ops->close(ctx, f.half);
+        }
+
+        break;
+
+    case EGRESS_FRAME_WINDOW:
+        ctx = ngx_stream_egress_bridge_find(b, f.id);
+
+        if (ctx) {
+            ctx->ops->window(ctx, f.increment);
+        }
+
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                      "egress bridge: ignoring %s frame for stream %uD",
+                      egress_frame_type_name(f.type), f.id);
+        break;
+    }
+
+    egress_frame_release(&f);
+}
+
+
+void
+ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
+    ngx_str_t *reason)
+{
+    ngx_rbtree_node_t        *node;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    while (b->streams.root != &b->sentinel) {
+        node = ngx_rbtree_min(b->streams.root, &b->sentinel);
+        ctx = (ngx_stream_egress_ctx_t *) node;
+
+        /* the streams died with the bridge or peer: no close frames */
+        ngx_stream_egress_bridge_forget(ctx);
+        ctx->ops->abort(ctx, reason);
+    }
+}
+
+
+void
+ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b)
+{
+    ngx_queue_t              *q;
+    ngx_stream_egress_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&b->blocked)) {
+        q = ngx_queue_head(&b->blocked);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_stream_egress_ctx_t, blocked);
+        ctx->is_blocked = 0;
+
+        ctx->ops->resume(ctx);
+    }
+}
+
+
+static ssize_t
+ngx_stream_egress_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf,
+    size_t len, int flags, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    if (b->failed) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    if (b->hs.pos < b->hs.last) {
+        n = ngx_min((size_t) (b->hs.last - b->hs.pos), len);
+        ngx_memcpy(buf, b->hs.pos, n);
+        b->hs.pos += n;
+        return n;
+    }
+
+    if (b->recv_budget == 0) {
+        /* yield to other connections; the read event is reposted */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    /*
+     * wslay asks for at most 4 KiB at a time; one recv() into the
+     * read-ahead buffer serves many of those asks
+     */
+
+    c = b->connection;
+
+    n = c->recv(c, b->hs.start,
+                ngx_min((size_t) (b->hs.end - b->hs.start), b->recv_budget));
+
+    if (n == NGX_AGAIN) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    if (n == 0 || n == NGX_ERROR) {
+        b->eof = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    b->recv_budget -= n;
+    b->last_recv = ngx_current_msec;
+
+    b->hs.pos = b->hs.start;
+    b->hs.last = b->hs.start + n;
+
+    n = ngx_min(n, (ssize_t) len);
+    ngx_memcpy(buf, b->hs.pos, n);
+    b->hs.pos += n;
+
+    return n;
+}
+
+
+static ssize_t
+ngx_stream_egress_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
+    size_t len, int flags, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    size_t  n;
+
+    if (b->out.last == b->out.end) {
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+
+        if (b->out.last == b->out.end) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+            return -1;
+        }
+    }
+
+    n = ngx_min(len, (size_t) (b->out.end - b->out.last));
+
+    ngx_memcpy(b->out.last, data, n);
+    b->out.last += n;
+
+    return n;
+}
+
+
+static int
+ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
+    size_t len, void *user_data)
+{
+    if (egress_random_bytes(buf, len, NULL) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
+{
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    size_t   n;
+    u_char  *p, *last;
+
+    if (b->failed) {
+        return;
+    }
+
+    switch (arg->opcode) {
+
+    case WSLAY_TEXT_FRAME:
+        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 0);
+        break;
+
+    case WSLAY_BINARY_FRAME:
+        ngx_stream_egress_bridge_message(b, arg->msg, arg->msg_length, 1);
+        break;
+
+    case WSLAY_CONNECTION_CLOSE:
+        if (arg->msg_length > 2) {
+            n = ngx_min(arg->msg_length - 2, sizeof(b->close_reason));
+            ngx_memcpy(b->close_reason, arg->msg + 2, n);
+            b->close_reason_len = n;
+
+            last = b->close_reason + n;
+
+            for (p = b->close_reason; p < last; p++) {
+                if (*p < ' ' || *p >= 0x7f) {
+                    *p = '?';
+                }
+            }
+        }
+
+        break;
+
+    default:
+        /* ping (answered by wslay) and pong: liveness only */
+        break;
+    }
+}
