@@ -128,9 +128,10 @@ ok(!-e "$dir/state/egress/e2e-lease.host.pid", '... and no host agent started');
     '--daemon', @ssh_opts, '--lease-coordinator', 'http://198.51.100.1:8080');
 is($rc, 0, 'egress start --daemon') or diag($out);
 like($out, qr/lease proxy on root\@198\.51\.100\.10:127\.0\.0\.1:3128 is connected/, 'lease proxy up');
-like(slurp("$dir/state/egress/e2e-lease.host.log"),
-    qr/lease=e2e-lease .*allow=origin\.test .*private-addresses=ALLOWED/,
-    'the daemon log starts with the scope line');
+# The supervisor writes its own line first; the agent's follows as it starts.
+my $scope = qr/lease=e2e-lease .*allow=origin\.test .*private-addresses=ALLOWED/;
+wait_until(sub { slurp("$dir/state/egress/e2e-lease.host.log") =~ $scope }, 10);
+like(slurp("$dir/state/egress/e2e-lease.host.log"), $scope, 'the daemon log starts with the scope line');
 unlike($out, qr/egt_|egk_|egr_/, 'no secret printed');
 
 ok(wait_until(sub { (op('status', '--id', 'e2e-lease'))[0] == 0 }, 15), 'status exits 0');
