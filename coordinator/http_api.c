@@ -1,6 +1,8 @@
 /*
- * http_api.c: the REST API (leases, tickets, status, stop, healthz, metrics);
- * /portal/ is handed to portal.c.
+ * http_api.c: the REST API (leases, tickets, status, stop, healthz, metrics)
+ * and the request framing rules, without lws: server.c reads the request off
+ * the socket, calls http_api_handle() and writes the response back (and hands
+ * /portal/ to portal.c).
  *
  * Access rules: a token sees leases of its own org only (others: 404, so
  * existence does not leak across orgs); the lease owner and admins of the
@@ -16,134 +18,82 @@
 #include "egress.h"
 #include "server.h"
 #include "session.h"
-#include "portal.h"
 #include "sessid.h"
 
 #define LEASE_TTL_MAX (30LL * 24 * 3600)
 
 /* ---- responses --------------------------------------------------------- */
 
-int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
-                             const char *const *hdrs, const char *body, size_t len)
+static int api_json(api_response_t *r, int status, json_t *doc)
 {
-    size_t cap = LWS_PRE + 2048 + len;
-    unsigned char *buf = malloc(cap), *start, *p, *end;
-    int rc = -1, ok;
-
-    if (buf == NULL) {
-        return -1;
-    }
-    start = p = buf + LWS_PRE;
-    end = buf + cap - len - 1;
-    ok = lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
-                                     end) == 0 &&
-         lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
-                                     (const unsigned char *) "no-store", 8, &p, end) == 0;
-    for (; ok && hdrs != NULL && hdrs[0] != NULL; hdrs += 2) {
-        ok = lws_add_http_header_by_name(wsi, (const unsigned char *) hdrs[0],
-                                         (const unsigned char *) hdrs[1], (int) strlen(hdrs[1]),
-                                         &p, end) == 0;
-    }
-    if (ok && lws_finalize_http_header(wsi, &p, end) == 0) {
-        memcpy(p, body, len);
-        p += len;
-        if (lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_FINAL) ==
-            (int) (p - start)) {
-            rc = 0;
-        }
-    }
-    free(buf);
-    return rc;
+    r->status = status;
+    r->json = doc;
+    return status;
 }
 
-int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
-                        size_t len)
-{
-    return http_write_response_hdrs(wsi, status, ctype, NULL, body, len);
-}
-
-int http_finish(struct lws *wsi, int rc)
-{
-    if (rc < 0 || lws_http_transaction_completed(wsi)) {
-        return -1;
-    }
-    return 0;
-}
-
-int http_reply_json(struct lws *wsi, int status, json_t *body)
-{
-    char *text = json_dumps(body, JSON_COMPACT);
-    int rc;
-
-    json_decref(body);
-    if (text == NULL) {
-        return -1;
-    }
-    rc = http_write_response(wsi, status, "application/json", text, strlen(text));
-    free(text);
-    return http_finish(wsi, rc);
-}
-
-int http_reply_error(struct lws *wsi, int status, const char *error, const char *message)
+static int api_error(api_response_t *r, int status, const char *error, const char *message)
 {
     if (status == 429) {
         api_stats.rate_limited++;
     }
-    return http_reply_json(wsi, status,
-                           json_pack("{s:s, s:s}", "error", error, "message", message));
+    return api_json(r, status, json_pack("{s:s, s:s}", "error", error, "message", message));
 }
 
-/* ---- request plumbing -------------------------------------------------- */
-
-void http_req_free(http_req_t *req)
+void api_response_free(api_response_t *r)
 {
-    free(req->body);
-    req->body = NULL;
-    req->body_len = 0;
+    json_decref(r->json);
+    free(r->text);
+    memset(r, 0, sizeof(*r));
 }
 
-int http_api_begin(struct lws *wsi, http_req_t *req, const char *path)
-{
-    char *uri;
-    int urilen;
-    char cl[24];
+/* ---- framing ----------------------------------------------------------- */
 
-    api_stats.http_requests++;
-    http_req_free(req); /* a keep-alive connection's previous request */
-    memset(req, 0, sizeof(*req));
-    req->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
-    snprintf(req->path, sizeof(req->path), "%s", path ? path : "");
-    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-        long long n = atoll(cl);
-        if (n > COORD_BODY_MAX) {
-            req->too_big = 1;
-            http_reply_error(wsi, 413, "payload_too_large", "request body exceeds 64 KiB");
-            return -1; /* the unread body makes the connection unusable */
-        }
-        if (n > 0) {
-            req->body_expected = 1;
-            return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
-        }
+/*
+ * lws reads a body by Content-Length and knows nothing of chunked bodies: a
+ * Transfer-Encoding body would be read as the next request on the
+ * connection, and a proxy in front that frames by Transfer-Encoding where we
+ * frame by Content-Length is request smuggling. Only one plain decimal
+ * Content-Length is accepted.
+ */
+int http_framing_check(const http_framing_t *f, size_t *len, const char **error,
+                       const char **message)
+{
+    const char *p;
+    size_t n = 0;
+
+    *len = 0;
+    *error = "bad_request";
+    if (f->transfer_encoding) {
+        *message = "Transfer-Encoding is not supported; send a Content-Length body";
+        return 400;
     }
-    return http_api_complete(wsi, req);
-}
-
-int http_api_body(struct lws *wsi, http_req_t *req, const void *in, size_t len)
-{
-    char *nb;
-
-    if (req->too_big || req->body_len + len > COORD_BODY_MAX) {
-        req->too_big = 1;
+    if (f->content_length_count == 0) {
         return 0;
     }
-    nb = realloc(req->body, req->body_len + len + 1);
-    if (nb == NULL) {
-        return -1;
+    if (f->content_length_count > 1) {
+        *message = "more than one Content-Length header";
+        return 400;
     }
-    req->body = nb;
-    memcpy(req->body + req->body_len, in, len);
-    req->body_len += len;
-    req->body[req->body_len] = '\0';
+    p = f->content_length;
+    if (p == NULL || *p == '\0') {
+        *message = "invalid Content-Length";
+        return 400;
+    }
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            *message = "invalid Content-Length";
+            return 400;
+        }
+        if (n <= COORD_BODY_MAX) { /* stop counting once too big: no overflow */
+            n = n * 10 + (size_t) (*p - '0');
+        }
+    }
+    if (n > COORD_BODY_MAX) {
+        *error = "payload_too_large";
+        *message = "request body exceeds 64 KiB";
+        return 413;
+    }
+    *len = n;
     return 0;
 }
 
@@ -180,24 +130,23 @@ access_e lease_access(const store_token_t *t, const store_lease_t *l)
     return ACCESS_READ;
 }
 
-/* Authenticates the bearer token. Returns 0, or the reply's return value in *rc. */
-static int authenticate(struct lws *wsi, store_token_t *tok, char *tok_hash, int *rc)
+/* Authenticates the bearer token: 0, or -1 with the refusal in *r. */
+static int authenticate(api_response_t *r, const char *auth, store_token_t *tok, char *tok_hash)
 {
-    char auth[512];
-    int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+    int n;
 
-    if (n <= 7 || strncasecmp(auth, "Bearer ", 7) != 0) {
-        *rc = http_reply_error(wsi, 401, "unauthorized", "missing bearer token");
+    if (auth == NULL || strlen(auth) <= 7 || strncasecmp(auth, "Bearer ", 7) != 0) {
+        api_error(r, 401, "unauthorized", "missing bearer token");
         return -1;
     }
     egress_sha256_hex(tok_hash, auth + 7, strlen(auth + 7));
     n = store_token_get(tok_hash, tok);
     if (n < 0) {
-        *rc = http_reply_error(wsi, 500, "internal", "database error");
+        api_error(r, 500, "internal", "database error");
         return -1;
     }
     if (n == 1 || tok->revoked) {
-        *rc = http_reply_error(wsi, 401, "unauthorized", "unknown or revoked token");
+        api_error(r, 401, "unauthorized", "unknown or revoked token");
         return -1;
     }
     return 0;
@@ -211,53 +160,58 @@ int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, ac
     return n < 0 ? -1 : 0;
 }
 
-/* Loads a lease the token may access at `need`; replies on failure. */
-static int load_lease(struct lws *wsi, const store_token_t *tok, const char *ref, access_e need,
-                      store_lease_t *l, int *rc)
+/* Loads a lease the token may access at `need`; -1 with the refusal in *r. */
+static int load_lease(api_response_t *r, const store_token_t *tok, const char *ref,
+                      access_e need, store_lease_t *l)
 {
     access_e a;
 
     if (lease_lookup(tok, ref, l, &a) < 0) {
-        *rc = http_reply_error(wsi, 500, "internal", "database error");
+        api_error(r, 500, "internal", "database error");
         return -1;
     }
     if (a == ACCESS_NONE) {
-        *rc = http_reply_error(wsi, 404, "not_found", "no such lease");
+        api_error(r, 404, "not_found", "no such lease");
         return -1;
     }
     if (a < need) {
-        *rc = http_reply_error(wsi, 403, "forbidden",
-                               "only the lease owner or an org admin may do this");
+        api_error(r, 403, "forbidden", "only the lease owner or an org admin may do this");
         return -1;
     }
     return 0;
 }
 
-static int require_active(struct lws *wsi, const store_lease_t *l, int *rc)
+static int require_active(api_response_t *r, const store_lease_t *l)
 {
     lease_state_e st = lease_effective_state(l);
 
     if (st != LEASE_ACTIVE) {
-        *rc = http_reply_error(wsi, 410, "lease_gone",
-                               st == LEASE_RELEASED ? "lease was released" : "lease expired");
+        api_error(r, 410, "lease_gone",
+                  st == LEASE_RELEASED ? "lease was released" : "lease expired");
         return -1;
     }
     return 0;
 }
 
-/* Parses the body as a JSON object (an absent body is {}). */
-static json_t *body_object(struct lws *wsi, http_req_t *req, int *rc)
+/* Parses the body as a JSON object (an absent body is {}). A key given
+ * twice is refused: which value wins differs between parsers, so a proxy or
+ * log reader in front could see another request than we act on. */
+static json_t *body_object(api_response_t *r, const api_request_t *rq)
 {
     json_error_t je;
     json_t *j;
 
-    if (req->body_len == 0) {
+    if (rq->body_len == 0) {
         return json_object();
     }
-    j = json_loadb(req->body, req->body_len, 0, &je);
+    j = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL && json_error_code(&je) == json_error_duplicate_key) {
+        api_error(r, 400, "bad_request", "duplicate key in the JSON body");
+        return NULL;
+    }
     if (j == NULL || !json_is_object(j)) {
         json_decref(j);
-        *rc = http_reply_error(wsi, 400, "bad_request", "body must be a JSON object");
+        api_error(r, 400, "bad_request", "body must be a JSON object");
         return NULL;
     }
     return j;
@@ -272,46 +226,46 @@ static void lease_teardown(const char *lease_id, int code, const char *reason)
 
 /* ---- routes ------------------------------------------------------------ */
 
-static int route_lease_create(struct lws *wsi, http_req_t *req, const store_token_t *tok)
+static int route_lease_create(api_response_t *r, const api_request_t *rq,
+                              const store_token_t *tok)
 {
     store_lease_t l;
     json_t *body, *v;
     uint8_t rnd[12];
-    int rc = 0, n;
+    int n;
     json_int_t ttl = 3600;
 
-    if ((body = body_object(wsi, req, &rc)) == NULL) {
-        return rc;
+    if ((body = body_object(r, rq)) == NULL) {
+        return r->status;
     }
     memset(&l, 0, sizeof(l));
     if ((v = json_object_get(body, "ttlSeconds")) != NULL) {
         if (!json_is_integer(v) || json_integer_value(v) < 1 ||
             json_integer_value(v) > LEASE_TTL_MAX) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request",
-                                    "ttlSeconds must be an integer from 1 to 2592000");
+            return api_error(r, 400, "bad_request",
+                             "ttlSeconds must be an integer from 1 to 2592000");
         }
         ttl = json_integer_value(v);
     }
     if ((v = json_object_get(body, "org")) != NULL &&
         (!json_is_string(v) || strcmp(json_string_value(v), tok->org) != 0)) {
         json_decref(body);
-        return http_reply_error(wsi, 403, "forbidden",
-                                "a token can create leases in its own "
-                                "org only");
+        return api_error(r, 403, "forbidden",
+                         "a token can create leases in its own "
+                         "org only");
     }
     if ((v = json_object_get(body, "ssh")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) >= sizeof(l.ssh)) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request",
-                                    "ssh must be a string (< 256 bytes)");
+            return api_error(r, 400, "bad_request", "ssh must be a string (< 256 bytes)");
         }
         snprintf(l.ssh, sizeof(l.ssh), "%s", json_string_value(v));
     }
     if (egress_random_bytes(rnd, sizeof(rnd), NULL) < 0 ||
         egress_random_bytes(l.key, sizeof(l.key), NULL) < 0) {
         json_decref(body);
-        return http_reply_error(wsi, 500, "internal", "no randomness");
+        return api_error(r, 500, "internal", "no randomness");
     }
     memcpy(l.id, "lease_", 6);
     l.id[6 + egress_base64url_encode(l.id + 6, rnd, sizeof(rnd))] = '\0';
@@ -319,8 +273,7 @@ static int route_lease_create(struct lws *wsi, http_req_t *req, const store_toke
         if (!json_is_string(v) ||
             !coord_id_valid(json_string_value(v), json_string_length(v))) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request",
-                                    "slug must match [A-Za-z0-9_-]{1,64}");
+            return api_error(r, 400, "bad_request", "slug must match [A-Za-z0-9_-]{1,64}");
         }
         snprintf(l.slug, sizeof(l.slug), "%s", json_string_value(v));
     } else {
@@ -333,18 +286,18 @@ static int route_lease_create(struct lws *wsi, http_req_t *req, const store_toke
     l.created_at = coord_now();
     l.expires_at = l.created_at + ttl;
     if (strncmp(l.slug, "lease_", 6) == 0 && strcmp(l.slug, l.id) != 0) {
-        return http_reply_error(wsi, 400, "bad_request", "slugs may not start with lease_");
+        return api_error(r, 400, "bad_request", "slugs may not start with lease_");
     }
     n = store_lease_insert(&l);
     if (n == 1) {
-        return http_reply_error(wsi, 409, "conflict", "slug already in use");
+        return api_error(r, 409, "conflict", "slug already in use");
     }
     if (n < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     coord_log("lease_created", "lease=%s slug=%s owner=%s org=%s ttl=%lld", l.id, l.slug,
               l.owner, l.org, (long long) ttl);
-    return http_reply_json(wsi, 201, lease_json(&l));
+    return api_json(r, 201, lease_json(&l));
 }
 
 typedef struct {
@@ -356,15 +309,15 @@ static void list_cb(const store_lease_t *l, void *arg)
     json_array_append_new(((list_ctx_t *) arg)->arr, lease_json(l));
 }
 
-static int route_lease_list(struct lws *wsi, const store_token_t *tok)
+static int route_lease_list(api_response_t *r, const store_token_t *tok)
 {
     list_ctx_t ctx = {json_array()};
 
     if (store_lease_list_org(tok->org, list_cb, &ctx) < 0) {
         json_decref(ctx.arr);
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
-    return http_reply_json(wsi, 200, json_pack("{s:o}", "leases", ctx.arr));
+    return api_json(r, 200, json_pack("{s:o}", "leases", ctx.arr));
 }
 
 int lease_release(const store_lease_t *l)
@@ -380,24 +333,22 @@ int lease_release(const store_lease_t *l)
     return 0;
 }
 
-static int route_lease_release(struct lws *wsi, const store_lease_t *l)
+static int route_lease_release(api_response_t *r, const store_lease_t *l)
 {
     store_lease_t copy = *l;
-    int rc;
 
-    if (require_active(wsi, l, &rc) < 0) {
-        return rc;
+    if (require_active(r, l) < 0) {
+        return r->status;
     }
     if (lease_release(l) < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     copy.state = LEASE_RELEASED;
-    return http_reply_json(wsi, 200, lease_json(&copy));
+    return api_json(r, 200, lease_json(&copy));
 }
 
 /* Validates profile and allow; fills the session's metadata fields. */
-static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, int *have,
-                           int *rc)
+static int ticket_metadata(api_response_t *r, json_t *body, store_session_t *s, int *have)
 {
     json_t *v, *item;
     size_t i;
@@ -408,7 +359,7 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
     *have = 0;
     if ((v = json_object_get(body, "profile")) != NULL && !json_is_null(v)) {
         if (!json_is_string(v) || egress_profile_patterns(json_string_value(v)) == NULL) {
-            *rc = http_reply_error(wsi, 400, "bad_request", "unknown profile");
+            api_error(r, 400, "bad_request", "unknown profile");
             return -1;
         }
         snprintf(s->profile, sizeof(s->profile), "%s", json_string_value(v));
@@ -416,13 +367,12 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
     }
     if ((v = json_object_get(body, "allow")) != NULL && !json_is_null(v)) {
         if (!json_is_array(v) || json_array_size(v) > EGRESS_ALLOW_MAX_PATTERNS) {
-            *rc =
-                http_reply_error(wsi, 400, "bad_request", "allow must be an array of patterns");
+            api_error(r, 400, "bad_request", "allow must be an array of patterns");
             return -1;
         }
         al = egress_allow_new();
         if (al == NULL) {
-            *rc = http_reply_error(wsi, 500, "internal", "out of memory");
+            api_error(r, 500, "internal", "out of memory");
             return -1;
         }
         json_array_foreach(v, i, item)
@@ -430,9 +380,8 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
             if (!json_is_string(item) || egress_allow_add(al, json_string_value(item),
                                                           json_string_length(item), &err) < 0) {
                 egress_allow_free(al);
-                *rc = http_reply_error(wsi, 400, "bad_request",
-                                       json_is_string(item) ? err.message
-                                                            : "allow items must be strings");
+                api_error(r, 400, "bad_request",
+                          json_is_string(item) ? err.message : "allow items must be strings");
                 return -1;
             }
         }
@@ -440,7 +389,7 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
         text = json_dumps(v, JSON_COMPACT);
         if (text == NULL || strlen(text) >= sizeof(s->allow)) {
             free(text);
-            *rc = http_reply_error(wsi, 400, "bad_request", "allow list too long");
+            api_error(r, 400, "bad_request", "allow list too long");
             return -1;
         }
         snprintf(s->allow, sizeof(s->allow), "%s", text);
@@ -450,7 +399,7 @@ static int ticket_metadata(struct lws *wsi, json_t *body, store_session_t *s, in
     return 0;
 }
 
-static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *tok,
+static int route_ticket(api_response_t *r, const api_request_t *rq, const store_token_t *tok,
                         const char *tok_hash, store_lease_t *l)
 {
     store_session_t cur, meta;
@@ -459,69 +408,69 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
     const char *sid = NULL;
     char role[8], key[160], ticket[COORD_SECRET_BUF], hash[EGRESS_SHA256_HEX_LEN + 1],
         expires[32];
-    int rc = 0, n, have_meta;
+    int rc, n, have_meta;
     int64_t now = coord_now(), gen;
 
-    if (require_active(wsi, l, &rc) < 0) {
-        return rc;
+    if (require_active(r, l) < 0) {
+        return r->status;
     }
     snprintf(key, sizeof(key), "mint:lease:%s", l->id);
     if (!ratelimit_take(key, coord_cfg.mint_rate, coord_cfg.mint_burst)) {
-        return http_reply_error(wsi, 429, "rate_limited", "too many tickets for this lease");
+        return api_error(r, 429, "rate_limited", "too many tickets for this lease");
     }
     snprintf(key, sizeof(key), "mint:token:%s", tok_hash);
     if (!ratelimit_take(key, coord_cfg.mint_rate, coord_cfg.mint_burst)) {
-        return http_reply_error(wsi, 429, "rate_limited", "too many tickets for this token");
+        return api_error(r, 429, "rate_limited", "too many tickets for this token");
     }
-    if ((body = body_object(wsi, req, &rc)) == NULL) {
-        return rc;
+    if ((body = body_object(r, rq)) == NULL) {
+        return r->status;
     }
     v = json_object_get(body, "role");
     snprintf(role, sizeof(role), "%s", json_is_string(v) ? json_string_value(v) : "");
     if (strcmp(role, "host") != 0 && strcmp(role, "client") != 0) {
         json_decref(body);
-        return http_reply_error(wsi, 400, "bad_request", "role must be \"host\" or \"client\"");
+        return api_error(r, 400, "bad_request", "role must be \"host\" or \"client\"");
     }
     memset(&meta, 0, sizeof(meta));
-    if (ticket_metadata(wsi, body, &meta, &have_meta, &rc) < 0) {
+    if (ticket_metadata(r, body, &meta, &have_meta) < 0) {
         json_decref(body);
-        return rc;
+        return r->status;
     }
     v = json_object_get(body, "sessionID");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_string(v)) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request", "sessionID must be a string");
+            return api_error(r, 400, "bad_request", "sessionID must be a string");
         }
         sid = json_string_value(v);
     }
     n = store_session_get(l->id, &cur);
     if (n < 0) {
         json_decref(body);
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     if (sid != NULL) {
         int vr = sessid_verify(sid, strlen(sid), l->key, l->id, &gen);
         if (vr < 0) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request",
-                                    vr == -1 ? "malformed sessionID"
-                                             : "sessionID does not belong to this lease");
+            return api_error(r, 400, "bad_request",
+                             vr == -1 ? "malformed sessionID"
+                                      : "sessionID does not belong to this lease");
         }
         if (n == 1 || gen > cur.generation ||
             (gen == cur.generation && strcmp(sid, cur.session_id) != 0)) {
             json_decref(body);
-            return http_reply_error(wsi, 400, "bad_request", "unknown sessionID");
+            return api_error(r, 400, "bad_request", "unknown sessionID");
         }
         if (gen < cur.generation) {
             json_decref(body);
-            return http_reply_error(wsi, 409, "egress_session_replaced",
-                                    "a newer egress session replaced this one");
+            return api_error(r, 409, "egress_session_replaced",
+                             "a newer egress session replaced this one");
         }
         if (cur.state == SESSION_STOPPED) {
             json_decref(body);
-            return http_reply_error(wsi, 409, "egress_session_stopped",
-                                    "this egress session was stopped");
+            return api_error(r, 409, "egress_session_stopped",
+                             "this egress session was stopped");
         }
         if (have_meta) {
             if (json_object_get(body, "profile")) {
@@ -534,7 +483,7 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
         cur.updated_at = now;
         if (store_session_put(&cur) < 0) {
             json_decref(body);
-            return http_reply_error(wsi, 500, "internal", "database error");
+            return api_error(r, 500, "internal", "database error");
         }
     } else {
         /* A new session: the next generation replaces whatever was there. */
@@ -546,7 +495,7 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
         snprintf(cur.lease_id, sizeof(cur.lease_id), "%s", l->id);
         if (sessid_make(cur.session_id, sizeof(cur.session_id), l->key, l->id, gen) < 0) {
             json_decref(body);
-            return http_reply_error(wsi, 500, "internal", "no randomness");
+            return api_error(r, 500, "internal", "no randomness");
         }
         cur.generation = gen;
         snprintf(cur.profile, sizeof(cur.profile), "%s", meta.profile);
@@ -556,7 +505,7 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
         lease_teardown(l->id, CLOSE_SESSION_REPLACED, "egress_session_replaced");
         if (store_lease_set_generation(l->id, gen) < 0 || store_session_put(&cur) < 0) {
             json_decref(body);
-            return http_reply_error(wsi, 500, "internal", "database error");
+            return api_error(r, 500, "internal", "database error");
         }
         coord_log("session_created", "lease=%s session=%s generation=%lld", l->id,
                   cur.session_id, (long long) gen);
@@ -564,7 +513,7 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
     json_decref(body);
 
     if (egress_token_new(ticket, sizeof(ticket), "egt_", COORD_SECRET_BYTES, NULL) < 0) {
-        return http_reply_error(wsi, 500, "internal", "no randomness");
+        return api_error(r, 500, "internal", "no randomness");
     }
     egress_sha256_hex(hash, ticket, strlen(ticket));
     memset(&t, 0, sizeof(t));
@@ -575,16 +524,15 @@ static int route_ticket(struct lws *wsi, http_req_t *req, const store_token_t *t
     snprintf(t.org, sizeof(t.org), "%s", tok->org);
     t.expires_at = now + coord_cfg.ticket_ttl;
     if (store_ticket_insert(hash, &t) < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     api_stats.tickets_minted++;
     coord_log("ticket_minted", "lease=%s session=%s role=%s owner=%s", l->id, cur.session_id,
               role, tok->owner);
     coord_time_format(expires, sizeof(expires), t.expires_at);
-    rc = http_reply_json(wsi, 201,
-                         json_pack("{s:s, s:s, s:s, s:s, s:s}", "ticket", ticket, "leaseID",
-                                   l->id, "role", role, "sessionID", cur.session_id,
-                                   "expiresAt", expires));
+    rc = api_json(r, 201,
+                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "ticket", ticket, "leaseID", l->id,
+                            "role", role, "sessionID", cur.session_id, "expiresAt", expires));
     OPENSSL_cleanse(ticket, sizeof(ticket));
     return rc;
 }
@@ -647,18 +595,18 @@ int lease_status_json(const store_lease_t *l, json_t **out)
     return *out != NULL ? 0 : -1;
 }
 
-static int route_status(struct lws *wsi, const store_lease_t *l)
+static int route_status(api_response_t *r, const store_lease_t *l)
 {
     json_t *doc = NULL;
     int n = lease_status_json(l, &doc);
 
     if (n < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     if (n == 1) {
-        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+        return api_error(r, 404, "not_found", "this lease has no egress session");
     }
-    return http_reply_json(wsi, 200, doc);
+    return api_json(r, 200, doc);
 }
 
 int lease_stop_session(const store_lease_t *l, store_session_t *s)
@@ -676,20 +624,20 @@ int lease_stop_session(const store_lease_t *l, store_session_t *s)
     return 0;
 }
 
-static int route_stop(struct lws *wsi, const store_lease_t *l)
+static int route_stop(api_response_t *r, const store_lease_t *l)
 {
     store_session_t s;
     int n = lease_stop_session(l, &s);
 
     if (n < 0) {
-        return http_reply_error(wsi, 500, "internal", "database error");
+        return api_error(r, 500, "internal", "database error");
     }
     if (n == 1) {
-        return http_reply_error(wsi, 404, "not_found", "this lease has no egress session");
+        return api_error(r, 404, "not_found", "this lease has no egress session");
     }
-    return http_reply_json(wsi, 200,
-                           json_pack("{s:s, s:s, s:b}", "leaseID", l->id, "sessionID",
-                                     s.session_id, "stopped", 1));
+    return api_json(r, 200,
+                    json_pack("{s:s, s:s, s:b}", "leaseID", l->id, "sessionID", s.session_id,
+                              "stopped", 1));
 }
 
 int http_split_ref(const char *p, char *ref, size_t cap, const char **rest)
@@ -706,89 +654,81 @@ int http_split_ref(const char *p, char *ref, size_t cap, const char **rest)
     return 0;
 }
 
-int http_api_complete(struct lws *wsi, http_req_t *req)
+int http_is_portal_path(const char *path)
+{
+    return strncmp(path, "/portal", 7) == 0 && (path[7] == '\0' || path[7] == '/');
+}
+
+int http_api_handle(const api_request_t *rq, api_response_t *r)
 {
     store_token_t tok;
     store_lease_t l;
     char tok_hash[EGRESS_SHA256_HEX_LEN + 1], ref[COORD_ID_MAX + 2];
-    const char *path = req->path, *rest;
-    int m = req->method, rc = 0;
+    const char *path = rq->path, *rest;
+    int m = rq->method;
 
-    if (req->too_big) {
-        http_reply_error(wsi, 413, "payload_too_large", "request body exceeds 64 KiB");
-        return -1;
-    }
+    memset(r, 0, sizeof(*r));
     if (strcmp(path, "/healthz") == 0) {
-        return http_reply_json(wsi, 200,
-                               json_pack("{s:b, s:s}", "ok", 1, "version", EGRESS_VERSION));
+        return api_json(r, 200, json_pack("{s:b, s:s}", "ok", 1, "version", EGRESS_VERSION));
     }
     if (strcmp(path, "/metrics") == 0) {
-        size_t len;
-        char *text = metrics_render(&len);
-        if (text == NULL) {
-            return -1;
-        }
-        rc = http_write_response(wsi, 200, "text/plain; version=0.0.4", text, len);
-        free(text);
-        return http_finish(wsi, rc);
-    }
-    if (strncmp(path, "/portal", 7) == 0 && (path[7] == '\0' || path[7] == '/')) {
-        return portal_handle(wsi, req);
+        r->text = metrics_render(&r->text_len);
+        r->ctype = "text/plain; version=0.0.4";
+        r->status = r->text != NULL ? 200 : 500;
+        return r->status;
     }
     if (strncmp(path, "/v1/leases", 10) != 0 || (path[10] != '\0' && path[10] != '/')) {
-        return http_reply_error(wsi, 404, "not_found", "no such route");
+        return api_error(r, 404, "not_found", "no such route");
     }
-    if (authenticate(wsi, &tok, tok_hash, &rc) < 0) {
-        return rc;
+    if (authenticate(r, rq->auth, &tok, tok_hash) < 0) {
+        return r->status;
     }
     if (strcmp(path, "/v1/leases") == 0 || strcmp(path, "/v1/leases/") == 0) {
         if (m == LWSHUMETH_POST) {
-            return route_lease_create(wsi, req, &tok);
+            return route_lease_create(r, rq, &tok);
         }
         if (m == LWSHUMETH_GET) {
-            return route_lease_list(wsi, &tok);
+            return route_lease_list(r, &tok);
         }
-        return http_reply_error(wsi, 405, "method_not_allowed", "use GET or POST");
+        return api_error(r, 405, "method_not_allowed", "use GET or POST");
     }
     if (http_split_ref(path + strlen("/v1/leases/"), ref, sizeof(ref), &rest) < 0) {
-        return http_reply_error(wsi, 404, "not_found", "no such lease");
+        return api_error(r, 404, "not_found", "no such lease");
     }
     if (*rest == '\0' && m == LWSHUMETH_GET) {
-        if (load_lease(wsi, &tok, ref, ACCESS_READ, &l, &rc) < 0) {
-            return rc;
+        if (load_lease(r, &tok, ref, ACCESS_READ, &l) < 0) {
+            return r->status;
         }
-        return http_reply_json(wsi, 200, lease_json(&l));
+        return api_json(r, 200, lease_json(&l));
     }
     if (strcmp(rest, "/release") == 0 && m == LWSHUMETH_POST) {
-        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
-            return rc;
+        if (load_lease(r, &tok, ref, ACCESS_MANAGE, &l) < 0) {
+            return r->status;
         }
-        return route_lease_release(wsi, &l);
+        return route_lease_release(r, &l);
     }
     if (strcmp(rest, "/egress/ticket") == 0 && m == LWSHUMETH_POST) {
-        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
-            return rc;
+        if (load_lease(r, &tok, ref, ACCESS_MANAGE, &l) < 0) {
+            return r->status;
         }
-        return route_ticket(wsi, req, &tok, tok_hash, &l);
+        return route_ticket(r, rq, &tok, tok_hash, &l);
     }
     if (strcmp(rest, "/egress/status") == 0 && m == LWSHUMETH_GET) {
-        if (load_lease(wsi, &tok, ref, ACCESS_READ, &l, &rc) < 0) {
-            return rc;
+        if (load_lease(r, &tok, ref, ACCESS_READ, &l) < 0) {
+            return r->status;
         }
-        return route_status(wsi, &l);
+        return route_status(r, &l);
     }
     if (strcmp(rest, "/egress") == 0 && m == LWSHUMETH_DELETE) {
-        if (load_lease(wsi, &tok, ref, ACCESS_MANAGE, &l, &rc) < 0) {
-            return rc;
+        if (load_lease(r, &tok, ref, ACCESS_MANAGE, &l) < 0) {
+            return r->status;
         }
-        return route_stop(wsi, &l);
+        return route_stop(r, &l);
     }
     if (strcmp(rest, "/egress/host") == 0 || strcmp(rest, "/egress/client") == 0) {
-        return http_reply_error(wsi, 400, "bad_request",
-                                "this endpoint needs a WebSocket "
-                                "upgrade");
+        return api_error(r, 400, "bad_request", "this endpoint needs a WebSocket upgrade");
     }
-    return http_reply_error(wsi, 404, "not_found", "no such route");
+    return api_error(r, 404, "not_found", "no such route");
 }
 
 /* ---- timer ------------------------------------------------------------- */

@@ -1,9 +1,12 @@
 /*
- * server.c: the lws context (one vhost, plain or TLS), the HTTP protocol
- * callback that dispatches to http_api.c and ws_bridge.c, and the 1 s timer.
+ * server.c: the lws context (one vhost, plain or TLS), the 1 s timer, and the
+ * HTTP glue: the protocol callback reads a request's framing headers and body
+ * off the socket, hands /portal/ to portal.c and everything else to
+ * http_api_handle(), and writes the response.
  */
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "egress.h"
+#include "portal.h"
 #include "server.h"
 #include "session.h"
 
@@ -18,6 +22,198 @@ static struct lws_context *context;
 static volatile sig_atomic_t stopping;
 static lws_sorted_usec_list_t tick_sul;
 static lws_sorted_usec_list_t ping_sul;
+
+/* ---- responses --------------------------------------------------------- */
+
+int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
+                             const char *const *hdrs, const char *body, size_t len)
+{
+    size_t cap = LWS_PRE + 2048 + len;
+    unsigned char *buf = malloc(cap), *start, *p, *end;
+    int rc = -1, ok;
+
+    if (buf == NULL) {
+        return -1;
+    }
+    start = p = buf + LWS_PRE;
+    end = buf + cap - len - 1;
+    ok = lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
+                                     end) == 0 &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
+                                     (const unsigned char *) "no-store", 8, &p, end) == 0;
+    for (; ok && hdrs != NULL && hdrs[0] != NULL; hdrs += 2) {
+        ok = lws_add_http_header_by_name(wsi, (const unsigned char *) hdrs[0],
+                                         (const unsigned char *) hdrs[1], (int) strlen(hdrs[1]),
+                                         &p, end) == 0;
+    }
+    if (ok && lws_finalize_http_header(wsi, &p, end) == 0) {
+        memcpy(p, body, len);
+        p += len;
+        if (lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_FINAL) ==
+            (int) (p - start)) {
+            rc = 0;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
+                        size_t len)
+{
+    return http_write_response_hdrs(wsi, status, ctype, NULL, body, len);
+}
+
+int http_finish(struct lws *wsi, int rc)
+{
+    if (rc < 0 || lws_http_transaction_completed(wsi)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes an API response; 0, or -1 when it could not be written. */
+static int http_write_api(struct lws *wsi, const api_response_t *r, const char *const *hdrs)
+{
+    static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+    char *text;
+    int rc;
+
+    if (r->text != NULL) {
+        return http_write_response_hdrs(wsi, r->status, r->ctype, hdrs, r->text, r->text_len);
+    }
+    text = r->json != NULL ? json_dumps(r->json, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        return http_write_response_hdrs(wsi, 500, "application/json", hdrs, oom,
+                                        sizeof(oom) - 1);
+    }
+    rc = http_write_response_hdrs(wsi, r->status, "application/json", hdrs, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* Refuses a request whose body cannot be read safely, and closes the
+ * connection: whatever follows the head is never parsed as a request. */
+static int http_refuse_close(struct lws *wsi, int status, const char *error,
+                             const char *message)
+{
+    static const char *const close_hdr[] = {"connection:", "close", NULL};
+    api_response_t r;
+    char ip[64] = "";
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.json = json_pack("{s:s, s:s}", "error", error, "message", message);
+    lws_get_peer_simple(wsi, ip, sizeof(ip));
+    coord_log("http_refused", "addr=%s status=%d reason=\"%s\"", ip, status, message);
+    http_write_api(wsi, &r, close_hdr);
+    api_response_free(&r);
+    return -1;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void http_req_free(http_req_t *req)
+{
+    free(req->body);
+    req->body = NULL;
+    req->body_len = 0;
+}
+
+static int http_complete(struct lws *wsi, http_req_t *req)
+{
+    api_request_t rq;
+    api_response_t r;
+    char auth[512];
+    int rc;
+
+    if (req->too_big) {
+        return http_refuse_close(wsi, 413, "payload_too_large", "request body exceeds 64 KiB");
+    }
+    if (http_is_portal_path(req->path)) {
+        return portal_handle(wsi, req);
+    }
+    memset(&rq, 0, sizeof(rq));
+    rq.method = req->method;
+    rq.path = req->path;
+    rq.auth =
+        lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 ? auth : NULL;
+    rq.body = req->body;
+    rq.body_len = req->body_len;
+    http_api_handle(&rq, &r);
+    rc = http_write_api(wsi, &r, NULL);
+    api_response_free(&r);
+    OPENSSL_cleanse(auth, sizeof(auth));
+    return http_finish(wsi, rc);
+}
+
+/* How many times a header came (its fragments); 0 when absent. */
+static int header_count(struct lws *wsi, enum lws_token_indexes h)
+{
+    int n = 1;
+
+    if (lws_hdr_total_length(wsi, h) <= 0) {
+        return 0;
+    }
+    while (n < 16 && lws_hdr_fragment_length(wsi, h, n) > 0) {
+        n++;
+    }
+    return n;
+}
+
+static int http_begin(struct lws *wsi, http_req_t *req, const char *path)
+{
+    http_framing_t f;
+    char cl[32], *uri;
+    const char *error, *message;
+    size_t len;
+    int urilen, status;
+
+    api_stats.http_requests++;
+    http_req_free(req); /* a keep-alive connection's previous request */
+    memset(req, 0, sizeof(*req));
+    req->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+
+    memset(&f, 0, sizeof(f));
+    f.transfer_encoding = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    f.content_length_count = header_count(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (f.content_length_count > 0 &&
+        lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        f.content_length = cl;
+    }
+    status = http_framing_check(&f, &len, &error, &message);
+    if (status != 0) {
+        return http_refuse_close(wsi, status, error, message);
+    }
+    if (path == NULL || strlen(path) >= sizeof(req->path)) {
+        return http_refuse_close(wsi, 414, "uri_too_long", "request path too long");
+    }
+    snprintf(req->path, sizeof(req->path), "%s", path);
+    if (len > 0) {
+        return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    }
+    return http_complete(wsi, req);
+}
+
+static int http_body(http_req_t *req, const void *in, size_t len)
+{
+    char *nb;
+
+    /* lws reads Content-Length bytes; more would be a bug, not a client's. */
+    if (req->too_big || req->body_len + len > COORD_BODY_MAX) {
+        req->too_big = 1;
+        return 0;
+    }
+    nb = realloc(req->body, req->body_len + len + 1);
+    if (nb == NULL) {
+        return -1;
+    }
+    req->body = nb;
+    memcpy(req->body + req->body_len, in, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+    return 0;
+}
 
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len)
@@ -29,10 +225,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return ws_confirm_upgrade(wsi, (const char *) in);
 
     case LWS_CALLBACK_HTTP:
-        return http_api_begin(wsi, req, (const char *) in);
+        return http_begin(wsi, req, (const char *) in);
 
     case LWS_CALLBACK_HTTP_BODY:
-        return http_api_body(wsi, req, in, len);
+        return http_body(req, in, len);
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         /* Completing the transaction frees req (lws's per-session data), so
@@ -42,7 +238,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
         req->body = NULL;
         req->body_len = 0;
-        rc = http_api_complete(wsi, &local);
+        rc = http_complete(wsi, &local);
         http_req_free(&local);
         return rc;
     }

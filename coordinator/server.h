@@ -14,13 +14,13 @@
 
 #include "store.h"
 
-/* Per-HTTP-request state (protocol 0's per-session data). */
+/* Per-HTTP-request state (protocol 0's per-session data), kept by server.c
+ * while the body arrives. */
 typedef struct {
     int method; /* LWSHUMETH_* */
     char path[256];
     char *body;
     size_t body_len;
-    unsigned body_expected : 1;
     unsigned too_big : 1;
 } http_req_t;
 
@@ -31,20 +31,9 @@ typedef struct {
     struct conn_s *conn;
 } coord_psd_t;
 
-/* server.c */
+/* server.c: the lws context and the HTTP glue (framing, bodies, responses). */
 int server_run(void);
 void server_request_stop(void);
-
-/* http_api.c */
-typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
-
-int http_api_begin(struct lws *wsi, http_req_t *req, const char *path);
-int http_api_body(struct lws *wsi, http_req_t *req, const void *in, size_t len);
-int http_api_complete(struct lws *wsi, http_req_t *req);
-void http_req_free(http_req_t *req);
-/* Writes a complete JSON response; returns what the lws callback should return. */
-int http_reply_json(struct lws *wsi, int status, json_t *body);
-int http_reply_error(struct lws *wsi, int status, const char *error, const char *message);
 /* Writes the response but leaves the transaction to the caller (upgrade refusals). */
 int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
                         size_t len);
@@ -53,6 +42,45 @@ int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
                              const char *const *hdrs, const char *body, size_t len);
 /* Ends the transaction after a written response; returns what the callback returns. */
 int http_finish(struct lws *wsi, int rc);
+
+/* http_api.c: the REST API, free of lws so that fuzz/fuzz_http_api.c can call
+ * it without a socket. server.c fills an api_request_t from the wsi and
+ * writes the api_response_t back. */
+typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
+
+typedef struct {
+    int method;       /* LWSHUMETH_* */
+    const char *path; /* without the query */
+    const char *auth; /* the Authorization header, NULL when absent or unreadable */
+    const char *body; /* body_len bytes, not NUL-terminated; NULL when empty */
+    size_t body_len;
+} api_request_t;
+
+typedef struct {
+    int status;
+    json_t *json; /* the JSON body (owned), or NULL with text */
+    char *text;   /* a non-JSON body (owned; /metrics) */
+    size_t text_len;
+    const char *ctype; /* of text */
+} api_response_t;
+
+/* The request framing headers lws leaves to us. */
+typedef struct {
+    const char *content_length; /* the value; NULL when absent or unreadable */
+    int content_length_count;   /* Content-Length header lines (0 = absent) */
+    int transfer_encoding;      /* any Transfer-Encoding header at all */
+} http_framing_t;
+
+/* Checks the framing: 0 with *len (the body length, 0 for none), or the
+ * status to refuse with (400, 413) and *error, *message set; a refused
+ * request's connection must be closed, since its body cannot be skipped. */
+int http_framing_check(const http_framing_t *f, size_t *len, const char **error,
+                       const char **message);
+/* Handles one REST request (not /portal): fills *out, returns its status. */
+int http_api_handle(const api_request_t *rq, api_response_t *out);
+void api_response_free(api_response_t *r);
+/* 1 when the path belongs to the portal (portal_handle, which needs the wsi). */
+int http_is_portal_path(const char *path);
 /* What a token may do with a lease (same org: read; owner or org admin: manage). */
 access_e lease_access(const store_token_t *t, const store_lease_t *l);
 /* Finds lease `ref` (id or slug) and what tok may do with it (ACCESS_NONE when

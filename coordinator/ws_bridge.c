@@ -84,8 +84,15 @@ void ws_forget_upgrade(struct lws *wsi)
 
 /* ---- upgrade authorization --------------------------------------------- */
 
-static int refuse(struct lws *wsi, const char *lease, const char *role, int status,
-                  const char *error, const char *message)
+/*
+ * Answers a refused upgrade. `lease` names the lease in the log (as written
+ * when it resolved to none); `bucket` is the resolved lease id whose failure
+ * bucket the refusal charges, NULL when the name is no lease: then only the
+ * address pays, so junk for a name nobody holds cannot drain the bucket of
+ * the lease that takes the name later.
+ */
+static int refuse_to(struct lws *wsi, const char *lease, const char *bucket, const char *role,
+                     int status, const char *error, const char *message)
 {
     char key[160], *text;
     json_t *j;
@@ -98,8 +105,10 @@ static int refuse(struct lws *wsi, const char *lease, const char *role, int stat
         api_stats.rate_limited++;
     } else if (status != 400) {
         /* Failed attempts feed the per-lease and per-address limits. */
-        snprintf(key, sizeof(key), "fail:lease:%s", lease);
-        ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
+        if (bucket != NULL) {
+            snprintf(key, sizeof(key), "fail:lease:%s", bucket);
+            ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
+        }
         snprintf(key, sizeof(key), "fail:addr:%s", ip);
         ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
     }
@@ -114,6 +123,13 @@ static int refuse(struct lws *wsi, const char *lease, const char *role, int stat
     rc = http_write_response(wsi, status, "application/json", text, strlen(text));
     free(text);
     return rc < 0 ? -1 : 1;
+}
+
+/* A refusal for the known lease lease_id. */
+static int refuse(struct lws *wsi, const char *lease_id, const char *role, int status,
+                  const char *error, const char *message)
+{
+    return refuse_to(wsi, lease_id, lease_id, role, status, error, message);
 }
 
 /* Copies a header value; "" when absent or too long. */
@@ -189,24 +205,25 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     store_lease_t l;
     store_ticket_t t;
     store_resume_t r;
+    const char *bucket;
     int role_id, n, rc, via_resume;
     size_t len;
 
     /* Only HTTP/1.1 WebSocket upgrades; h2c would bypass this check. */
     if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0) {
-        return refuse(wsi, "-", "-", 400, "bad_request",
-                      "only WebSocket upgrades are served (no h2c)");
+        return refuse_to(wsi, "-", NULL, "-", 400, "bad_request",
+                         "only WebSocket upgrades are served (no h2c)");
     }
     header(wsi, WSI_TOKEN_GET_URI, NULL, uri, sizeof(uri));
     if (strncmp(uri, "/v1/leases/", 11) != 0) {
-        return refuse(wsi, "-", "-", 404, "not_found", "no such WebSocket endpoint");
+        return refuse_to(wsi, "-", NULL, "-", 404, "not_found", "no such WebSocket endpoint");
     }
     p = uri + 11;
     slash = strchr(p, '/');
     len = slash ? (size_t) (slash - p) : 0;
     if (slash == NULL || !coord_id_valid(p, len) ||
         (strcmp(slash, "/egress/host") != 0 && strcmp(slash, "/egress/client") != 0)) {
-        return refuse(wsi, "-", "-", 404, "not_found", "no such WebSocket endpoint");
+        return refuse_to(wsi, "-", NULL, "-", 404, "not_found", "no such WebSocket endpoint");
     }
     memcpy(ref, p, len);
     ref[len] = '\0';
@@ -214,17 +231,27 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     role = role_name(role_id);
 
     if (!subprotocol_ok(wsi)) {
-        return refuse(wsi, ref, role, 400, "bad_request",
-                      "Sec-WebSocket-Protocol must offer egress.v2 or egress.v1");
+        return refuse_to(wsi, ref, NULL, role, 400, "bad_request",
+                         "Sec-WebSocket-Protocol must offer egress.v2 or egress.v1");
     }
+    /* One failure bucket per lease, by id or slug alike (see refuse_to). */
+    n = store_lease_get(ref, &l);
+    if (n < 0) {
+        return refuse_to(wsi, ref, NULL, role, 500, "internal", "database error");
+    }
+    bucket = n == 0 ? l.id : NULL;
     lws_get_peer_simple(wsi, ip, sizeof(ip));
-    snprintf(key, sizeof(key), "fail:lease:%s", ref);
-    if (!ratelimit_peek(key, coord_cfg.fail_rate, coord_cfg.fail_burst)) {
-        return refuse(wsi, ref, role, 429, "rate_limited", "too many failed upgrades");
+    if (bucket != NULL) {
+        snprintf(key, sizeof(key), "fail:lease:%s", bucket);
+        if (!ratelimit_peek(key, coord_cfg.fail_rate, coord_cfg.fail_burst)) {
+            return refuse_to(wsi, ref, bucket, role, 429, "rate_limited",
+                             "too many failed upgrades");
+        }
     }
     snprintf(key, sizeof(key), "fail:addr:%s", ip);
     if (!ratelimit_peek(key, coord_cfg.fail_rate, coord_cfg.fail_burst)) {
-        return refuse(wsi, ref, role, 429, "rate_limited", "too many failed upgrades");
+        return refuse_to(wsi, ref, bucket, role, 429, "rate_limited",
+                         "too many failed upgrades");
     }
 
     /*
@@ -244,18 +271,13 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     }
     OPENSSL_cleanse(auth, sizeof(auth));
     if (cred[0] == '\0') {
-        return refuse(wsi, ref, role, 401, "unauthorized",
-                      "a ticket or resume secret is required");
+        return refuse_to(wsi, ref, bucket, role, 401, "unauthorized",
+                         "a ticket or resume secret is required");
     }
     egress_sha256_hex(hash, cred, strlen(cred));
     OPENSSL_cleanse(cred, sizeof(cred));
-
-    n = store_lease_get(ref, &l);
-    if (n < 0) {
-        return refuse(wsi, ref, role, 500, "internal", "database error");
-    }
-    if (n == 1) {
-        return refuse(wsi, ref, role, 404, "not_found", "no such lease");
+    if (bucket == NULL) {
+        return refuse_to(wsi, ref, NULL, role, 404, "not_found", "no such lease");
     }
     if (lease_effective_state(&l) != LEASE_ACTIVE) {
         return refuse(wsi, l.id, role, 410, "lease_gone",
