@@ -1,14 +1,16 @@
 # egress-coordinator, plus its cmocka unit tests (pure pieces only).
-COORD_SRCS   := $(wildcard coordinator/*.c)
+COORD_SRCS   := $(wildcard coordinator/*.c coordinator/portal/*.c)
+COORD_HDRS   := $(wildcard coordinator/*.h coordinator/portal/*.h)
+COORD_INC    := -Icoordinator -Icoordinator/portal
 COORD_BIN    := $(BUILD)/egress-coordinator
 # The portal's CSS and JS, compiled in as C strings (no files to install).
 PORTAL_ASSETS := coordinator/portal/portal.css coordinator/portal/portal.js
 PORTAL_GEN    := $(BUILD)/gen/portal_assets.c
 ifneq ($(COORD_SRCS),)
 all: $(COORD_BIN)
-$(COORD_BIN): $(COORD_SRCS) $(PORTAL_GEN) coordinator/*.h $(LIBEGRESS)
+$(COORD_BIN): $(COORD_SRCS) $(PORTAL_GEN) $(COORD_HDRS) $(LIBEGRESS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icoordinator -o $@ $(COORD_SRCS) $(PORTAL_GEN) $(LIBEGRESS) $(LDFLAGS) \
+	$(CC) $(CFLAGS) $(COORD_INC) -o $@ $(COORD_SRCS) $(PORTAL_GEN) $(LIBEGRESS) $(LDFLAGS) \
 	    $(PKG_LIBS)
 endif
 
@@ -28,21 +30,21 @@ $(BUILD)/tests/coord_test_sessid: coordinator/tests/test_sessid.c coordinator/se
 	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_sessid.c coordinator/sessid.c \
 	    $(LIBEGRESS) $(LDFLAGS) -lcmocka $(LIB_LIBS)
 
-$(BUILD)/tests/coord_test_portal: coordinator/tests/test_portal.c coordinator/portal_form.c \
-                                  coordinator/portal_html.c coordinator/portal_form.h \
-                                  coordinator/portal_html.h
+$(BUILD)/tests/coord_test_portal: coordinator/tests/test_portal.c coordinator/portal/portal_form.c \
+                                  coordinator/portal/portal_html.c coordinator/portal/portal_form.h \
+                                  coordinator/portal/portal_html.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_portal.c \
-	    coordinator/portal_form.c coordinator/portal_html.c $(LDFLAGS) -lcmocka
+	$(CC) $(CFLAGS) $(COORD_INC) -o $@ coordinator/tests/test_portal.c \
+	    coordinator/portal/portal_form.c coordinator/portal/portal_html.c $(LDFLAGS) -lcmocka
 
 # libFuzzer target for the portal's request parsers (run by check-fuzz with lib's).
 FUZZ_TARGETS += build/fuzz/fuzz_portal_form
-build/fuzz/fuzz_portal_form: coordinator/fuzz/fuzz_portal_form.c coordinator/portal_form.c \
-                             coordinator/portal_form.h
+build/fuzz/fuzz_portal_form: coordinator/fuzz/fuzz_portal_form.c coordinator/portal/portal_form.c \
+                             coordinator/portal/portal_form.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -Icoordinator -o $@ \
-	    coordinator/fuzz/fuzz_portal_form.c coordinator/portal_form.c
+	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ \
+	    coordinator/fuzz/fuzz_portal_form.c coordinator/portal/portal_form.c
 
 # libFuzzer target for the HTTP handling after lws (framing check, routing,
 # bodies, JSON, every REST route) on a temporary SQLite store: everything
@@ -53,10 +55,10 @@ build/fuzz/fuzz_portal_form: coordinator/fuzz/fuzz_portal_form.c coordinator/por
 COORD_FUZZ_SRCS := $(filter-out coordinator/main.c,$(COORD_SRCS))
 FUZZ_TARGETS += build/fuzz/fuzz_http_api
 FUZZ_RUNS_CAP += fuzz_http_api=25000
-build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) coordinator/*.h \
+build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(COORD_HDRS) \
                           $(PORTAL_GEN) $(LIB_SRCS) lib/*.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -Ilib -Icoordinator $(PKG_CFLAGS) \
+	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) $(PKG_CFLAGS) \
 	    -Wl,--wrap=coord_log -o $@ coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) \
 	    $(PORTAL_GEN) $(LIB_SRCS) $(PKG_LIBS)

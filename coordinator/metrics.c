@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "server.h"
 #include "session.h"
+#include "metrics.h"
 
 api_stats_t api_stats;
 

@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server.h"
+#include "coord.h"
+#include "ratelimit.h"
 
 #define RL_SLOTS 4096
 #define RL_PROBE 8

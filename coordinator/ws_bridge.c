@@ -14,8 +14,13 @@
 #include <string.h>
 
 #include "egress.h"
-#include "server.h"
 #include "session.h"
+#include "http_reply.h"
+#include "lease.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "ws_bridge.h"
+#include "store.h"
 
 #define PENDING_MAX 64
 

@@ -36,6 +36,8 @@
 #include "egress.h"
 #include "server.h"
 #include "store.h"
+#include "http_api.h"
+#include "lease.h"
 
 #define FUZZ_REQS_MAX   8
 #define FUZZ_RESET_RUNS 256

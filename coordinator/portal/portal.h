@@ -15,8 +15,10 @@
 
 #include <jansson.h>
 
+#include "lease.h"
 #include "portal_html.h"
 #include "server.h"
+#include "store.h"
 
 #define PORTAL_COOKIE      "egress_portal"
 #define PORTAL_SESSION_TTL (8 * 3600)

@@ -15,6 +15,10 @@
 #include "egress.h"
 #include "portal.h"
 #include "portal_form.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "http_reply.h"
+#include "lease.h"
 
 #define PORTAL_CSP                                                                             \
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                \
@@ -511,12 +515,12 @@ int portal_handle(struct lws *wsi, http_req_t *req)
         return portal_leases(&px);
     }
     if (get && strncmp(path, "/portal/api/leases/", 19) == 0 &&
-        http_split_ref(path + 19, ref, sizeof(ref), &action) == 0 &&
+        lease_ref_split(path + 19, ref, sizeof(ref), &action) == 0 &&
         strcmp(action, "/status") == 0) {
         return portal_status(&px, ref);
     }
     if (strncmp(path, "/portal/leases/", 15) == 0 &&
-        http_split_ref(path + 15, ref, sizeof(ref), &action) == 0) {
+        lease_ref_split(path + 15, ref, sizeof(ref), &action) == 0) {
         if (get && *action == '\0') {
             return portal_lease(&px, ref);
         }

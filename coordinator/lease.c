@@ -1,0 +1,178 @@
+/*
+ * lease.c: what the REST API and the portal both do with a lease: find it and
+ * say what a token may do with it, its effective state, its egress status
+ * document, stopping its session, releasing it, and expiring it on time.
+ */
+
+#include <string.h>
+
+#include "egress.h"
+#include "lease.h"
+#include "session.h"
+
+lease_state_e lease_effective_state(const store_lease_t *l)
+{
+    if (l->state == LEASE_ACTIVE && l->expires_at <= coord_now()) {
+        return LEASE_EXPIRED;
+    }
+    return l->state;
+}
+
+
+access_e lease_access(const store_token_t *t, const store_lease_t *l)
+{
+    if (strcmp(t->org, l->org) != 0) {
+        return ACCESS_NONE;
+    }
+    if (t->admin || strcmp(t->owner, l->owner) == 0) {
+        return ACCESS_MANAGE;
+    }
+    return ACCESS_READ;
+}
+
+
+int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, access_e *access)
+{
+    int n = coord_id_valid(ref, strlen(ref)) ? store_lease_get(ref, l) : 1;
+
+    *access = n == 0 ? lease_access(tok, l) : ACCESS_NONE;
+    return n < 0 ? -1 : 0;
+}
+
+
+/* Tears down a lease's egress session (sockets, resume secrets). */
+void lease_teardown(const char *lease_id, int code, const char *reason)
+{
+    session_end(lease_id, code, reason);
+    store_resume_drop_lease(lease_id);
+}
+
+
+int lease_release(const store_lease_t *l)
+{
+    if (lease_effective_state(l) != LEASE_ACTIVE) {
+        return 1;
+    }
+    if (store_lease_set_state(l->id, LEASE_RELEASED) < 0) {
+        return -1;
+    }
+    lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+    coord_log("lease_released", "lease=%s", l->id);
+    return 0;
+}
+
+
+static json_t *proto_json(const conn_t *c)
+{
+    if (c == NULL) {
+        return json_null();
+    }
+    return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
+}
+
+
+/* When a role last connected or disconnected, while the session is in memory. */
+static json_t *since_json(const session_t *live, int role)
+{
+    char ts[32];
+
+    if (live == NULL || live->since[role] == 0) {
+        return json_null();
+    }
+    coord_time_format(ts, sizeof(ts), live->since[role]);
+    return json_string(ts);
+}
+
+
+int lease_status_json(const store_lease_t *l, json_t **out)
+{
+    store_session_t s;
+    session_t *live;
+    json_t *allow;
+    char created[32], updated[32];
+    int n = store_session_get(l->id, &s);
+    int active;
+
+    if (n != 0) {
+        return n;
+    }
+    live = session_find(l->id);
+    if (live != NULL && strcmp(live->session_id, s.session_id) != 0) {
+        live = NULL;
+    }
+    allow = json_loads(s.allow, 0, NULL);
+    if (allow == NULL) {
+        allow = json_array();
+    }
+    active = s.state == SESSION_ACTIVE && lease_effective_state(l) == LEASE_ACTIVE;
+    coord_time_format(created, sizeof(created), s.created_at);
+    coord_time_format(updated, sizeof(updated), s.updated_at);
+    *out = json_pack(
+        "{s:s, s:s, s:s, s:o, s:b, s:b, s:o, s:o, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
+        "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow", allow,
+        "hostConnected", live && live->conn[ROLE_HOST], "clientConnected",
+        live && live->conn[ROLE_CLIENT], "hostSince", since_json(live, ROLE_HOST),
+        "clientSince", since_json(live, ROLE_CLIENT), "createdAt", created, "updatedAt",
+        updated, "state", active ? "active" : "stopped", "protocol", "host",
+        proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
+        proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
+        (json_int_t) (live ? live->nstreams : 0), "bytesUp",
+        (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
+        (json_int_t) (live ? live->bytes_down : 0));
+    return *out != NULL ? 0 : -1;
+}
+
+
+int lease_stop_session(const store_lease_t *l, store_session_t *s)
+{
+    int n = store_session_get(l->id, s);
+
+    if (n != 0) {
+        return n;
+    }
+    if (store_session_set_state(l->id, SESSION_STOPPED, coord_now()) < 0) {
+        return -1;
+    }
+    lease_teardown(l->id, CLOSE_SESSION_STOPPED, "egress_session_stopped");
+    coord_log("session_stopped", "lease=%s session=%s", l->id, s->session_id);
+    return 0;
+}
+
+
+int lease_ref_split(const char *p, char *ref, size_t cap, const char **rest)
+{
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t) (slash - p) : strlen(p);
+
+    if (n == 0 || n >= cap) {
+        return -1;
+    }
+    memcpy(ref, p, n);
+    ref[n] = '\0';
+    *rest = slash ? slash : "";
+    return 0;
+}
+
+
+static void expire_cb(const store_lease_t *l, void *arg)
+{
+    (void) arg;
+    if (store_lease_set_state(l->id, LEASE_EXPIRED) == 0) {
+        lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+        coord_log("lease_expired", "lease=%s", l->id);
+    }
+}
+
+
+void lease_tick(void)
+{
+    static int64_t last_purge;
+    int64_t now = coord_now();
+
+    store_lease_due(now, expire_cb, NULL);
+    if (now - last_purge >= 60) {
+        last_purge = now;
+        store_ticket_purge(now - 3600);
+        store_portal_purge(now);
+    }
+}
