@@ -41,13 +41,11 @@ int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
     return rc;
 }
 
-
 int http_write_response(struct lws *wsi, int status, const char *ctype, const char *body,
                         size_t len)
 {
     return http_write_response_hdrs(wsi, status, ctype, NULL, body, len);
 }
-
 
 int http_finish(struct lws *wsi, int rc)
 {
@@ -56,4 +54,3 @@ int http_finish(struct lws *wsi, int rc)
     }
     return 0;
 }
-

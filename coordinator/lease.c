@@ -18,7 +18,6 @@ lease_state_e lease_effective_state(const store_lease_t *l)
     return l->state;
 }
 
-
 access_e lease_access(const store_token_t *t, const store_lease_t *l)
 {
     if (strcmp(t->org, l->org) != 0) {
@@ -30,7 +29,6 @@ access_e lease_access(const store_token_t *t, const store_lease_t *l)
     return ACCESS_READ;
 }
 
-
 int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, access_e *access)
 {
     int n = coord_id_valid(ref, strlen(ref)) ? store_lease_get(ref, l) : 1;
@@ -39,14 +37,12 @@ int lease_lookup(const store_token_t *tok, const char *ref, store_lease_t *l, ac
     return n < 0 ? -1 : 0;
 }
 
-
 /* Tears down a lease's egress session (sockets, resume secrets). */
 void lease_teardown(const char *lease_id, int code, const char *reason)
 {
     session_end(lease_id, code, reason);
     store_resume_drop_lease(lease_id);
 }
-
 
 int lease_release(const store_lease_t *l)
 {
@@ -61,7 +57,6 @@ int lease_release(const store_lease_t *l)
     return 0;
 }
 
-
 static json_t *proto_json(const conn_t *c)
 {
     if (c == NULL) {
@@ -69,7 +64,6 @@ static json_t *proto_json(const conn_t *c)
     }
     return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
 }
-
 
 /* When a role last connected or disconnected, while the session is in memory. */
 static json_t *since_json(const session_t *live, int role)
@@ -82,7 +76,6 @@ static json_t *since_json(const session_t *live, int role)
     coord_time_format(ts, sizeof(ts), live->since[role]);
     return json_string(ts);
 }
-
 
 int lease_status_json(const store_lease_t *l, json_t **out)
 {
@@ -122,7 +115,6 @@ int lease_status_json(const store_lease_t *l, json_t **out)
     return *out != NULL ? 0 : -1;
 }
 
-
 int lease_stop_session(const store_lease_t *l, store_session_t *s)
 {
     int n = store_session_get(l->id, s);
@@ -138,7 +130,6 @@ int lease_stop_session(const store_lease_t *l, store_session_t *s)
     return 0;
 }
 
-
 int lease_ref_split(const char *p, char *ref, size_t cap, const char **rest)
 {
     const char *slash = strchr(p, '/');
@@ -153,7 +144,6 @@ int lease_ref_split(const char *p, char *ref, size_t cap, const char **rest)
     return 0;
 }
 
-
 static void expire_cb(const store_lease_t *l, void *arg)
 {
     (void) arg;
@@ -162,7 +152,6 @@ static void expire_cb(const store_lease_t *l, void *arg)
         coord_log("lease_expired", "lease=%s", l->id);
     }
 }
-
 
 void lease_tick(void)
 {
