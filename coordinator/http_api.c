@@ -458,7 +458,7 @@ static int route_ticket(api_response_t *r, const api_request_t *rq, const store_
         snprintf(cur.allow, sizeof(cur.allow), "%s", meta.allow[0] ? meta.allow : "[]");
         cur.state = SESSION_ACTIVE;
         cur.created_at = cur.updated_at = now;
-        lease_teardown(l->id, CLOSE_SESSION_REPLACED, "egress_session_replaced");
+        lease_teardown(l->id, EGRESS_CLOSE_SESSION_REPLACED, "egress_session_replaced");
         if (store_lease_set_generation(l->id, gen) < 0 || store_session_put(&cur) < 0) {
             json_decref(body);
             return api_error(r, 500, "internal", "database error");

@@ -52,7 +52,7 @@ int lease_release(const store_lease_t *l)
     if (store_lease_set_state(l->id, LEASE_RELEASED) < 0) {
         return -1;
     }
-    lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+    lease_teardown(l->id, EGRESS_CLOSE_LEASE_GONE, "egress_lease_gone");
     coord_log("lease_released", "lease=%s", l->id);
     return 0;
 }
@@ -125,7 +125,7 @@ int lease_stop_session(const store_lease_t *l, store_session_t *s)
     if (store_session_set_state(l->id, SESSION_STOPPED, coord_now()) < 0) {
         return -1;
     }
-    lease_teardown(l->id, CLOSE_SESSION_STOPPED, "egress_session_stopped");
+    lease_teardown(l->id, EGRESS_CLOSE_SESSION_STOPPED, "egress_session_stopped");
     coord_log("session_stopped", "lease=%s session=%s", l->id, s->session_id);
     return 0;
 }
@@ -148,7 +148,7 @@ static void expire_cb(const store_lease_t *l, void *arg)
 {
     (void) arg;
     if (store_lease_set_state(l->id, LEASE_EXPIRED) == 0) {
-        lease_teardown(l->id, CLOSE_LEASE_GONE, "egress_lease_gone");
+        lease_teardown(l->id, EGRESS_CLOSE_LEASE_GONE, "egress_lease_gone");
         coord_log("lease_expired", "lease=%s", l->id);
     }
 }

@@ -102,7 +102,7 @@ void session_ping_tick(void)
             /* The peer hears at once; the socket may not even be writable,
              * so lws gets a deadline to close it whatever the peer does. */
             session_detach(c);
-            conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "no answer to pings");
+            conn_close(c, EGRESS_CLOSE_GOING_AWAY, "no answer to pings");
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
         }
         /* s may be freed now; next was taken before. */
@@ -119,7 +119,7 @@ session_t *session_get(const char *lease_id, const char *session_id)
         return s;
     }
     if (s != NULL) {
-        session_end(lease_id, CLOSE_SESSION_REPLACED, "egress_session_replaced");
+        session_end(lease_id, EGRESS_CLOSE_SESSION_REPLACED, "egress_session_replaced");
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -209,7 +209,7 @@ int session_attach(session_t *s, conn_t *c, const char *resume)
         /* Not session_detach(): the old socket may be the session's only one,
          * and the session must outlive it to take the new socket. */
         session_unplug(old);
-        conn_close(old, CLOSE_SOCKET_REPLACED, "egress_socket_replaced");
+        conn_close(old, EGRESS_CLOSE_SOCKET_REPLACED, "egress_socket_replaced");
     }
     c->sess = s;
     s->conn[c->role] = c;
@@ -367,7 +367,7 @@ int session_on_message(conn_t *c, msg_t *m)
                   s ? s->lease_id : "-", role_name(c->role), egress_err_name(err.code),
                   err.message);
         free(m);
-        return err.code == EGRESS_ERR_TOO_LARGE ? CLOSE_TOO_BIG : CLOSE_POLICY;
+        return err.code == EGRESS_ERR_TOO_LARGE ? EGRESS_CLOSE_TOO_BIG : EGRESS_CLOSE_POLICY;
     }
     if (!frame_allowed(c->role, f.type)) {
         session_stats.frames_rejected++;
@@ -375,7 +375,7 @@ int session_on_message(conn_t *c, msg_t *m)
                   s ? s->lease_id : "-", role_name(c->role), egress_frame_type_name(f.type));
         egress_frame_release(&f);
         free(m);
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
     if (s == NULL) {
         /* Socket already detached (replaced/ended): drop quietly. */
@@ -408,7 +408,7 @@ int session_on_message(conn_t *c, msg_t *m)
         session_stats.frames_rejected++;
         egress_frame_release(&f);
         free(m);
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
     if (peer == NULL || (st == NULL && f.type != EGRESS_FRAME_OPEN)) {
         /* No peer, or a frame for a stream that already died: drop. */

@@ -23,14 +23,6 @@
 
 #include "conn.h"
 
-/* WebSocket close codes (docs/coordinator.md): the shared ones of lib/egress_proto.h. */
-#define CLOSE_SESSION_REPLACED EGRESS_CLOSE_SESSION_REPLACED
-#define CLOSE_SOCKET_REPLACED  EGRESS_CLOSE_SOCKET_REPLACED
-#define CLOSE_LEASE_GONE       EGRESS_CLOSE_LEASE_GONE
-#define CLOSE_SESSION_STOPPED  EGRESS_CLOSE_SESSION_STOPPED
-#define CLOSE_POLICY           EGRESS_CLOSE_POLICY
-#define CLOSE_TOO_BIG          EGRESS_CLOSE_TOO_BIG
-
 typedef struct stream_s {
     struct stream_s *next;
     uint32_t id;

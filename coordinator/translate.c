@@ -33,7 +33,7 @@ static int data_to_v1(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
     if (egress_flow_on_received(&st->fl, f->body_len, &err) < 0) {
         coord_log("frame_rejected", "lease=%s role=%s error=flow id=%u", s->lease_id,
                   role_name(src->role), f->id);
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
     memset(&out, 0, sizeof(out));
     out.type = EGRESS_FRAME_DATA;
@@ -51,12 +51,12 @@ static int data_to_v1(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
         out.body_len = n;
         max = egress_frame_encoded_max(&out, EGRESS_PROTO_V1);
         if ((m = msg_new(max)) == NULL) {
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         m->len = egress_frame_encode(&out, EGRESS_PROTO_V1, MSG_DATA(m), max, &binary, &err);
         if (m->len == 0) {
             free(m);
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         m->credit_id = f->id;
         m->credit_n = (uint32_t) n;
@@ -92,7 +92,7 @@ static int data_to_v2(session_t *s, conn_t *dst, stream_t *st, const egress_fram
             n = EGRESS_DATA_CHUNK;
         }
         if ((m = msg_new(EGRESS_V2_DATA_HEADER + n)) == NULL) {
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         egress_frame_data_header(MSG_DATA(m), f->id);
         memcpy(MSG_DATA(m) + EGRESS_V2_DATA_HEADER, f->body + off, n);
@@ -113,12 +113,12 @@ static int control_to_v2(session_t *s, conn_t *dst, stream_t *st, const egress_f
     int binary;
 
     if (max == 0 || (m = msg_new(max)) == NULL) {
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
     m->len = egress_frame_encode(f, EGRESS_PROTO_V2, MSG_DATA(m), max, &binary, &err);
     if (m->len == 0) {
         free(m);
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
     m->binary = PEND_CONTROL;
     /* Control bytes are not payload; keep them out of the credit sums. */
@@ -147,17 +147,17 @@ int translate_forward(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
             egress_flow_init(&st->fl, 0, EGRESS_INITIAL_WINDOW);
             out.window = EGRESS_INITIAL_WINDOW;
         }
-        return forward_copy(dst, &out) < 0 ? CLOSE_POLICY : 0;
+        return forward_copy(dst, &out) < 0 ? EGRESS_CLOSE_POLICY : 0;
 
     case EGRESS_FRAME_OPEN_OK:
         if (dst->version == EGRESS_PROTO_V2) {
             out.window = EGRESS_INITIAL_WINDOW;
-            return forward_copy(dst, &out) < 0 ? CLOSE_POLICY : 0;
+            return forward_copy(dst, &out) < 0 ? EGRESS_CLOSE_POLICY : 0;
         }
         st->fl.send_credit = f->window ? f->window : EGRESS_INITIAL_WINDOW;
         out.window = 0;
         if (forward_copy(dst, &out) < 0) {
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         translate_flush(s, st, src->role);
         return 0;
@@ -175,7 +175,7 @@ int translate_forward(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
     case EGRESS_FRAME_WINDOW:
         /* Only the v2 side sends window; it credits the coordinator. */
         if (egress_flow_on_window(&st->fl, f->increment, &err) < 0) {
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         translate_flush(s, st, src->role);
         return 1;
@@ -187,19 +187,19 @@ int translate_forward(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
                 return 0; /* v1 cannot express a half-close; the full close follows */
             }
             out.half = 0;
-            return forward_copy(dst, &out) < 0 ? CLOSE_POLICY : 0;
+            return forward_copy(dst, &out) < 0 ? EGRESS_CLOSE_POLICY : 0;
         }
         if (st->pend_head == NULL) {
-            return forward_copy(dst, &out) < 0 ? CLOSE_POLICY : 0;
+            return forward_copy(dst, &out) < 0 ? EGRESS_CLOSE_POLICY : 0;
         }
         /* Held-back data first: the stream ends when its queue drains. */
         if (control_to_v2(s, dst, st, &out) != 0) {
-            return CLOSE_POLICY;
+            return EGRESS_CLOSE_POLICY;
         }
         return 1;
 
     default:
-        return CLOSE_POLICY;
+        return EGRESS_CLOSE_POLICY;
     }
 }
 

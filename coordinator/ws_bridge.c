@@ -370,7 +370,7 @@ static int ws_established(struct lws *wsi, conn_t **slot)
 
     if (store_session_get(pend.lease_id, &cur) != 0 ||
         strcmp(cur.session_id, pend.session_id) != 0 || cur.state != SESSION_ACTIVE) {
-        conn_close(c, CLOSE_SESSION_REPLACED, "egress_session_replaced");
+        conn_close(c, EGRESS_CLOSE_SESSION_REPLACED, "egress_session_replaced");
         return 0;
     }
     s = session_get(pend.lease_id, pend.session_id);
@@ -457,7 +457,7 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
         coord_log("frame_rejected", "lease=%s role=%s error=too_large",
                   c->sess ? c->sess->lease_id : "-", role_name(c->role));
         session_stats.frames_rejected++;
-        ws_refuse(c, CLOSE_TOO_BIG, "message too big", "too_big");
+        ws_refuse(c, EGRESS_CLOSE_TOO_BIG, "message too big", "too_big");
         return 0;
     }
     if (m->len + len > m->cap) {
@@ -484,8 +484,8 @@ static int ws_receive(conn_t *c, struct lws *wsi, const void *in, size_t len)
     c->rx = NULL;
     code = session_on_message(c, m);
     if (code != 0) {
-        ws_refuse(c, code, code == CLOSE_TOO_BIG ? "message too big" : "malformed frame",
-                  code == CLOSE_TOO_BIG ? "too_big" : "policy");
+        ws_refuse(c, code, code == EGRESS_CLOSE_TOO_BIG ? "message too big" : "malformed frame",
+                  code == EGRESS_CLOSE_TOO_BIG ? "too_big" : "policy");
         return 0;
     }
     return 0;
