@@ -52,7 +52,6 @@
 typedef struct {
     ngx_str_t                      url;          /* as configured */
     ngx_url_t                      u;            /* addresses, port */
-    ngx_str_t                      host_header;  /* Host: value */
     ngx_str_t                      tls_name;     /* SNI / verified name */
     ngx_str_t                      path;         /* request target */
     ngx_flag_t                     tls;
