@@ -10,8 +10,9 @@
  *                                state)
  *   ngx_stream_egress_proxy.c    one browser connection: proxy request,
  *                                stream open, relay with flow control
- *   ngx_stream_egress_http.c     HTTP/1.x request head, chunked body and
- *                                response head parsers (no I/O)
+ *   ngx_stream_egress_http*.c    HTTP/1.x request head, chunked body and
+ *                                response head parsers, no I/O
+ *                                (ngx_stream_egress_http.h names them)
  *
  * The proxy calls the bridge; the bridge reaches a stream only through the
  * ngx_stream_egress_stream_ops_t the stream gave ngx_stream_egress_bridge_open.
