@@ -39,19 +39,21 @@ $(MODULE_SO): $(NGX_BUILD)/.configured $(MODULE_SRCS) $(LIB_SRCS) lib/*.h
 	@# a new inode: running nginx processes keep their mapping intact
 	cp $(NGX_OBJS)/ngx_stream_egress_module.so $@.tmp && mv -f $@.tmp $@
 
-# libFuzzer targets for the module's HTTP parsers: ngx_stream_egress_http.c
+# libFuzzer targets for the module's HTTP parsers: ngx_stream_egress_http*.c
 # compiled with clang against the configured nginx headers, plus a shim for
-# the few nginx functions it calls (nginx-dev has no nginx .c files). Their
+# the few nginx functions they call (nginx-dev has no nginx .c files). Their
 # corpora are in ngx_egress_module/fuzz/corpus/<name>.
 MODULE_FUZZ      := module_chunked module_request module_response
-MODULE_FUZZ_SRCS := ngx_egress_module/fuzz/ngx_shim.c ngx_egress_module/ngx_stream_egress_http.c \
+MODULE_HTTP_SRCS := $(wildcard ngx_egress_module/ngx_stream_egress_http*.c)
+MODULE_FUZZ_SRCS := ngx_egress_module/fuzz/ngx_shim.c $(MODULE_HTTP_SRCS) \
                     lib/egress_host.c lib/egress_error.c
 MODULE_FUZZ_INCS := $(addprefix -I$(NGX_BUILD)/,src/core src/event src/event/modules \
                     src/os/unix src/stream objs) -Ilib -Ingx_egress_module
 FUZZ_TARGETS     += $(MODULE_FUZZ:%=build/fuzz/fuzz_%)
 
 $(MODULE_FUZZ:%=build/fuzz/fuzz_%): build/fuzz/fuzz_%: ngx_egress_module/fuzz/fuzz_%.c \
-        $(MODULE_FUZZ_SRCS) ngx_egress_module/ngx_stream_egress_module.h lib/*.h \
+        $(MODULE_FUZZ_SRCS) ngx_egress_module/ngx_stream_egress_module.h \
+        ngx_egress_module/ngx_stream_egress_http.h lib/*.h \
         $(NGX_BUILD)/.configured
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \

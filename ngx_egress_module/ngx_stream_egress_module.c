@@ -353,9 +353,6 @@ ngx_stream_egress_bridge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    emcf->host_header.data = value[1].data + skip;
-    emcf->host_header.len = p - emcf->host_header.data;
-
     emcf->u.url.data = value[1].data + skip;
     emcf->u.url.len = value[1].len - skip;
     emcf->u.uri_part = 1;

@@ -9,9 +9,12 @@
  *                                names its other files: upgrade, frames,
  *                                state)
  *   ngx_stream_egress_proxy.c    one browser connection: proxy request,
- *                                stream open, relay with flow control
- *   ngx_stream_egress_http.c     HTTP/1.x request head, chunked body and
- *                                response head parsers (no I/O)
+ *                                stream open (ngx_stream_egress_proxy.h
+ *                                names its other files: relay, respond,
+ *                                browser)
+ *   ngx_stream_egress_http*.c    HTTP/1.x request head, chunked body and
+ *                                response head parsers, no I/O
+ *                                (ngx_stream_egress_http.h names them)
  *
  * The proxy calls the bridge; the bridge reaches a stream only through the
  * ngx_stream_egress_stream_ops_t the stream gave ngx_stream_egress_bridge_open.
@@ -52,7 +55,6 @@
 typedef struct {
     ngx_str_t                      url;          /* as configured */
     ngx_url_t                      u;            /* addresses, port */
-    ngx_str_t                      host_header;  /* Host: value */
     ngx_str_t                      tls_name;     /* SNI / verified name */
     ngx_str_t                      path;         /* request target */
     ngx_flag_t                     tls;
@@ -248,19 +250,6 @@ ngx_int_t ngx_stream_egress_bridge_send_window(uint32_t id,
  * through ngx_stream_egress_stream_ops_t */
 
 void ngx_stream_egress_proxy_handler(ngx_stream_session_t *s);
-void ngx_stream_egress_proxy_open_ok(ngx_stream_egress_ctx_t *ctx,
-    uint32_t window);
-void ngx_stream_egress_proxy_open_error(ngx_stream_egress_ctx_t *ctx,
-    egress_str_t *message);
-void ngx_stream_egress_proxy_data(ngx_stream_egress_ctx_t *ctx,
-    const u_char *data, size_t len);
-void ngx_stream_egress_proxy_close(ngx_stream_egress_ctx_t *ctx,
-    ngx_uint_t half);
-void ngx_stream_egress_proxy_window(ngx_stream_egress_ctx_t *ctx,
-    uint32_t increment);
-void ngx_stream_egress_proxy_abort(ngx_stream_egress_ctx_t *ctx,
-    ngx_str_t *reason);
-void ngx_stream_egress_proxy_resume(ngx_stream_egress_ctx_t *ctx);
 
 
 /* HTTP parsing, no I/O */

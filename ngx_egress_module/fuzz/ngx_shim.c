@@ -1,9 +1,9 @@
 
 /*
- * The few nginx functions ngx_stream_egress_http.c calls, for its libFuzzer
+ * The few nginx functions ngx_stream_egress_http*.c call, for their libFuzzer
  * targets: Debian's nginx-dev ships nginx's headers but not its .c files.
  * They follow src/core/ngx_string.c; ngx_sprintf knows only the formats
- * the parser uses and aborts on any other, so a new one cannot slip past
+ * the parsers use and abort on any other, so a new one cannot slip past
  * the fuzzer unnoticed.
  */
 
