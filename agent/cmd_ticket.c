@@ -114,10 +114,11 @@ int cmd_ticket(int argc, char **argv)
         json_object_set_new(body, "profile", json_string(profile));
     if (allow) {
         json_t *arr = json_array();
-        char *copy = strdup(allow), *save = NULL, *tok;
-        for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-            json_array_append_new(arr, json_string(tok));
-        free(copy);
+        const char *cur = allow, *item;
+        size_t len;
+        while (egress_list_next(&cur, &item, &len))
+            if (len) /* empty items were always skipped here */
+                json_array_append_new(arr, json_stringn(item, len));
         json_object_set_new(body, "allow", arr);
     }
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", id);
