@@ -46,10 +46,10 @@ typedef struct {
 } egress_config_t;
 
 /* Fills cfg from flags (already set fields win), env, then the config file. */
-int config_load(egress_config_t *cfg, char *err, size_t errcap);
+int config_load(egress_config_t *cfg, egress_error_t *err);
 void config_free(egress_config_t *cfg);
 /* Reads a secret from a file ("-" = stdin): first line, trimmed. */
-char *config_read_secret_file(const char *path, char *err, size_t errcap);
+char *config_read_secret_file(const char *path, egress_error_t *err);
 /* $XDG_STATE_HOME/egress (created 0700). */
 int config_state_dir(char *out, size_t cap);
 
@@ -61,7 +61,7 @@ typedef struct {
     char prefix[256]; /* path prefix without trailing slash, may be "" */
 } egress_url_t;
 
-int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap);
+int url_parse(egress_url_t *u, const char *url, egress_error_t *err);
 
 /*
  * POST /v1/leases/{lease}/egress/ticket. Blocking (startup, or on a uv work
@@ -81,10 +81,10 @@ typedef struct {
  */
 struct json_t;
 int http_api(const egress_url_t *u, const char *method, const char *path, const char *token,
-             const char *body, struct json_t **resp, int timeout_ms, char *err, size_t errcap);
+             const char *body, struct json_t **resp, int timeout_ms, egress_error_t *err);
 
 int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, size_t tcap,
-                     char *session, size_t scap, char *err, size_t errcap);
+                     char *session, size_t scap, egress_error_t *err);
 
 /* ---- the agent (host.c, bridge.c, stream.c) ---- */
 typedef struct stream_s stream_t;

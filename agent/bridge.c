@@ -824,7 +824,7 @@ static void bridge_after_mint(uv_work_t *w, int status)
         bridge_connect(ag);
         return;
     }
-    agent_log("cannot mint a ticket: %s", ag->mint_err);
+    agent_log("cannot mint a ticket: %s", ag->mint_err.message);
     if (egress_http_status_fatal(ag->mint_status)) {
         agent_finish(ag, EXIT_FATAL);
         return;
@@ -855,7 +855,7 @@ static void bridge_mint_work(uv_work_t *w)
                      .nallow = n,
                      .timeout_ms = 10000};
     ag->mint_status = http_mint_ticket(&o->url, &rq, ag->ticket, sizeof(ag->ticket), session,
-                                       sizeof(session), ag->mint_err, sizeof(ag->mint_err));
+                                       sizeof(session), &ag->mint_err);
 }
 
 int bridge_connect(agent_t *ag)

@@ -16,10 +16,10 @@
 
 int cli_open(cli_t *c, int need_token)
 {
-    char err[256] = "";
+    egress_error_t err;
 
-    if (config_load(&c->cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", c->prog, err);
+    if (config_load(&c->cfg, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err.message);
         return EXIT_USAGE;
     }
     if (!c->cfg.coordinator) {
@@ -29,8 +29,8 @@ int cli_open(cli_t *c, int need_token)
                 c->prog);
         return EXIT_USAGE;
     }
-    if (url_parse(&c->url, c->cfg.coordinator, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", c->prog, err);
+    if (url_parse(&c->url, c->cfg.coordinator, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err.message);
         return EXIT_USAGE;
     }
     if (need_token && !c->cfg.token) {
@@ -50,7 +50,7 @@ void cli_close(cli_t *c)
 
 int cli_api(cli_t *c, const char *method, const char *path, json_t *body, json_t **resp)
 {
-    char err[256] = "";
+    egress_error_t err = {0};
     char *text = NULL;
     int status;
 
@@ -58,11 +58,11 @@ int cli_api(cli_t *c, const char *method, const char *path, json_t *body, json_t
         fprintf(stderr, "%s: out of memory\n", c->prog);
         return -1;
     }
-    status = http_api(&c->url, method, path, c->cfg.token, text, resp, CLI_TIMEOUT_MS, err,
-                      sizeof(err));
+    status = http_api(&c->url, method, path, c->cfg.token, text, resp, CLI_TIMEOUT_MS, &err);
     free(text);
     if (status < 0)
-        fprintf(stderr, "%s: %s\n", c->prog, err[0] ? err : "coordinator request failed");
+        fprintf(stderr, "%s: %s\n", c->prog,
+                err.message[0] ? err.message : "coordinator request failed");
     return status;
 }
 

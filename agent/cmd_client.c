@@ -500,7 +500,7 @@ int cmd_client(int argc, char **argv)
     const char *id = NULL, *listen = CLIENT_DEFAULT_LISTEN, *ticket_file = NULL;
     const char *module_flag = NULL, *dir_flag = NULL, *trusted = NULL, *module;
     char dir[PATH_MAX], path[PATH_MAX + 32], modbuf[PATH_MAX], host[EGRESS_HOST_BUF];
-    char err[256] = "", *ticket = NULL, *conf = NULL, user[64];
+    char *ticket = NULL, *conf = NULL, user[64];
     uid_t wuid;
     gid_t wgid;
     int daemon = 0, print = 0, stop = 0, check = 0, opt, rc = EXIT_USAGE;
@@ -610,11 +610,11 @@ int cmd_client(int argc, char **argv)
     mkdir(path, 0700);
 
     if (ticket_file)
-        ticket = config_read_secret_file(ticket_file, err, sizeof(err));
+        ticket = config_read_secret_file(ticket_file, &e);
     else if (getenv("EGRESS_TICKET") && *getenv("EGRESS_TICKET"))
         ticket = strdup(getenv("EGRESS_TICKET"));
     if (ticket_file && !ticket) {
-        fprintf(stderr, "egress client: %s\n", err);
+        fprintf(stderr, "egress client: %s\n", e.message);
         goto out;
     }
     /* a restart replaces the previous proxy of this lease instead of failing to bind */

@@ -77,8 +77,8 @@ static int start_wait_client(cli_t *c, const char *lease)
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/status", lease);
     for (waited = 0; waited < START_WAIT_MS; waited += 100) {
         resp = NULL;
-        status = http_api(&c->url, "GET", path, c->cfg.token, NULL, &resp, CLI_TIMEOUT_MS,
-                          (char[256]){0}, 256);
+        status =
+            http_api(&c->url, "GET", path, c->cfg.token, NULL, &resp, CLI_TIMEOUT_MS, NULL);
         up = status == 200 && json_is_true(json_object_get(resp, "clientConnected"));
         json_decref(resp);
         if (up)
@@ -128,7 +128,7 @@ int cmd_start(int argc, char **argv)
     size_t nprofiles = 0, nallows = 0, i;
     int daemon = 0, allow_private = 0, opt, rc, status, remote_started = 0;
     char path[256], session[EGRESS_MAX_TOKEN_TEXT + 1], *target = NULL, *ticket = NULL;
-    char host[EGRESS_HOST_BUF], err[256];
+    char host[EGRESS_HOST_BUF];
     uint16_t port;
     egress_allow_t *al = NULL;
     egress_error_t e;
@@ -218,9 +218,9 @@ int cmd_start(int argc, char **argv)
         goto done;
     if (!lease_url)
         lease_url = c.cfg.coordinator;
-    if (url_parse(&lu, lease_url, err, sizeof(err)) < 0) {
+    if (url_parse(&lu, lease_url, &e) < 0) {
         /* url_parse also refuses user:password@ URLs: no credential goes to the lease */
-        fprintf(stderr, "egress start: --lease-coordinator: %s\n", err);
+        fprintf(stderr, "egress start: --lease-coordinator: %s\n", e.message);
         rc = EXIT_USAGE;
         goto done;
     }

@@ -295,7 +295,7 @@ int host_run(host_opts_t *o)
     if (!ag->ticket[0] && !ag->resume[0]) {
         const char *allow[EGRESS_ALLOW_MAX_PATTERNS + 1];
         size_t n = egress_allow_count(o->allow);
-        char err[256];
+        egress_error_t err;
         for (size_t i = 0; i < n; i++)
             allow[i] = egress_allow_pattern(o->allow, i);
         mint_req_t rq = {.lease = o->lease,
@@ -306,9 +306,9 @@ int host_run(host_opts_t *o)
                          .nallow = n,
                          .timeout_ms = 10000};
         int st = http_mint_ticket(&o->url, &rq, ag->ticket, sizeof(ag->ticket), ag->session,
-                                  sizeof(ag->session), err, sizeof(err));
+                                  sizeof(ag->session), &err);
         if (st != 0) {
-            agent_log("cannot mint a host ticket: %s", err);
+            agent_log("cannot mint a host ticket: %s", err.message);
             code = st == 401                                            ? EXIT_AUTH
                    : (st == 403 || st == 404 || st == 409 || st == 410) ? EXIT_FATAL
                                                                         : EXIT_RUNTIME;
@@ -338,9 +338,9 @@ int host_run(host_opts_t *o)
     }
 
     if (o->metrics_addr) {
-        char err[256];
-        if (metrics_start(ag, o->metrics_addr, err, sizeof(err)) < 0) {
-            agent_log("%s", err);
+        egress_error_t err;
+        if (metrics_start(ag, o->metrics_addr, &err) < 0) {
+            agent_log("%s", err.message);
             ag->exit_code = EXIT_USAGE;
             agent_finish(ag, EXIT_USAGE);
             uv_run(&ag->loop, UV_RUN_DEFAULT);
@@ -427,7 +427,6 @@ int cmd_host(int argc, char **argv)
     const char *profiles[8];
     size_t nprofiles = 0;
     const char *ticket_file = NULL;
-    char err[512];
     int c, rc = EXIT_USAGE, have_allow = 0;
 
     memset(&o, 0, sizeof(o));
@@ -568,8 +567,8 @@ int cmd_host(int argc, char **argv)
         goto usage;
     }
 
-    if (config_load(&cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "egress host: %s\n", err);
+    if (config_load(&cfg, &e) < 0) {
+        fprintf(stderr, "egress host: %s\n", e.message);
         goto usage;
     }
     if (!cfg.coordinator) {
@@ -578,8 +577,8 @@ int cmd_host(int argc, char **argv)
                 "EGRESS_COORDINATOR, or add `coordinator = URL` to ~/.config/egress/config\n");
         goto usage;
     }
-    if (url_parse(&o.url, cfg.coordinator, err, sizeof(err)) < 0) {
-        fprintf(stderr, "egress host: %s\n", err);
+    if (url_parse(&o.url, cfg.coordinator, &e) < 0) {
+        fprintf(stderr, "egress host: %s\n", e.message);
         goto usage;
     }
     snprintf(o.coordinator, sizeof(o.coordinator), "%s", cfg.coordinator);
@@ -587,8 +586,8 @@ int cmd_host(int argc, char **argv)
     cfg.token = NULL;
 
     if (ticket_file) {
-        if ((o.ticket = config_read_secret_file(ticket_file, err, sizeof(err))) == NULL) {
-            fprintf(stderr, "egress host: --ticket-file: %s\n", err);
+        if ((o.ticket = config_read_secret_file(ticket_file, &e)) == NULL) {
+            fprintf(stderr, "egress host: --ticket-file: %s\n", e.message);
             goto usage;
         }
     } else if (getenv("EGRESS_TICKET") && *getenv("EGRESS_TICKET")) {

@@ -103,7 +103,7 @@ struct agent_s {
     char session[EGRESS_MAX_TOKEN_TEXT + 1];
     char resume[EGRESS_MAX_TOKEN_TEXT + 1];
     char ticket[EGRESS_MAX_TOKEN_TEXT + 1];
-    char mint_err[256];
+    egress_error_t mint_err;
     int mint_status;
     char state_path[1024];
     unsigned attempts; /* consecutive failed connects, for backoff */
@@ -192,7 +192,7 @@ void stream_pool_free(agent_t *ag);
 void stream_release_held(agent_t *ag);
 
 /* metrics.c */
-int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap);
+int metrics_start(agent_t *ag, const char *addr, egress_error_t *err);
 void metrics_stop(agent_t *ag);
 void metrics_count_result(agent_t *ag, const char *result);
 

@@ -148,7 +148,7 @@ static void metrics_on_connection(uv_stream_t *srv, int status)
         uv_close((uv_handle_t *) &mc->tcp, metrics_on_closed);
 }
 
-int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
+int metrics_start(agent_t *ag, const char *addr, egress_error_t *err)
 {
     char host[EGRESS_HOST_BUF];
     uint16_t port = 0;
@@ -157,15 +157,12 @@ int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
     int kind, rc;
 
     kind = egress_hostport_parse(host, &port, addr, strlen(addr), 0, &e);
-    if (kind < 0) {
-        snprintf(err, errcap, "--metrics %s: %s", addr, e.message);
-        return -1;
-    }
-    if (kind == EGRESS_HOST_NAME || !egress_host_is_loopback(host, strlen(host))) {
-        snprintf(err, errcap,
-                 "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
-        return -1;
-    }
+    if (kind < 0)
+        return egress_error_set(err, e.code, "--metrics %s: %s", addr, e.message);
+    if (kind == EGRESS_HOST_NAME || !egress_host_is_loopback(host, strlen(host)))
+        return egress_error_set(
+            err, EGRESS_ERR_HOST,
+            "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
     if (kind == EGRESS_HOST_IPV4)
         uv_ip4_addr(host, port, (struct sockaddr_in *) &ss);
     else
@@ -175,8 +172,8 @@ int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
     ag->metrics_on = 1;
     if ((rc = uv_tcp_bind(&ag->metrics_srv, (struct sockaddr *) &ss, 0)) < 0 ||
         (rc = uv_listen((uv_stream_t *) &ag->metrics_srv, 64, metrics_on_connection)) < 0) {
-        snprintf(err, errcap, "--metrics %s: %s", addr, uv_strerror(rc));
-        return -1;
+        return egress_error_set(err, EGRESS_ERR_SYSTEM, "--metrics %s: %s", addr,
+                                uv_strerror(rc));
     }
     return 0;
 }
