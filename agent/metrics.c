@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
+#include "metrics.h"
 
 static const char *const metrics_results[] = {"ok",
                                               "denied",
@@ -37,7 +37,7 @@ void metrics_count_result(agent_t *ag, const char *result)
 {
     for (size_t i = 0; metrics_results[i]; i++)
         if (strcmp(metrics_results[i], result) == 0) {
-            ag->results[i]++;
+            ag->metrics.results[i]++;
             return;
         }
 }
@@ -73,12 +73,12 @@ static char *metrics_render(agent_t *ag)
         "egress_host_bridge_queue_bytes %zu\n"
         "# HELP egress_host_streams_closed_total Streams ended, by result.\n"
         "# TYPE egress_host_streams_closed_total counter\n",
-        ag->established, ag->peer, ag->nstreams, (unsigned long long) ag->streams_total,
-        (unsigned long long) ag->bytes_up_total, (unsigned long long) ag->bytes_down_total,
-        ag->qbytes);
+        ag->bridge.established, ag->bridge.peer, ag->streams.n,
+        (unsigned long long) ag->streams.total, (unsigned long long) ag->metrics.bytes_up,
+        (unsigned long long) ag->metrics.bytes_down, ag->queue.bytes);
     for (size_t i = 0; metrics_results[i]; i++)
         fprintf(f, "egress_host_streams_closed_total{result=\"%s\"} %llu\n", metrics_results[i],
-                (unsigned long long) ag->results[i]);
+                (unsigned long long) ag->metrics.results[i]);
     fclose(f);
     return buf;
 }
@@ -168,10 +168,10 @@ int metrics_start(agent_t *ag, const char *addr, egress_error_t *err)
     else
         uv_ip6_addr(host, port, (struct sockaddr_in6 *) &ss);
     ag->loop.data = ag;
-    uv_tcp_init(&ag->loop, &ag->metrics_srv);
-    ag->metrics_on = 1;
-    if ((rc = uv_tcp_bind(&ag->metrics_srv, (struct sockaddr *) &ss, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *) &ag->metrics_srv, 64, metrics_on_connection)) < 0) {
+    uv_tcp_init(&ag->loop, &ag->metrics.srv);
+    ag->metrics.on = 1;
+    if ((rc = uv_tcp_bind(&ag->metrics.srv, (struct sockaddr *) &ss, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *) &ag->metrics.srv, 64, metrics_on_connection)) < 0) {
         return egress_error_set(err, EGRESS_ERR_SYSTEM, "--metrics %s: %s", addr,
                                 uv_strerror(rc));
     }
@@ -180,8 +180,8 @@ int metrics_start(agent_t *ag, const char *addr, egress_error_t *err)
 
 void metrics_stop(agent_t *ag)
 {
-    if (ag->metrics_on) {
-        ag->metrics_on = 0;
-        uv_close((uv_handle_t *) &ag->metrics_srv, NULL);
+    if (ag->metrics.on) {
+        ag->metrics.on = 0;
+        uv_close((uv_handle_t *) &ag->metrics.srv, NULL);
     }
 }
