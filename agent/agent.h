@@ -67,7 +67,7 @@ int url_parse(egress_url_t *u, const char *url, egress_error_t *err);
 /* What http_mint_ticket() asks for. */
 typedef struct {
     const char *lease, *token, *session, *profile;
-    const char *const *allow; /* NULL-terminated */
+    const char *const *allow; /* nallow patterns */
     size_t nallow;
     int timeout_ms;
 } mint_req_t;
