@@ -1,6 +1,7 @@
 /*
- * agent.h: the `egress` binary: command table, exit codes, and the host
- * agent's shared state (options, bridge connection, streams).
+ * agent.h: the `egress` binary: command table, exit codes, logging,
+ * configuration and the coordinator's HTTP API, shared by every command.
+ * The host agent's own types are in host_types.h.
  */
 
 #ifndef EGRESS_AGENT_H
@@ -46,10 +47,10 @@ typedef struct {
 } egress_config_t;
 
 /* Fills cfg from flags (already set fields win), env, then the config file. */
-int config_load(egress_config_t *cfg, char *err, size_t errcap);
+int config_load(egress_config_t *cfg, egress_error_t *err);
 void config_free(egress_config_t *cfg);
 /* Reads a secret from a file ("-" = stdin): first line, trimmed. */
-char *config_read_secret_file(const char *path, char *err, size_t errcap);
+char *config_read_secret_file(const char *path, egress_error_t *err);
 /* $XDG_STATE_HOME/egress (created 0700). */
 int config_state_dir(char *out, size_t cap);
 
@@ -61,16 +62,12 @@ typedef struct {
     char prefix[256]; /* path prefix without trailing slash, may be "" */
 } egress_url_t;
 
-int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap);
+int url_parse(egress_url_t *u, const char *url, egress_error_t *err);
 
-/*
- * POST /v1/leases/{lease}/egress/ticket. Blocking (startup, or on a uv work
- * thread). Returns 0 with ticket/session filled, or the HTTP status (>0) with
- * err set, or -1 for a transport error.
- */
+/* What http_mint_ticket() asks for. */
 typedef struct {
     const char *lease, *token, *session, *profile;
-    const char *const *allow; /* NULL-terminated */
+    const char *const *allow; /* nallow patterns */
     size_t nallow;
     int timeout_ms;
 } mint_req_t;
@@ -81,47 +78,14 @@ typedef struct {
  */
 struct json_t;
 int http_api(const egress_url_t *u, const char *method, const char *path, const char *token,
-             const char *body, struct json_t **resp, int timeout_ms, char *err, size_t errcap);
+             const char *body, struct json_t **resp, int timeout_ms, egress_error_t *err);
 
+/*
+ * POST /v1/leases/{lease}/egress/ticket. Blocking (startup, or on a uv work
+ * thread). Returns 0 with ticket/session filled, or the HTTP status (>0) with
+ * err set, or -1 for a transport error.
+ */
 int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, size_t tcap,
-                     char *session, size_t scap, char *err, size_t errcap);
-
-/* ---- the agent (host.c, bridge.c, stream.c) ---- */
-typedef struct stream_s stream_t;
-typedef struct agent_s agent_t;
-
-typedef struct wsmsg_s {
-    struct wsmsg_s *next;
-    uint32_t stream_id; /* 0 = session-level message (never purged) */
-    uint32_t len;       /* payload bytes after the LWS_PRE headroom */
-    uint32_t cap;       /* payload capacity (pooled chunks have EGRESS_CHUNK_CAP) */
-    uint8_t binary;
-    uint8_t pooled;
-    unsigned char buf[]; /* LWS_PRE headroom, then payload */
-} wsmsg_t;
-
-typedef struct {
-    /* options */
-    const char *lease;
-    const char *profile;
-    const char *allow_arg;
-    const char *ports_arg;
-    const char *session;
-    const char *audit_path;
-    const char *metrics_addr;
-    int allow_private;
-    int daemon;
-    int dial_timeout_ms;
-    int verbose;
-    int protocol; /* 0: offer v2 then v1; else only that version */
-    egress_url_t url;
-    char coordinator[512];
-    char *token;  /* may be NULL */
-    char *ticket; /* consumed by the first connect; may be NULL */
-    egress_allow_t *allow;
-} host_opts_t;
-
-int host_run(host_opts_t *o);
-int daemon_run(host_opts_t *o);
+                     char *session, size_t scap, egress_error_t *err);
 
 #endif /* EGRESS_AGENT_H */

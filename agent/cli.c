@@ -16,10 +16,10 @@
 
 int cli_open(cli_t *c, int need_token)
 {
-    char err[256] = "";
+    egress_error_t err;
 
-    if (config_load(&c->cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", c->prog, err);
+    if (config_load(&c->cfg, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err.message);
         return EXIT_USAGE;
     }
     if (!c->cfg.coordinator) {
@@ -29,8 +29,8 @@ int cli_open(cli_t *c, int need_token)
                 c->prog);
         return EXIT_USAGE;
     }
-    if (url_parse(&c->url, c->cfg.coordinator, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", c->prog, err);
+    if (url_parse(&c->url, c->cfg.coordinator, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", c->prog, err.message);
         return EXIT_USAGE;
     }
     if (need_token && !c->cfg.token) {
@@ -50,7 +50,7 @@ void cli_close(cli_t *c)
 
 int cli_api(cli_t *c, const char *method, const char *path, json_t *body, json_t **resp)
 {
-    char err[256] = "";
+    egress_error_t err = {0};
     char *text = NULL;
     int status;
 
@@ -58,11 +58,11 @@ int cli_api(cli_t *c, const char *method, const char *path, json_t *body, json_t
         fprintf(stderr, "%s: out of memory\n", c->prog);
         return -1;
     }
-    status = http_api(&c->url, method, path, c->cfg.token, text, resp, CLI_TIMEOUT_MS, err,
-                      sizeof(err));
+    status = http_api(&c->url, method, path, c->cfg.token, text, resp, CLI_TIMEOUT_MS, &err);
     free(text);
     if (status < 0)
-        fprintf(stderr, "%s: %s\n", c->prog, err[0] ? err : "coordinator request failed");
+        fprintf(stderr, "%s: %s\n", c->prog,
+                err.message[0] ? err.message : "coordinator request failed");
     return status;
 }
 
@@ -74,7 +74,7 @@ int cli_api_fail(cli_t *c, int status, json_t *resp, const char *what)
             *m ? ": " : "", m);
     if (status == 401)
         return EXIT_AUTH;
-    if (status == 403 || status == 404 || status == 409 || status == 410)
+    if (egress_http_status_fatal(status))
         return EXIT_FATAL;
     return EXIT_RUNTIME;
 }
@@ -86,12 +86,55 @@ const char *cli_str(json_t *o, const char *key)
     return s ? s : "";
 }
 
-int cli_take_lease(const char *prog, int argc, char **argv, const char **id)
+int cli_getopt(cli_t *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
 {
-    if (!*id && optind == argc - 1)
-        *id = argv[optind++];
-    if (optind != argc || !*id || !cli_lease_ok(*id)) {
-        fprintf(stderr, "%s: --id LEASE is required (see %s --help)\n", prog, prog);
+    int opt;
+
+    if (!c->parsing) {
+        optind = 1;
+        c->parsing = 1;
+    }
+    for (;;) {
+        switch ((opt = getopt_long(argc, argv, shortopts, longopts, NULL))) {
+        case 'i':
+            c->id = optarg;
+            break;
+        case 'c':
+            free(c->cfg.coordinator);
+            if ((c->cfg.coordinator = strdup(optarg)) == NULL) {
+                fprintf(stderr, "%s: out of memory\n", c->prog);
+                c->rc = EXIT_RUNTIME;
+                return CLI_OPT_EXIT;
+            }
+            break;
+        case 'h':
+            c->usage(stdout);
+            c->rc = EXIT_OK;
+            return CLI_OPT_EXIT;
+        case ':':
+            fprintf(stderr, "%s: %s needs a value (see %s --help)\n", c->prog, argv[optind - 1],
+                    c->prog);
+            c->rc = EXIT_USAGE;
+            return CLI_OPT_EXIT;
+        case '?':
+            if (shortopts[0] == ':')
+                fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", c->prog,
+                        argv[optind - 1], c->prog);
+            c->rc = EXIT_USAGE;
+            return CLI_OPT_EXIT;
+        default:
+            return opt;
+        }
+    }
+}
+
+int cli_take_lease(cli_t *c, int argc, char **argv)
+{
+    if (!c->id && optind == argc - 1)
+        c->id = argv[optind++];
+    if (optind != argc || !c->id || !cli_lease_ok(c->id)) {
+        fprintf(stderr, "%s: --id LEASE is required (see %s --help)\n", c->prog, c->prog);
         return EXIT_USAGE;
     }
     return 0;

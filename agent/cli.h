@@ -1,10 +1,14 @@
 /*
- * cli.h: what the operator commands (lease, ticket, status, client, stop)
- * share: coordinator access through the API, and small output helpers.
+ * cli.h: what the operator commands (host, start, client, status, stop,
+ * ticket, lease) share: the common flags, coordinator access through the
+ * API, and small output helpers.
  */
 
 #ifndef EGRESS_CLI_H
 #define EGRESS_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -15,8 +19,34 @@
 typedef struct {
     egress_config_t cfg; /* coordinator URL and token (flags, env, config file) */
     egress_url_t url;
-    const char *prog; /* "egress lease", for messages */
+    const char *prog;         /* "egress lease", for messages */
+    void (*usage)(FILE *out); /* the command's --help */
+    const char *id;           /* --id LEASE (cli_take_lease also takes a positional one) */
+    int rc;                   /* the exit code when cli_getopt() returns CLI_OPT_EXIT */
+    int parsing;              /* cli_getopt() has started on argv */
 } cli_t;
+
+/* The flags every command takes; ends the command's longopts table. */
+#define CLI_OPTIONS_COMMON                                                                     \
+    {"id", required_argument, NULL, 'i'}, {"coordinator", required_argument, NULL, 'c'},       \
+        {"help", no_argument, NULL, 'h'},                                                      \
+    {                                                                                          \
+        NULL, 0, NULL, 0                                                                       \
+    }
+
+#define CLI_OPT_EXIT (-2)
+
+/*
+ * getopt_long() over argv for a command whose longopts end with
+ * CLI_OPTIONS_COMMON. The common flags are handled here: --id into c->id,
+ * --coordinator into c->cfg (the last one wins), --help prints c->usage.
+ * Returns the command's next own option, -1 after the last option, or
+ * CLI_OPT_EXIT with the exit code in c->rc (--help, or a bad flag). With
+ * shortopts starting with ':' a bad flag is explained here; otherwise
+ * getopt's own message stands.
+ */
+int cli_getopt(cli_t *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
 
 /*
  * Loads the coordinator URL and token (flag values already in c->cfg win).
@@ -40,11 +70,11 @@ int cli_api_fail(cli_t *c, int status, json_t *resp, const char *what);
 const char *cli_str(json_t *o, const char *key);
 
 /*
- * After getopt: takes a positional lease id when --id was not given, and
- * checks that exactly a valid one is there. Prints the usage hint and
- * returns EXIT_USAGE, or 0.
+ * After the options: takes a positional lease id into c->id when --id was not
+ * given, and checks that exactly a valid one is there. Prints the usage hint
+ * and returns EXIT_USAGE, or 0.
  */
-int cli_take_lease(const char *prog, int argc, char **argv, const char **id);
+int cli_take_lease(cli_t *c, int argc, char **argv);
 
 /* Sleeps ms milliseconds (polling loops of the commands). */
 void cli_sleep_ms(long ms);

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <libgen.h>
@@ -479,13 +478,21 @@ static int client_supervise(const char *nginx, char *const *nargv, const char *s
     }
 }
 
-int cmd_client(int argc, char **argv)
+/* One `egress client`: its options and where it keeps its files. */
+typedef struct {
+    cli_t c; /* --id, --coordinator, --help; then the coordinator's URL */
+    const char *listen, *ticket_file, *module_flag, *dir_flag, *trusted;
+    int daemon, print, stop, check;
+    char dir[PATH_MAX];
+    char modbuf[PATH_MAX];
+} client_t;
+
+/* The options. Returns 0, or -1 to end with the exit code in cl->c.rc (--help, bad flags). */
+static int client_parse(client_t *cl, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
         {"listen", required_argument, NULL, 'l'},
         {"ticket-file", required_argument, NULL, 't'},
-        {"coordinator", required_argument, NULL, 'c'},
         {"trusted-certificate", required_argument, NULL, 'T'},
         {"module", required_argument, NULL, 'm'},
         {"runtime-dir", required_argument, NULL, 'r'},
@@ -493,106 +500,206 @@ int cmd_client(int argc, char **argv)
         {"print-config", no_argument, NULL, 'p'},
         {"stop", no_argument, NULL, 's'},
         {"check", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress client"};
-    const char *id = NULL, *listen = CLIENT_DEFAULT_LISTEN, *ticket_file = NULL;
-    const char *module_flag = NULL, *dir_flag = NULL, *trusted = NULL, *module;
-    char dir[PATH_MAX], path[PATH_MAX + 32], modbuf[PATH_MAX], host[EGRESS_HOST_BUF];
-    char err[256] = "", *ticket = NULL, *conf = NULL, user[64];
-    uid_t wuid;
-    gid_t wgid;
-    int daemon = 0, print = 0, stop = 0, check = 0, opt, rc = EXIT_USAGE;
+    int opt;
+
+    while ((opt = cli_getopt(&cl->c, argc, argv, "h", longopts)) != -1) {
+        switch (opt) {
+        case 'l':
+            cl->listen = optarg;
+            break;
+        case 't':
+            cl->ticket_file = optarg;
+            break;
+        case 'T':
+            cl->trusted = optarg;
+            break;
+        case 'm':
+            cl->module_flag = optarg;
+            break;
+        case 'r':
+            cl->dir_flag = optarg;
+            break;
+        case 'd':
+            cl->daemon = 1;
+            break;
+        case 'p':
+            cl->print = 1;
+            break;
+        case 's':
+            cl->stop = 1;
+            break;
+        case 'k':
+            cl->check = 1;
+            break;
+        default: /* CLI_OPT_EXIT */
+            return -1;
+        }
+    }
+    return (cl->c.rc = cli_take_lease(&cl->c, argc, argv)) != 0 ? -1 : 0;
+}
+
+/* --listen must be loopback; then the runtime directory. Returns 0 or an exit code. */
+static int client_check_place(client_t *cl)
+{
+    char host[EGRESS_HOST_BUF];
     uint16_t port;
     egress_error_t e;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
-        case 'l':
-            listen = optarg;
-            break;
-        case 't':
-            ticket_file = optarg;
-            break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
-            break;
-        case 'T':
-            trusted = optarg;
-            break;
-        case 'm':
-            module_flag = optarg;
-            break;
-        case 'r':
-            dir_flag = optarg;
-            break;
-        case 'd':
-            daemon = 1;
-            break;
-        case 'p':
-            print = 1;
-            break;
-        case 's':
-            stop = 1;
-            break;
-        case 'k':
-            check = 1;
-            break;
-        case 'h':
-            client_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
-        }
-    }
-    if (cli_take_lease("egress client", argc, argv, &id) != 0)
-        goto out;
-    if (egress_hostport_parse(host, &port, listen, strlen(listen), 0, &e) < 0) {
-        fprintf(stderr, "egress client: --listen %s: %s\n", listen, e.message);
-        goto out;
+    if (egress_hostport_parse(host, &port, cl->listen, strlen(cl->listen), 0, &e) < 0) {
+        fprintf(stderr, "egress client: --listen %s: %s\n", cl->listen, e.message);
+        return EXIT_USAGE;
     }
     if (!egress_host_is_loopback(host, strlen(host))) {
         fprintf(stderr,
                 "egress client: --listen %s is not a loopback address; the proxy only\n"
                 "  listens on 127.0.0.0/8, [::1] or localhost so nothing else can use it\n",
-                listen);
-        goto out;
+                cl->listen);
+        return EXIT_USAGE;
     }
-    if (dir_flag) {
-        if (strlen(dir_flag) >= sizeof(dir))
-            goto out;
-        strcpy(dir, dir_flag);
-    } else if (client_runtime_dir(dir, sizeof(dir), id) < 0) {
+    if (cl->dir_flag) {
+        if (strlen(cl->dir_flag) >= sizeof(cl->dir))
+            return EXIT_USAGE;
+        strcpy(cl->dir, cl->dir_flag);
+    } else if (client_runtime_dir(cl->dir, sizeof(cl->dir), cl->c.id) < 0) {
         fprintf(stderr, "egress client: cannot create a runtime directory: %s\n",
                 strerror(errno));
-        rc = EXIT_RUNTIME;
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+/*
+ * client.ticket in the runtime directory: a new ticket (which voids the old
+ * resume secret and end mark), else an empty file, since the module needs a
+ * readable one even when it resumes. Returns 0 or -1 (reported).
+ */
+static int client_write_ticket(client_t *cl, const char *path)
+{
+    char state[PATH_MAX + 32], *ticket = NULL, *line;
+    const char *env = getenv("EGRESS_TICKET");
+    egress_error_t e;
+    size_t n;
+    int rc = -1;
+
+    if (cl->ticket_file) {
+        if ((ticket = config_read_secret_file(cl->ticket_file, &e)) == NULL) {
+            fprintf(stderr, "egress client: %s\n", e.message);
+            return -1;
+        }
+    } else if (env && *env) {
+        ticket = strdup(env);
+    }
+    /* a restart replaces the previous proxy of this lease instead of failing to bind */
+    client_stop(cl->dir, 1);
+    if (!ticket)
+        return access(path, R_OK) < 0 ? cli_write_private(path, "") : 0;
+    snprintf(state, sizeof(state), "%s/client.state", cl->dir);
+    unlink(state);
+    n = strlen(ticket);
+    if ((line = malloc(n + 2)) != NULL) {
+        memcpy(line, ticket, n);
+        memcpy(line + n, "\n", 2);
+        if ((rc = cli_write_private(path, line)) < 0)
+            fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
+        explicit_bzero(line, n);
+        free(line);
+    }
+    explicit_bzero(ticket, n);
+    free(ticket);
+    return rc;
+}
+
+/*
+ * The runtime directory with nginx.conf and client.ticket, owned by and
+ * reachable for the nginx worker. Returns 0 or an exit code.
+ */
+static int client_prepare(client_t *cl, const char *conf, uid_t wuid, gid_t wgid)
+{
+    char path[PATH_MAX + 32];
+
+    if ((mkdir(cl->dir, 0700) < 0 && errno != EEXIST) || chmod(cl->dir, 0700) < 0) {
+        fprintf(stderr, "egress client: %s: %s\n", cl->dir, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    snprintf(path, sizeof(path), "%s/logs", cl->dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/client.ticket", cl->dir);
+    if (client_write_ticket(cl, path) < 0)
+        return EXIT_RUNTIME;
+    if (wuid != (uid_t) -1 && (chown(cl->dir, wuid, wgid) < 0 || chown(path, wuid, wgid) < 0)) {
+        fprintf(stderr, "egress client: cannot hand %s to the worker user: %s\n", cl->dir,
+                strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    if (client_check_worker_access(cl->dir, wuid, wgid) < 0)
+        return EXIT_USAGE;
+    snprintf(path, sizeof(path), "%s/nginx.conf", cl->dir);
+    if (cli_write_private(path, conf) < 0) {
+        fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+/* nginx with the written configuration, watched by client_supervise(). */
+static int client_run_nginx(client_t *cl)
+{
+    char prefix[PATH_MAX + 2], conf[PATH_MAX + 32], elog[PATH_MAX + 32];
+    char state[PATH_MAX + 32], pidfile[PATH_MAX + 32];
+    const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
+                            ? getenv("EGRESS_NGINX")
+                            : CLIENT_NGINX;
+
+    snprintf(prefix, sizeof(prefix), "%s/", cl->dir);
+    snprintf(conf, sizeof(conf), "%s/nginx.conf", cl->dir);
+    snprintf(elog, sizeof(elog), "%s/logs/error.log", cl->dir);
+    snprintf(state, sizeof(state), "%s/client.state", cl->dir);
+    snprintf(pidfile, sizeof(pidfile), "%s/client.pid", cl->dir);
+    char *nargv[] = {
+        (char *) nginx, "-p", prefix, "-c", conf, "-e", cl->daemon ? elog : "stderr", NULL};
+    fprintf(stderr, "egress client: proxy for lease %s on %s%s%s%s\n", cl->c.id, cl->listen,
+            cl->daemon ? " (logs " : "", cl->daemon ? elog : "", cl->daemon ? ")" : "");
+    return client_supervise(nginx, nargv, state, pidfile, cl->daemon);
+}
+
+int cmd_client(int argc, char **argv)
+{
+    client_t cl;
+    const char *module;
+    char *conf = NULL, user[64];
+    uid_t wuid;
+    gid_t wgid;
+    int rc;
+
+    memset(&cl, 0, sizeof(cl));
+    cl.c.prog = "egress client";
+    cl.c.usage = client_usage;
+    cl.listen = CLIENT_DEFAULT_LISTEN;
+    if (client_parse(&cl, argc, argv) < 0) {
+        rc = cl.c.rc;
         goto out;
     }
-    if (stop) {
-        rc = client_stop(dir, 0);
+    if ((rc = client_check_place(&cl)) != 0)
+        goto out;
+    module = client_module(cl.module_flag, cl.modbuf, sizeof(cl.modbuf));
+    if (cl.stop || cl.check) {
+        rc = cl.stop ? client_stop(cl.dir, 0) : client_check(module);
         goto out;
     }
-    if (check) {
-        rc = client_check(client_module(module_flag, modbuf, sizeof(modbuf)));
-        goto out;
-    }
-    if ((rc = cli_open(&c, 0)) != 0)
+    if ((rc = cli_open(&cl.c, 0)) != 0)
         goto out;
     rc = EXIT_RUNTIME;
-    module = client_module(module_flag, modbuf, sizeof(modbuf));
     if (client_worker_user(user, sizeof(user), &wuid, &wgid) < 0) {
         fprintf(stderr, "egress client: no user \"nobody\" to run the nginx worker as\n");
         goto out;
     }
-    conf = client_config(id, &c.url, listen, module, dir, trusted, user, daemon);
+    conf = client_config(cl.c.id, &cl.c.url, cl.listen, module, cl.dir, cl.trusted, user,
+                         cl.daemon);
     if (!conf)
         goto out;
-    if (print) {
+    if (cl.print) {
         fputs(conf, stdout);
         rc = EXIT_OK;
         goto out;
@@ -602,84 +709,10 @@ int cmd_client(int argc, char **argv)
                 strerror(errno));
         goto out;
     }
-    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chmod(dir, 0700) < 0) {
-        fprintf(stderr, "egress client: %s: %s\n", dir, strerror(errno));
-        goto out;
-    }
-    snprintf(path, sizeof(path), "%s/logs", dir);
-    mkdir(path, 0700);
-
-    if (ticket_file)
-        ticket = config_read_secret_file(ticket_file, err, sizeof(err));
-    else if (getenv("EGRESS_TICKET") && *getenv("EGRESS_TICKET"))
-        ticket = strdup(getenv("EGRESS_TICKET"));
-    if (ticket_file && !ticket) {
-        fprintf(stderr, "egress client: %s\n", err);
-        goto out;
-    }
-    /* a restart replaces the previous proxy of this lease instead of failing to bind */
-    client_stop(dir, 1);
-    snprintf(path, sizeof(path), "%s/client.ticket", dir);
-    if (ticket) {
-        char state[PATH_MAX + 32];
-
-        /* a new ticket is a new session: the old resume secret and end mark are void */
-        snprintf(state, sizeof(state), "%s/client.state", dir);
-        unlink(state);
-        size_t n = strlen(ticket);
-        char *line = malloc(n + 2);
-        if (!line)
-            goto out;
-        memcpy(line, ticket, n);
-        memcpy(line + n, "\n", 2);
-        if (cli_write_private(path, line) < 0) {
-            fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
-            free(line);
-            goto out;
-        }
-        explicit_bzero(line, n);
-        free(line);
-    } else if (access(path, R_OK) < 0) {
-        /* The module needs a readable ticket file even when it resumes. */
-        if (cli_write_private(path, "") < 0)
-            goto out;
-    }
-    if (wuid != (uid_t) -1 && (chown(dir, wuid, wgid) < 0 || chown(path, wuid, wgid) < 0)) {
-        fprintf(stderr, "egress client: cannot hand %s to the worker user: %s\n", dir,
-                strerror(errno));
-        goto out;
-    }
-    if (client_check_worker_access(dir, wuid, wgid) < 0) {
-        rc = EXIT_USAGE;
-        goto out;
-    }
-    snprintf(path, sizeof(path), "%s/nginx.conf", dir);
-    if (cli_write_private(path, conf) < 0) {
-        fprintf(stderr, "egress client: cannot write %s: %s\n", path, strerror(errno));
-        goto out;
-    }
-    {
-        char prefix[PATH_MAX + 2], elog[PATH_MAX + 32], state[PATH_MAX + 32];
-        char pidfile[PATH_MAX + 32];
-        const char *nginx = getenv("EGRESS_NGINX") && *getenv("EGRESS_NGINX")
-                                ? getenv("EGRESS_NGINX")
-                                : CLIENT_NGINX;
-        snprintf(prefix, sizeof(prefix), "%s/", dir);
-        snprintf(elog, sizeof(elog), "%s/logs/error.log", dir);
-        snprintf(state, sizeof(state), "%s/client.state", dir);
-        snprintf(pidfile, sizeof(pidfile), "%s/client.pid", dir);
-        char *nargv[] = {(char *) nginx,           "-p", prefix, "-c", path, "-e",
-                         daemon ? elog : "stderr", NULL};
-        fprintf(stderr, "egress client: proxy for lease %s on %s%s%s%s\n", id, listen,
-                daemon ? " (logs " : "", daemon ? elog : "", daemon ? ")" : "");
-        rc = client_supervise(nginx, nargv, state, pidfile, daemon);
-    }
+    if ((rc = client_prepare(&cl, conf, wuid, wgid)) == 0)
+        rc = client_run_nginx(&cl);
 out:
-    if (ticket) {
-        explicit_bzero(ticket, strlen(ticket));
-        free(ticket);
-    }
     free(conf);
-    cli_close(&c);
+    cli_close(&cl.c);
     return rc;
 }

@@ -50,18 +50,12 @@ static void lease_print(json_t *l)
 int cmd_lease(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
-        {"slug", required_argument, NULL, 's'},
-        {"org", required_argument, NULL, 'o'},
-        {"ssh", required_argument, NULL, 'S'},
-        {"ttl", required_argument, NULL, 't'},
-        {"coordinator", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"slug", required_argument, NULL, 's'}, {"org", required_argument, NULL, 'o'},
+        {"ssh", required_argument, NULL, 'S'},  {"ttl", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},       CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress lease"};
-    const char *verb, *id = NULL, *slug = NULL, *org = NULL, *ssh = NULL;
+    cli_t c = {.prog = "egress lease", .usage = lease_usage};
+    const char *verb, *id, *slug = NULL, *org = NULL, *ssh = NULL;
     long ttl = 3600;
     int json = 0, opt, rc, status;
     json_t *body = NULL, *resp = NULL;
@@ -74,12 +68,8 @@ int cmd_lease(int argc, char **argv)
     verb = argv[1];
     argc--;
     argv++;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((opt = cli_getopt(&c, argc, argv, "h", longopts)) != -1) {
         switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
         case 's':
             slug = optarg;
             break;
@@ -89,9 +79,6 @@ int cmd_lease(int argc, char **argv)
         case 'S':
             ssh = optarg;
             break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
-            break;
         case 'j':
             json = 1;
             break;
@@ -99,30 +86,31 @@ int cmd_lease(int argc, char **argv)
             ttl = strtol(optarg, &end, 10);
             if (*end || ttl < 1 || ttl > 30L * 86400) {
                 fprintf(stderr, "egress lease: --ttl must be 1..2592000 seconds\n");
-                return EXIT_USAGE;
+                rc = EXIT_USAGE;
+                goto out;
             }
             break;
-        case 'h':
-            lease_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
+        default: /* CLI_OPT_EXIT */
+            rc = c.rc;
+            goto out;
         }
     }
+    id = c.id;
+    rc = EXIT_USAGE;
     if (optind != argc) {
         fprintf(stderr, "egress lease: unexpected argument '%s'\n", argv[optind]);
-        return EXIT_USAGE;
+        goto out;
     }
     if (strcmp(verb, "create") && strcmp(verb, "list") && strcmp(verb, "show") &&
         strcmp(verb, "release")) {
         fprintf(stderr, "egress lease: unknown action '%s' (create, list, show, release)\n",
                 verb);
-        return EXIT_USAGE;
+        goto out;
     }
     if ((!strcmp(verb, "show") || !strcmp(verb, "release")) && (!id || !cli_lease_ok(id))) {
         fprintf(stderr, "egress lease %s: --id LEASE is required ([A-Za-z0-9_-]{1,64})\n",
                 verb);
-        return EXIT_USAGE;
+        goto out;
     }
     if ((rc = cli_open(&c, 1)) != 0)
         goto out;

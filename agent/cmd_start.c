@@ -8,7 +8,6 @@
  */
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +76,8 @@ static int start_wait_client(cli_t *c, const char *lease)
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/status", lease);
     for (waited = 0; waited < START_WAIT_MS; waited += 100) {
         resp = NULL;
-        status = http_api(&c->url, "GET", path, c->cfg.token, NULL, &resp, CLI_TIMEOUT_MS,
-                          (char[256]){0}, 256);
+        status =
+            http_api(&c->url, "GET", path, c->cfg.token, NULL, &resp, CLI_TIMEOUT_MS, NULL);
         up = status == 200 && json_is_true(json_object_get(resp, "clientConnected"));
         json_decref(resp);
         if (up)
@@ -103,10 +102,22 @@ static void start_undo(cli_t *c, const cli_ssh_t *ssh, const char *lease, int re
     json_decref(resp);
 }
 
-int cmd_start(int argc, char **argv)
+/* One `egress start`: its options, and what the steps found out. */
+typedef struct {
+    cli_t c; /* --id, --coordinator, --help; then the coordinator and the token */
+    cli_ssh_t ssh;
+    const char *listen, *ports, *lease_url;
+    const char *profiles[START_MAX_ALLOW], *allows[START_MAX_ALLOW];
+    size_t nprofiles, nallows;
+    int daemon, allow_private;
+    char *target; /* the SSH target from the lease record */
+    char session[EGRESS_MAX_TOKEN_TEXT + 1];
+} start_t;
+
+/* The options. Returns 0, or -1 to end with the exit code in st->c.rc (--help, bad flags). */
+static int start_parse(start_t *st, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
         {"profile", required_argument, NULL, 'p'},
         {"allow", required_argument, NULL, 'a'},
         {"ports", required_argument, NULL, 'P'},
@@ -116,253 +127,265 @@ int cmd_start(int argc, char **argv)
         {"ssh", required_argument, NULL, 'S'},
         {"ssh-config", required_argument, NULL, 'F'},
         {"remote-egress", required_argument, NULL, 'R'},
-        {"coordinator", required_argument, NULL, 'c'},
         {"lease-coordinator", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress start"};
-    cli_ssh_t ssh = {NULL, NULL, "egress"};
-    const char *id = NULL, *listen = "127.0.0.1:3128", *ports = NULL, *lease_url = NULL;
-    const char *profiles[START_MAX_ALLOW], *allows[START_MAX_ALLOW];
-    size_t nprofiles = 0, nallows = 0, i;
-    int daemon = 0, allow_private = 0, opt, rc, status, remote_started = 0;
-    char path[256], session[EGRESS_MAX_TOKEN_TEXT + 1], *target = NULL, *ticket = NULL;
-    char host[EGRESS_HOST_BUF], err[256];
-    uint16_t port;
-    egress_allow_t *al = NULL;
-    egress_error_t e;
-    egress_url_t lu;
-    json_t *body = NULL, *resp = NULL;
+    int opt;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((opt = cli_getopt(&st->c, argc, argv, "h", longopts)) != -1) {
         switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
         case 'p':
         case 'a':
-            if ((opt == 'p' ? nprofiles : nallows) == START_MAX_ALLOW) {
+            if ((opt == 'p' ? st->nprofiles : st->nallows) == START_MAX_ALLOW) {
                 fprintf(stderr, "egress start: too many --profile/--allow options\n");
-                return EXIT_USAGE;
+                st->c.rc = EXIT_USAGE;
+                return -1;
             }
             if (opt == 'p')
-                profiles[nprofiles++] = optarg;
+                st->profiles[st->nprofiles++] = optarg;
             else
-                allows[nallows++] = optarg;
+                st->allows[st->nallows++] = optarg;
             break;
         case 'P':
-            ports = optarg;
+            st->ports = optarg;
             break;
         case 'A':
-            allow_private = 1;
+            st->allow_private = 1;
             break;
         case 'l':
-            listen = optarg;
+            st->listen = optarg;
             break;
         case 'd':
-            daemon = 1;
+            st->daemon = 1;
             break;
         case 'S':
-            ssh.target = optarg;
+            st->ssh.target = optarg;
             break;
         case 'F':
-            ssh.config = optarg;
+            st->ssh.config = optarg;
             break;
         case 'R':
-            ssh.remote = optarg;
-            break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
+            st->ssh.remote = optarg;
             break;
         case 'L':
-            lease_url = optarg;
+            st->lease_url = optarg;
             break;
-        case 'h':
-            start_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
+        default: /* CLI_OPT_EXIT */
+            return -1;
         }
     }
-    if (cli_take_lease("egress start", argc, argv, &id) != 0)
-        return EXIT_USAGE;
+    return (st->c.rc = cli_take_lease(&st->c, argc, argv)) != 0 ? -1 : 0;
+}
 
-    /* 1. the allowlist, checked here so a typo fails before anything starts */
-    if (nprofiles == 0 && nallows == 0) {
+/* 1. The allowlist and --listen, checked here so a typo fails before anything starts. */
+static int start_check_allowlist(start_t *st)
+{
+    egress_allow_t *al;
+    egress_error_t e;
+    char host[EGRESS_HOST_BUF];
+    uint16_t port;
+    size_t i;
+    int ok = 1;
+
+    if (st->nprofiles == 0 && st->nallows == 0) {
         fprintf(stderr, "egress start: refusing to start without an allowlist: pass --profile "
                         "NAME or --allow PATTERNS\n");
         return EXIT_USAGE;
     }
     if ((al = egress_allow_new()) == NULL)
         return EXIT_RUNTIME;
-    for (i = 0; i < nprofiles; i++)
-        if (egress_allow_add_profile(al, profiles[i], &e) < 0)
-            goto bad_allow;
-    for (i = 0; i < nallows; i++)
-        if (egress_allow_add_list(al, allows[i], &e) < 0)
-            goto bad_allow;
-    if (ports && egress_allow_set_ports_list(al, ports, &e) < 0)
-        goto bad_allow;
+    for (i = 0; ok && i < st->nprofiles; i++)
+        ok = egress_allow_add_profile(al, st->profiles[i], &e) == 0;
+    for (i = 0; ok && i < st->nallows; i++)
+        ok = egress_allow_add_list(al, st->allows[i], &e) == 0;
+    if (ok && st->ports)
+        ok = egress_allow_set_ports_list(al, st->ports, &e) == 0;
     egress_allow_free(al);
-    al = NULL;
-    if (egress_hostport_parse(host, &port, listen, strlen(listen), 0, &e) < 0 ||
-        !egress_host_is_loopback(host, strlen(host))) {
-        fprintf(stderr, "egress start: --listen %s must be a loopback address and port\n",
-                listen);
+    if (!ok) {
+        fprintf(stderr, "egress start: %s\n", e.message);
         return EXIT_USAGE;
     }
-
-    if ((rc = cli_open(&c, 1)) != 0)
-        goto done;
-    if (!lease_url)
-        lease_url = c.cfg.coordinator;
-    if (url_parse(&lu, lease_url, err, sizeof(err)) < 0) {
-        /* url_parse also refuses user:password@ URLs: no credential goes to the lease */
-        fprintf(stderr, "egress start: --lease-coordinator: %s\n", err);
-        rc = EXIT_USAGE;
-        goto done;
+    if (egress_hostport_parse(host, &port, st->listen, strlen(st->listen), 0, &e) < 0 ||
+        !egress_host_is_loopback(host, strlen(host))) {
+        fprintf(stderr, "egress start: --listen %s must be a loopback address and port\n",
+                st->listen);
+        return EXIT_USAGE;
     }
-    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
 
-    /* 2. the lease and its SSH target */
+/* 2. The coordinator (as we and as the lease reach it), the lease, its SSH target. */
+static int start_find_lease(start_t *st)
+{
+    const char *id = st->c.id;
+    char path[256];
+    egress_error_t e;
+    egress_url_t lu;
+    json_t *resp = NULL;
+    int rc, status;
+
+    if ((rc = cli_open(&st->c, 1)) != 0)
+        return rc;
+    if (!st->lease_url)
+        st->lease_url = st->c.cfg.coordinator;
+    if (url_parse(&lu, st->lease_url, &e) < 0) {
+        /* url_parse also refuses user:password@ URLs: no credential goes to the lease */
+        fprintf(stderr, "egress start: --lease-coordinator: %s\n", e.message);
+        return EXIT_USAGE;
+    }
     snprintf(path, sizeof(path), "/v1/leases/%s", id);
-    status = cli_api(&c, "GET", path, NULL, &resp);
+    status = cli_api(&st->c, "GET", path, NULL, &resp);
     if (status < 0) {
         rc = EXIT_RUNTIME;
-        goto done;
-    }
-    if (status != 200) {
-        rc = cli_api_fail(&c, status, resp, "lease");
-        goto done;
-    }
-    if (strcmp(cli_str(resp, "state"), "active") != 0) {
+    } else if (status != 200) {
+        rc = cli_api_fail(&st->c, status, resp, "lease");
+    } else if (strcmp(cli_str(resp, "state"), "active") != 0) {
         fprintf(stderr, "egress start: lease %s is %s\n", id, cli_str(resp, "state"));
         rc = EXIT_FATAL;
-        goto done;
+    } else if (!st->ssh.target && *cli_str(resp, "ssh")) {
+        st->ssh.target = st->target = strdup(cli_str(resp, "ssh"));
     }
-    if (!ssh.target && *cli_str(resp, "ssh"))
-        ssh.target = target = strdup(cli_str(resp, "ssh"));
     json_decref(resp);
-    resp = NULL;
-    if (!ssh.target) {
+    if (rc == 0 && !st->ssh.target) {
         fprintf(stderr, "egress start: lease %s has no SSH target; pass --ssh user@host\n", id);
         rc = EXIT_USAGE;
-        goto done;
     }
+    return rc;
+}
 
-    /* 3. preflight on the lease */
-    {
-        const char *args[] = {"client", "--id", id, "--check", NULL};
-        status = cli_ssh_run(&ssh, args, NULL);
-        if (status == 127) {
-            fprintf(stderr, "egress start: %s is not installed on the lease (%s)\n", ssh.remote,
-                    ssh.target);
-            rc = 6;
-            goto done;
-        }
-        if (status == 255 || status < 0) {
-            fprintf(stderr, "egress start: cannot reach the lease over SSH (%s)\n", ssh.target);
-            rc = EXIT_RUNTIME;
-            goto done;
-        }
-        if (status != 0) {
-            fprintf(stderr, "egress start: the lease lacks what the proxy needs (above)\n");
-            rc = 6;
-            goto done;
-        }
+/* 3. Preflight on the lease: `egress client --check` there. */
+static int start_preflight(start_t *st)
+{
+    const char *args[] = {"client", "--id", st->c.id, "--check", NULL};
+    int status = cli_ssh_run(&st->ssh, args, NULL);
+
+    if (status == 127) {
+        fprintf(stderr, "egress start: %s is not installed on the lease (%s)\n", st->ssh.remote,
+                st->ssh.target);
+        return 6;
     }
+    if (status == 255 || status < 0) {
+        fprintf(stderr, "egress start: cannot reach the lease over SSH (%s)\n", st->ssh.target);
+        return EXIT_RUNTIME;
+    }
+    if (status != 0) {
+        fprintf(stderr, "egress start: the lease lacks what the proxy needs (above)\n");
+        return 6;
+    }
+    return 0;
+}
 
-    /* 4. client ticket (new session), lease proxy started with it on stdin */
-    body = json_pack("{s:s}", "role", "client");
+/* 4. A client ticket (a new session), the lease proxy started with it on stdin. */
+static int start_lease_proxy(start_t *st)
+{
+    const char *id = st->c.id;
+    char path[256], *ticket = NULL;
+    json_t *body = json_pack("{s:s}", "role", "client"), *resp = NULL;
+    int rc = EXIT_RUNTIME, status;
+
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", id);
-    status = cli_api(&c, "POST", path, body, &resp);
+    status = cli_api(&st->c, "POST", path, body, &resp);
+    json_decref(body);
     if (status != 201 && status != 200) {
-        rc = status < 0 ? EXIT_RUNTIME : cli_api_fail(&c, status, resp, "client ticket");
-        goto done;
+        rc = status < 0 ? EXIT_RUNTIME : cli_api_fail(&st->c, status, resp, "client ticket");
+        goto out;
     }
-    if (strlen(cli_str(resp, "sessionID")) >= sizeof(session)) {
-        rc = EXIT_RUNTIME;
-        goto done;
-    }
-    strcpy(session, cli_str(resp, "sessionID"));
+    if (strlen(cli_str(resp, "sessionID")) >= sizeof(st->session))
+        goto out;
+    strcpy(st->session, cli_str(resp, "sessionID"));
     if (asprintf(&ticket, "%s\n", cli_str(resp, "ticket")) < 0) {
-        rc = EXIT_RUNTIME;
-        goto done;
+        ticket = NULL;
+        goto out;
     }
-    {
-        const char *args[] = {"client",  "--id",     id,     "--coordinator",
-                              lease_url, "--listen", listen, "--ticket-file",
-                              "-",       "--daemon", NULL};
-        status = cli_ssh_run(&ssh, args, ticket);
-    }
+    const char *args[] = {"client",      "--id",     id,         "--coordinator",
+                          st->lease_url, "--listen", st->listen, "--ticket-file",
+                          "-",           "--daemon", NULL};
+    status = cli_ssh_run(&st->ssh, args, ticket);
     explicit_bzero(ticket, strlen(ticket));
     if (status != 0) {
         fprintf(stderr, "egress start: starting the lease proxy failed (exit %d)\n", status);
-        start_undo(&c, &ssh, id, 1);
-        rc = EXIT_RUNTIME;
+        start_undo(&st->c, &st->ssh, id, 1);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(ticket);
+    json_decref(resp);
+    return rc;
+}
+
+/* 6. Become the host agent for the same session: `egress host` with our flags. */
+static int start_host(start_t *st)
+{
+    const char *hargv[2 * START_MAX_ALLOW * 2 + 24];
+    size_t n = 0, i;
+
+    hargv[n++] = "egress";
+    hargv[n++] = "host";
+    hargv[n++] = "--id";
+    hargv[n++] = st->c.id;
+    hargv[n++] = "--session";
+    hargv[n++] = st->session;
+    hargv[n++] = "--coordinator";
+    hargv[n++] = st->c.cfg.coordinator;
+    for (i = 0; i < st->nprofiles; i++) {
+        hargv[n++] = "--profile";
+        hargv[n++] = st->profiles[i];
+    }
+    for (i = 0; i < st->nallows; i++) {
+        hargv[n++] = "--allow";
+        hargv[n++] = st->allows[i];
+    }
+    if (st->ports) {
+        hargv[n++] = "--ports";
+        hargv[n++] = st->ports;
+    }
+    if (st->allow_private)
+        hargv[n++] = "--allow-private";
+    if (st->daemon)
+        hargv[n++] = "--daemon";
+    hargv[n] = NULL;
+    fflush(NULL);
+    return cmd_host((int) n - 1, (char **) hargv + 1);
+}
+
+int cmd_start(int argc, char **argv)
+{
+    start_t st;
+    int rc;
+
+    memset(&st, 0, sizeof(st));
+    st.c.prog = "egress start";
+    st.c.usage = start_usage;
+    st.ssh.remote = "egress";
+    st.listen = "127.0.0.1:3128";
+    if (start_parse(&st, argc, argv) < 0) {
+        rc = st.c.rc;
         goto done;
     }
-    remote_started = 1;
+    if ((rc = start_check_allowlist(&st)) != 0)
+        goto done;
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = start_find_lease(&st)) != 0 || (rc = start_preflight(&st)) != 0 ||
+        (rc = start_lease_proxy(&st)) != 0)
+        goto done;
 
     /* 5. the lease proxy's bridge is up */
-    if (start_wait_client(&c, id) < 0) {
+    if (start_wait_client(&st.c, st.c.id) < 0) {
         fprintf(stderr, "egress start: the lease proxy did not connect to the coordinator "
                         "within 20 s (is --lease-coordinator reachable from the lease?)\n");
-        start_undo(&c, &ssh, id, remote_started);
+        start_undo(&st.c, &st.ssh, st.c.id, 1);
         rc = EXIT_RUNTIME;
         goto done;
     }
     fprintf(stderr, "egress start: lease proxy on %s:%s is connected (session %s)\n",
-            ssh.target, listen, session);
+            st.ssh.target, st.listen, st.session);
 
-    /* 6. become the host agent for the same session */
-    {
-        const char *hargv[2 * START_MAX_ALLOW * 2 + 24];
-        size_t n = 0;
-
-        hargv[n++] = "egress";
-        hargv[n++] = "host";
-        hargv[n++] = "--id";
-        hargv[n++] = id;
-        hargv[n++] = "--session";
-        hargv[n++] = session;
-        hargv[n++] = "--coordinator";
-        hargv[n++] = c.cfg.coordinator;
-        for (i = 0; i < nprofiles; i++) {
-            hargv[n++] = "--profile";
-            hargv[n++] = profiles[i];
-        }
-        for (i = 0; i < nallows; i++) {
-            hargv[n++] = "--allow";
-            hargv[n++] = allows[i];
-        }
-        if (ports) {
-            hargv[n++] = "--ports";
-            hargv[n++] = ports;
-        }
-        if (allow_private)
-            hargv[n++] = "--allow-private";
-        if (daemon)
-            hargv[n++] = "--daemon";
-        hargv[n] = NULL;
-        fflush(NULL);
-        rc = cmd_host((int) n - 1, (char **) hargv + 1);
-        if (daemon && rc != EXIT_OK)
-            start_undo(&c, &ssh, id, remote_started);
-    }
-    goto done;
-
-bad_allow:
-    fprintf(stderr, "egress start: %s\n", e.message);
-    egress_allow_free(al);
-    return EXIT_USAGE;
+    rc = start_host(&st);
+    if (st.daemon && rc != EXIT_OK)
+        start_undo(&st.c, &st.ssh, st.c.id, 1);
 done:
-    free(ticket);
-    free(target);
-    json_decref(body);
-    json_decref(resp);
-    cli_close(&c);
+    free(st.target);
+    cli_close(&st.c);
     return rc;
 }

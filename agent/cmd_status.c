@@ -34,41 +34,25 @@ static void status_usage(FILE *out)
 int cmd_status(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
         {"json", no_argument, NULL, 'j'},
-        {"coordinator", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress status"};
-    const char *id = NULL;
+    cli_t c = {.prog = "egress status", .usage = status_usage};
+    const char *id;
     json_t *resp = NULL;
     char path[256];
     int json = 0, opt, rc, status, host, client;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
-            break;
-        case 'h':
-            status_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
+    while ((opt = cli_getopt(&c, argc, argv, "h", longopts)) != -1) {
+        if (opt == CLI_OPT_EXIT) {
+            rc = c.rc;
+            goto done;
         }
+        json = 1; /* 'j' */
     }
-    if (cli_take_lease("egress status", argc, argv, &id) != 0)
-        return EXIT_USAGE;
-    if ((rc = cli_open(&c, 1)) != 0)
+    if ((rc = cli_take_lease(&c, argc, argv)) != 0 || (rc = cli_open(&c, 1)) != 0)
         goto done;
+    id = c.id;
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/status", id);
     status = cli_api(&c, "GET", path, NULL, &resp);
     if (status < 0) {

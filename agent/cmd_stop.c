@@ -90,28 +90,21 @@ static int stop_remote(const cli_ssh_t *ssh, const char *lease)
 int cmd_stop(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
         {"ssh", required_argument, NULL, 'S'},
         {"local-only", no_argument, NULL, 'l'},
         {"ssh-config", required_argument, NULL, 'F'},
         {"remote-egress", required_argument, NULL, 'R'},
-        {"coordinator", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress stop"};
-    const char *id = NULL, *ssh = NULL;
+    cli_t c = {.prog = "egress stop", .usage = stop_usage};
+    const char *id, *ssh = NULL;
     cli_ssh_t remote = {NULL, NULL, "egress"};
     json_t *resp = NULL;
     char path[256], *target = NULL;
     int local_only = 0, opt, rc, status, failed = 0;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((opt = cli_getopt(&c, argc, argv, "h", longopts)) != -1) {
         switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
         case 'S':
             ssh = optarg;
             break;
@@ -124,18 +117,14 @@ int cmd_stop(int argc, char **argv)
         case 'R':
             remote.remote = optarg;
             break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
-            break;
-        case 'h':
-            stop_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
+        default: /* CLI_OPT_EXIT */
+            rc = c.rc;
+            goto done;
         }
     }
-    if (cli_take_lease("egress stop", argc, argv, &id) != 0)
-        return EXIT_USAGE;
+    if ((rc = cli_take_lease(&c, argc, argv)) != 0)
+        goto done;
+    id = c.id;
     if (stop_daemon(id) < 0)
         failed = 1;
     if (local_only) {

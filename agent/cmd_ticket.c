@@ -46,30 +46,23 @@ static void ticket_usage(FILE *out)
 int cmd_ticket(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, 'i'},
         {"role", required_argument, NULL, 'r'},
         {"session", required_argument, NULL, 's'},
         {"profile", required_argument, NULL, 'p'},
         {"allow", required_argument, NULL, 'a'},
         {"out", required_argument, NULL, 'o'},
         {"session-out", required_argument, NULL, 'S'},
-        {"coordinator", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        CLI_OPTIONS_COMMON,
     };
-    cli_t c = {.prog = "egress ticket"};
-    const char *id = NULL, *role = NULL, *session = NULL, *profile = NULL, *allow = NULL;
+    cli_t c = {.prog = "egress ticket", .usage = ticket_usage};
+    const char *id, *role = NULL, *session = NULL, *profile = NULL, *allow = NULL;
     const char *out = NULL, *session_out = NULL;
     json_t *body = NULL, *resp = NULL;
     char path[256];
     int opt, rc, status;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((opt = cli_getopt(&c, argc, argv, "h", longopts)) != -1) {
         switch (opt) {
-        case 'i':
-            id = optarg;
-            break;
         case 'r':
             role = optarg;
             break;
@@ -88,21 +81,18 @@ int cmd_ticket(int argc, char **argv)
         case 'S':
             session_out = optarg;
             break;
-        case 'c':
-            c.cfg.coordinator = strdup(optarg);
-            break;
-        case 'h':
-            ticket_usage(stdout);
-            return EXIT_OK;
-        default:
-            return EXIT_USAGE;
+        default: /* CLI_OPT_EXIT */
+            rc = c.rc;
+            goto done;
         }
     }
+    id = c.id;
     if (optind != argc || !id || !cli_lease_ok(id) || !role ||
         (strcmp(role, "host") && strcmp(role, "client"))) {
         fprintf(stderr, "egress ticket: --id LEASE and --role host|client are required "
                         "(see egress ticket --help)\n");
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
+        goto done;
     }
     if ((rc = cli_open(&c, 1)) != 0)
         goto done;
@@ -114,10 +104,11 @@ int cmd_ticket(int argc, char **argv)
         json_object_set_new(body, "profile", json_string(profile));
     if (allow) {
         json_t *arr = json_array();
-        char *copy = strdup(allow), *save = NULL, *tok;
-        for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-            json_array_append_new(arr, json_string(tok));
-        free(copy);
+        const char *cur = allow, *item;
+        size_t len;
+        while (egress_list_next(&cur, &item, &len))
+            if (len) /* empty items were always skipped here */
+                json_array_append_new(arr, json_stringn(item, len));
         json_object_set_new(body, "allow", arr);
     }
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", id);

@@ -24,7 +24,7 @@ static char *config_trim(char *s)
 }
 
 /* ~/.config/egress/config: `key = value` lines, '#' comments. */
-static int config_read_file(egress_config_t *cfg, char *err, size_t errcap)
+static int config_read_file(egress_config_t *cfg, egress_error_t *err)
 {
     char path[1024], line[4096];
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
@@ -38,15 +38,17 @@ static int config_read_file(egress_config_t *cfg, char *err, size_t errcap)
     else
         return 0;
     if ((f = fopen(path, "r")) == NULL)
-        return errno == ENOENT ? 0
-                               : (snprintf(err, errcap, "%s: %s", path, strerror(errno)), -1);
+        return errno == ENOENT
+                   ? 0
+                   : egress_error_set(err, EGRESS_ERR_SYSTEM, "%s: %s", path, strerror(errno));
     while (fgets(line, sizeof(line), f)) {
         char *k = config_trim(line), *eq, *v;
         lineno++;
         if (*k == '\0' || *k == '#')
             continue;
         if ((eq = strchr(k, '=')) == NULL) {
-            snprintf(err, errcap, "%s:%d: expected `key = value`", path, lineno);
+            egress_error_set(err, EGRESS_ERR_VALUE, "%s:%d: expected `key = value`", path,
+                             lineno);
             fclose(f);
             return -1;
         }
@@ -65,7 +67,7 @@ static int config_read_file(egress_config_t *cfg, char *err, size_t errcap)
     return 0;
 }
 
-int config_load(egress_config_t *cfg, char *err, size_t errcap)
+int config_load(egress_config_t *cfg, egress_error_t *err)
 {
     const char *v;
 
@@ -74,7 +76,7 @@ int config_load(egress_config_t *cfg, char *err, size_t errcap)
     if (!cfg->token && (v = getenv("EGRESS_TOKEN")) && *v)
         cfg->token = strdup(v);
     if (!cfg->coordinator || !cfg->token)
-        return config_read_file(cfg, err, errcap);
+        return config_read_file(cfg, err);
     return 0;
 }
 
@@ -87,14 +89,14 @@ void config_free(egress_config_t *cfg)
     }
 }
 
-char *config_read_secret_file(const char *path, char *err, size_t errcap)
+char *config_read_secret_file(const char *path, egress_error_t *err)
 {
     char buf[1024];
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     char *s;
 
     if (!f) {
-        snprintf(err, errcap, "cannot read %s: %s", path, strerror(errno));
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     if (!fgets(buf, sizeof(buf), f))
@@ -103,7 +105,8 @@ char *config_read_secret_file(const char *path, char *err, size_t errcap)
         fclose(f);
     s = config_trim(buf);
     if (*s == '\0') {
-        snprintf(err, errcap, "%s is empty", strcmp(path, "-") == 0 ? "stdin" : path);
+        egress_error_set(err, EGRESS_ERR_VALUE, "%s is empty",
+                         strcmp(path, "-") == 0 ? "stdin" : path);
         return NULL;
     }
     s = strdup(s);

@@ -1,11 +1,11 @@
 /*
  * daemon.c: `egress host --daemon`: detach, then supervise the agent.
  *
- * The supervisor forks one agent process at a time (host_run() in the
- * child) and restarts it with backoff after a crash or a transient exit
- * (1); it stops for good on 0 (clean stop) and on the fatal codes 2, 3, 4.
- * The first agent uses the ticket we were given; restarts resume the session
- * from the state file the agent keeps (LEASE.host.state, mode 0600).
+ * The supervisor forks one agent process at a time (the function it was
+ * given runs in the child: host_run() for `egress host`) and restarts it with backoff after a
+ * crash or a transient exit (1); it stops for good on 0 (clean stop) and on the fatal codes 2,
+ * 3, 4. The first agent uses the ticket we were given; restarts resume the session from the
+ * state file the agent keeps (LEASE.host.state, mode 0600).
  */
 
 #include <errno.h>
@@ -19,7 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "daemon.h"
+#include "resume.h"
 
 static volatile sig_atomic_t daemon_stop;
 
@@ -41,7 +42,14 @@ static int daemon_pid_alive(const char *pidfile)
     return pid > 0 && kill((pid_t) pid, 0) == 0 ? (int) pid : 0;
 }
 
-static int daemon_supervise(host_opts_t *o, const char *pidfile)
+/* What the supervisor runs, and the one-use ticket of its first child. */
+typedef struct {
+    char **ticket;
+    int (*run)(void *arg);
+    void *arg;
+} daemon_job_t;
+
+static int daemon_supervise(const daemon_job_t *job, const char *pidfile)
 {
     struct sigaction sa;
     unsigned restarts = 0;
@@ -67,13 +75,13 @@ static int daemon_supervise(host_opts_t *o, const char *pidfile)
             signal(SIGTERM, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             signal(SIGHUP, SIG_DFL);
-            _exit(host_run(o));
+            _exit(job->run(job->arg));
         }
         /* the ticket is one-use: only the first agent gets it */
-        if (o->ticket) {
-            explicit_bzero(o->ticket, strlen(o->ticket));
-            free(o->ticket);
-            o->ticket = NULL;
+        if (job->ticket && *job->ticket) {
+            explicit_bzero(*job->ticket, strlen(*job->ticket));
+            free(*job->ticket);
+            *job->ticket = NULL;
         }
         agent_log("supervisor: agent pid %d started", (int) pid);
         while (waitpid(pid, &status, 0) < 0) {
@@ -112,8 +120,9 @@ static int daemon_supervise(host_opts_t *o, const char *pidfile)
     return code;
 }
 
-int daemon_run(host_opts_t *o)
+int daemon_run(const char *lease, char **ticket, int (*run)(void *arg), void *arg)
 {
+    daemon_job_t job = {ticket, run, arg};
     char dir[900], pidfile[1024], logfile[1024], buf[32];
     int fd, old;
     pid_t pid;
@@ -123,18 +132,18 @@ int daemon_run(host_opts_t *o)
                 "egress host: cannot create the state directory (set XDG_STATE_HOME)\n");
         return EXIT_USAGE;
     }
-    snprintf(pidfile, sizeof(pidfile), "%s/%s.host.pid", dir, o->lease);
-    snprintf(logfile, sizeof(logfile), "%s/%s.host.log", dir, o->lease);
+    snprintf(pidfile, sizeof(pidfile), "%s/%s.host.pid", dir, lease);
+    snprintf(logfile, sizeof(logfile), "%s/%s.host.log", dir, lease);
     if ((old = daemon_pid_alive(pidfile)) != 0) {
         fprintf(stderr, "egress host: a daemon for lease %s is already running (pid %d, %s)\n",
-                o->lease, old, pidfile);
+                lease, old, pidfile);
         return EXIT_USAGE;
     }
-    if (o->ticket) {
+    if (ticket && *ticket) {
         /* a new ticket starts a new session: forget a stale resume secret */
         char state[1100];
-        snprintf(state, sizeof(state), "%s/%s.host.state", dir, o->lease);
-        unlink(state);
+        if (resume_path(lease, state, sizeof(state)) == 0)
+            unlink(state);
     }
     fflush(NULL);
     if ((pid = fork()) < 0) {
@@ -145,7 +154,7 @@ int daemon_run(host_opts_t *o)
         /* the parent reports once the pidfile exists */
         for (int i = 0; i < 100 && !daemon_pid_alive(pidfile); i++)
             usleep(20000);
-        printf("egress host: daemon started for lease %s (pid file %s, log %s)\n", o->lease,
+        printf("egress host: daemon started for lease %s (pid file %s, log %s)\n", lease,
                pidfile, logfile);
         return EXIT_OK;
     }
@@ -165,5 +174,5 @@ int daemon_run(host_opts_t *o)
             agent_log("supervisor: cannot write %s", pidfile);
         close(fd);
     }
-    exit(daemon_supervise(o, pidfile));
+    exit(daemon_supervise(&job, pidfile));
 }

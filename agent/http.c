@@ -24,7 +24,7 @@
 
 #define HTTP_RESPONSE_MAX (64 * 1024)
 
-int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap)
+int url_parse(egress_url_t *u, const char *url, egress_error_t *err)
 {
     const char *p, *hs, *he, *slash;
     char hostport[300];
@@ -40,25 +40,26 @@ int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap)
         u->tls = 1;
         u->port = 443;
     } else {
-        snprintf(err, errcap, "coordinator URL must start with http:// or https://: %s", url);
-        return -1;
+        return egress_error_set(err, EGRESS_ERR_VALUE,
+                                "coordinator URL must start with http:// or https://: %s", url);
     }
     slash = strchr(p, '/');
     hs = p;
     he = slash ? slash : p + strlen(p);
     if (he - hs == 0 || (size_t) (he - hs) >= sizeof(hostport)) {
-        snprintf(err, errcap, "coordinator URL has no valid host: %s", url);
+        egress_error_set(err, EGRESS_ERR_VALUE, "coordinator URL has no valid host: %s", url);
         return -1;
     }
     if (memchr(hs, '@', he - hs) || memchr(hs, '?', he - hs)) {
-        snprintf(err, errcap, "coordinator URL must not carry credentials or a query");
+        egress_error_set(err, EGRESS_ERR_VALUE,
+                         "coordinator URL must not carry credentials or a query");
         return -1;
     }
     memcpy(hostport, hs, he - hs);
     hostport[he - hs] = '\0';
     kind = egress_hostport_parse(u->host, &u->port, hostport, strlen(hostport), u->port, &e);
     if (kind < 0) {
-        snprintf(err, errcap, "coordinator URL: %s", e.message);
+        egress_error_set(err, EGRESS_ERR_VALUE, "coordinator URL: %s", e.message);
         return -1;
     }
     if (slash) {
@@ -66,7 +67,8 @@ int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap)
         while (n > 0 && slash[n - 1] == '/')
             n--;
         if (n >= sizeof(u->prefix) || strpbrk(slash, "?#")) {
-            snprintf(err, errcap, "coordinator URL path is not usable: %s", slash);
+            egress_error_set(err, EGRESS_ERR_VALUE, "coordinator URL path is not usable: %s",
+                             slash);
             return -1;
         }
         memcpy(u->prefix, slash, n);
@@ -75,7 +77,7 @@ int url_parse(egress_url_t *u, const char *url, char *err, size_t errcap)
     return 0;
 }
 
-static int http_dial(const egress_url_t *u, int timeout_ms, char *err, size_t errcap)
+static int http_dial(const egress_url_t *u, int timeout_ms, egress_error_t *err)
 {
     struct addrinfo hints = {0}, *ai, *a;
     char port[8];
@@ -84,7 +86,8 @@ static int http_dial(const egress_url_t *u, int timeout_ms, char *err, size_t er
     hints.ai_socktype = SOCK_STREAM;
     snprintf(port, sizeof(port), "%u", u->port);
     if ((rc = getaddrinfo(u->host, port, &hints, &ai)) != 0) {
-        snprintf(err, errcap, "cannot resolve %s: %s", u->host, gai_strerror(rc));
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "cannot resolve %s: %s", u->host,
+                         gai_strerror(rc));
         return -1;
     }
     for (a = ai; a; a = a->ai_next) {
@@ -114,7 +117,8 @@ static int http_dial(const egress_url_t *u, int timeout_ms, char *err, size_t er
         freeaddrinfo(ai);
         return fd;
     next:
-        snprintf(err, errcap, "cannot connect to %s:%u: %s", u->host, u->port, strerror(errno));
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "cannot connect to %s:%u: %s", u->host,
+                         u->port, strerror(errno));
         close(fd);
         fd = -1;
     }
@@ -124,19 +128,21 @@ static int http_dial(const egress_url_t *u, int timeout_ms, char *err, size_t er
 
 /* One request, response read until close. Returns status or -1. */
 static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, char *resp,
-                         size_t cap, size_t *resplen, int timeout_ms, char *err, size_t errcap)
+                         size_t cap, size_t *resplen, int timeout_ms, egress_error_t *err)
 {
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     int fd, status = -1;
     size_t off = 0;
 
-    if ((fd = http_dial(u, timeout_ms, err, errcap)) < 0)
+    if ((fd = http_dial(u, timeout_ms, err)) < 0)
         return -1;
     if (u->tls) {
         ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx)
+        if (!ctx) {
+            egress_error_set(err, EGRESS_ERR_SYSTEM, "out of memory");
             goto out;
+        }
         SSL_CTX_set_default_verify_paths(ctx);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         ssl = SSL_new(ctx);
@@ -144,8 +150,8 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
         SSL_set_tlsext_host_name(ssl, u->host);
         SSL_set1_host(ssl, u->host);
         if (SSL_connect(ssl) != 1) {
-            snprintf(err, errcap, "TLS handshake with %s failed: %s", u->host,
-                     ERR_reason_error_string(ERR_get_error()));
+            egress_error_set(err, EGRESS_ERR_SYSTEM, "TLS handshake with %s failed: %s",
+                             u->host, ERR_reason_error_string(ERR_get_error()));
             goto out;
         }
     }
@@ -153,7 +159,7 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
         ssize_t n =
             ssl ? SSL_write(ssl, req + w, (int) (reqlen - w)) : write(fd, req + w, reqlen - w);
         if (n <= 0) {
-            snprintf(err, errcap, "sending to coordinator failed");
+            egress_error_set(err, EGRESS_ERR_SYSTEM, "sending to coordinator failed");
             goto out;
         }
         w += (size_t) n;
@@ -161,7 +167,7 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
     for (;;) {
         ssize_t n;
         if (off + 1 >= cap) {
-            snprintf(err, errcap, "coordinator response too large");
+            egress_error_set(err, EGRESS_ERR_SYSTEM, "coordinator response too large");
             goto out;
         }
         n = ssl ? SSL_read(ssl, resp + off, (int) (cap - 1 - off))
@@ -173,7 +179,7 @@ static int http_exchange(const egress_url_t *u, const char *req, size_t reqlen, 
     resp[off] = '\0';
     *resplen = off;
     if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) {
-        snprintf(err, errcap, "coordinator sent no HTTP response");
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "coordinator sent no HTTP response");
         status = -1;
     }
 out:
@@ -188,7 +194,7 @@ out:
 }
 
 int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, size_t tcap,
-                     char *session, size_t scap, char *err, size_t errcap)
+                     char *session, size_t scap, egress_error_t *err)
 {
     json_t *body = json_object(), *allow = json_array(), *resp = NULL;
     char *bodytxt, path[512];
@@ -206,23 +212,25 @@ int http_mint_ticket(const egress_url_t *u, const mint_req_t *rq, char *ticket, 
     bodytxt = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!bodytxt) {
-        snprintf(err, errcap, "out of memory");
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "out of memory");
         return -1;
     }
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", rq->lease);
-    status = http_api(u, "POST", path, rq->token, bodytxt, &resp, rq->timeout_ms, err, errcap);
+    status = http_api(u, "POST", path, rq->token, bodytxt, &resp, rq->timeout_ms, err);
     free(bodytxt);
     if (status < 0)
         goto out;
     if (status != 201 && status != 200) {
         const char *m = resp ? json_string_value(json_object_get(resp, "message")) : NULL;
-        snprintf(err, errcap, "coordinator answered %d%s%s", status, m ? ": " : "", m ? m : "");
+        egress_error_set(err, EGRESS_ERR_VALUE, "coordinator answered %d%s%s", status,
+                         m ? ": " : "", m ? m : "");
         goto out;
     }
     t = resp ? json_string_value(json_object_get(resp, "ticket")) : NULL;
     s = resp ? json_string_value(json_object_get(resp, "sessionID")) : NULL;
     if (!t || strlen(t) >= tcap || !s || strlen(s) >= scap) {
-        snprintf(err, errcap, "coordinator ticket answer lacks ticket or sessionID");
+        egress_error_set(err, EGRESS_ERR_VALUE,
+                         "coordinator ticket answer lacks ticket or sessionID");
         status = -1;
         goto out;
     }
@@ -235,7 +243,7 @@ out:
 }
 
 int http_api(const egress_url_t *u, const char *method, const char *path, const char *token,
-             const char *body, json_t **resp, int timeout_ms, char *err, size_t errcap)
+             const char *body, json_t **resp, int timeout_ms, egress_error_t *err)
 {
     char *req = NULL, *respbuf = NULL;
     const char *b;
@@ -255,11 +263,11 @@ int http_api(const egress_url_t *u, const char *method, const char *path, const 
                  token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "",
                  body ? strlen(body) : 0, body ? body : "");
     if (n < 0 || (respbuf = malloc(HTTP_RESPONSE_MAX)) == NULL) {
-        snprintf(err, errcap, "out of memory");
+        egress_error_set(err, EGRESS_ERR_SYSTEM, "out of memory");
         goto out;
     }
     status = http_exchange(u, req, (size_t) n, respbuf, HTTP_RESPONSE_MAX, &resplen, timeout_ms,
-                           err, errcap);
+                           err);
     if (status < 0)
         goto out;
     b = strstr(respbuf, "\r\n\r\n");

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
+#include "metrics.h"
 
 static const char *const metrics_results[] = {"ok",
                                               "denied",
@@ -37,7 +37,7 @@ void metrics_count_result(agent_t *ag, const char *result)
 {
     for (size_t i = 0; metrics_results[i]; i++)
         if (strcmp(metrics_results[i], result) == 0) {
-            ag->results[i]++;
+            ag->metrics.results[i]++;
             return;
         }
 }
@@ -73,12 +73,12 @@ static char *metrics_render(agent_t *ag)
         "egress_host_bridge_queue_bytes %zu\n"
         "# HELP egress_host_streams_closed_total Streams ended, by result.\n"
         "# TYPE egress_host_streams_closed_total counter\n",
-        ag->established, ag->peer, ag->nstreams, (unsigned long long) ag->streams_total,
-        (unsigned long long) ag->bytes_up_total, (unsigned long long) ag->bytes_down_total,
-        ag->qbytes);
+        ag->bridge.established, ag->bridge.peer, ag->streams.n,
+        (unsigned long long) ag->streams.total, (unsigned long long) ag->metrics.bytes_up,
+        (unsigned long long) ag->metrics.bytes_down, ag->queue.bytes);
     for (size_t i = 0; metrics_results[i]; i++)
         fprintf(f, "egress_host_streams_closed_total{result=\"%s\"} %llu\n", metrics_results[i],
-                (unsigned long long) ag->results[i]);
+                (unsigned long long) ag->metrics.results[i]);
     fclose(f);
     return buf;
 }
@@ -148,7 +148,7 @@ static void metrics_on_connection(uv_stream_t *srv, int status)
         uv_close((uv_handle_t *) &mc->tcp, metrics_on_closed);
 }
 
-int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
+int metrics_start(agent_t *ag, const char *addr, egress_error_t *err)
 {
     char host[EGRESS_HOST_BUF];
     uint16_t port = 0;
@@ -157,34 +157,31 @@ int metrics_start(agent_t *ag, const char *addr, char *err, size_t errcap)
     int kind, rc;
 
     kind = egress_hostport_parse(host, &port, addr, strlen(addr), 0, &e);
-    if (kind < 0) {
-        snprintf(err, errcap, "--metrics %s: %s", addr, e.message);
-        return -1;
-    }
-    if (kind == EGRESS_HOST_NAME || !egress_host_is_loopback(host, strlen(host))) {
-        snprintf(err, errcap,
-                 "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
-        return -1;
-    }
+    if (kind < 0)
+        return egress_error_set(err, e.code, "--metrics %s: %s", addr, e.message);
+    if (kind == EGRESS_HOST_NAME || !egress_host_is_loopback(host, strlen(host)))
+        return egress_error_set(
+            err, EGRESS_ERR_HOST,
+            "--metrics must be a loopback address and port, e.g. 127.0.0.1:9464");
     if (kind == EGRESS_HOST_IPV4)
         uv_ip4_addr(host, port, (struct sockaddr_in *) &ss);
     else
         uv_ip6_addr(host, port, (struct sockaddr_in6 *) &ss);
     ag->loop.data = ag;
-    uv_tcp_init(&ag->loop, &ag->metrics_srv);
-    ag->metrics_on = 1;
-    if ((rc = uv_tcp_bind(&ag->metrics_srv, (struct sockaddr *) &ss, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *) &ag->metrics_srv, 64, metrics_on_connection)) < 0) {
-        snprintf(err, errcap, "--metrics %s: %s", addr, uv_strerror(rc));
-        return -1;
+    uv_tcp_init(&ag->loop, &ag->metrics.srv);
+    ag->metrics.on = 1;
+    if ((rc = uv_tcp_bind(&ag->metrics.srv, (struct sockaddr *) &ss, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *) &ag->metrics.srv, 64, metrics_on_connection)) < 0) {
+        return egress_error_set(err, EGRESS_ERR_SYSTEM, "--metrics %s: %s", addr,
+                                uv_strerror(rc));
     }
     return 0;
 }
 
 void metrics_stop(agent_t *ag)
 {
-    if (ag->metrics_on) {
-        ag->metrics_on = 0;
-        uv_close((uv_handle_t *) &ag->metrics_srv, NULL);
+    if (ag->metrics.on) {
+        ag->metrics.on = 0;
+        uv_close((uv_handle_t *) &ag->metrics.srv, NULL);
     }
 }

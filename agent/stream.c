@@ -20,7 +20,9 @@
 
 #include <jansson.h>
 
-#include "host.h"
+#include "bridge.h"
+#include "metrics.h"
+#include "stream.h"
 
 /* ---- table ---------------------------------------------------------------- */
 
@@ -29,13 +31,13 @@ static size_t stream_hash(uint32_t id, size_t n)
     return (size_t) ((id * 2654435761u) & (n - 1));
 }
 
-stream_t *stream_find(agent_t *ag, uint32_t id)
+static stream_t *stream_find(agent_t *ag, uint32_t id)
 {
     stream_t *s;
 
-    if (!ag->buckets)
+    if (!ag->streams.buckets)
         return NULL;
-    for (s = ag->buckets[stream_hash(id, ag->nbuckets)]; s; s = s->hnext)
+    for (s = ag->streams.buckets[stream_hash(id, ag->streams.nbuckets)]; s; s = s->hnext)
         if (s->id == id)
             return s;
     return NULL;
@@ -43,13 +45,13 @@ stream_t *stream_find(agent_t *ag, uint32_t id)
 
 static int stream_table_grow(agent_t *ag)
 {
-    size_t n = ag->nbuckets ? ag->nbuckets * 2 : 256;
+    size_t n = ag->streams.nbuckets ? ag->streams.nbuckets * 2 : 256;
     stream_t **b = calloc(n, sizeof(*b));
 
     if (!b)
         return -1;
-    for (size_t i = 0; i < ag->nbuckets; i++) {
-        stream_t *s = ag->buckets[i], *next;
+    for (size_t i = 0; i < ag->streams.nbuckets; i++) {
+        stream_t *s = ag->streams.buckets[i], *next;
         for (; s; s = next) {
             size_t h = stream_hash(s->id, n);
             next = s->hnext;
@@ -57,9 +59,9 @@ static int stream_table_grow(agent_t *ag)
             b[h] = s;
         }
     }
-    free(ag->buckets);
-    ag->buckets = b;
-    ag->nbuckets = n;
+    free(ag->streams.buckets);
+    ag->streams.buckets = b;
+    ag->streams.nbuckets = n;
     return 0;
 }
 
@@ -67,23 +69,23 @@ static int stream_table_add(agent_t *ag, stream_t *s)
 {
     size_t h;
 
-    if (ag->nstreams + 1 > ag->nbuckets && stream_table_grow(ag) < 0)
+    if (ag->streams.n + 1 > ag->streams.nbuckets && stream_table_grow(ag) < 0)
         return -1;
-    h = stream_hash(s->id, ag->nbuckets);
-    s->hnext = ag->buckets[h];
-    ag->buckets[h] = s;
-    ag->nstreams++;
+    h = stream_hash(s->id, ag->streams.nbuckets);
+    s->hnext = ag->streams.buckets[h];
+    ag->streams.buckets[h] = s;
+    ag->streams.n++;
     return 0;
 }
 
 static void stream_table_remove(agent_t *ag, stream_t *s)
 {
-    stream_t **pp = &ag->buckets[stream_hash(s->id, ag->nbuckets)];
+    stream_t **pp = &ag->streams.buckets[stream_hash(s->id, ag->streams.nbuckets)];
 
     for (; *pp; pp = &(*pp)->hnext)
         if (*pp == s) {
             *pp = s->hnext;
-            ag->nstreams--;
+            ag->streams.n--;
             return;
         }
 }
@@ -94,10 +96,10 @@ static tcpchunk_t *chunk_new(agent_t *ag, size_t len)
 {
     tcpchunk_t *c;
 
-    if (len <= EGRESS_DATA_CHUNK && ag->chunkpool) {
-        c = ag->chunkpool;
-        ag->chunkpool = c->next;
-        ag->nchunkpool--;
+    if (len <= EGRESS_DATA_CHUNK && ag->pool.chunks) {
+        c = ag->pool.chunks;
+        ag->pool.chunks = c->next;
+        ag->pool.nchunks--;
         return c;
     }
     size_t cap = len <= EGRESS_DATA_CHUNK ? EGRESS_DATA_CHUNK : len;
@@ -109,10 +111,10 @@ static tcpchunk_t *chunk_new(agent_t *ag, size_t len)
 
 static void chunk_free(agent_t *ag, tcpchunk_t *c)
 {
-    if (c->cap == EGRESS_DATA_CHUNK && ag->nchunkpool < AGENT_POOL_MAX) {
-        c->next = ag->chunkpool;
-        ag->chunkpool = c;
-        ag->nchunkpool++;
+    if (c->cap == EGRESS_DATA_CHUNK && ag->pool.nchunks < AGENT_POOL_MAX) {
+        c->next = ag->pool.chunks;
+        ag->pool.chunks = c;
+        ag->pool.nchunks++;
         return;
     }
     free(c);
@@ -120,15 +122,15 @@ static void chunk_free(agent_t *ag, tcpchunk_t *c)
 
 void stream_pool_free(agent_t *ag)
 {
-    while (ag->chunkpool) {
-        tcpchunk_t *c = ag->chunkpool;
-        ag->chunkpool = c->next;
+    while (ag->pool.chunks) {
+        tcpchunk_t *c = ag->pool.chunks;
+        ag->pool.chunks = c->next;
         free(c);
     }
-    ag->nchunkpool = 0;
-    free(ag->buckets);
-    ag->buckets = NULL;
-    ag->nbuckets = 0;
+    ag->pool.nchunks = 0;
+    free(ag->streams.buckets);
+    ag->streams.buckets = NULL;
+    ag->streams.nbuckets = 0;
 }
 
 /* ---- lifetime --------------------------------------------------------------- */
@@ -158,7 +160,7 @@ static void stream_audit(stream_t *s, const char *result)
     json_t *j;
     char *line;
 
-    if (!ag->audit)
+    if (!ag->streams.audit)
         return;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
@@ -170,8 +172,8 @@ static void stream_audit(stream_t *s, const char *result)
                   (json_int_t) s->bytes_up, "bytesDown", (json_int_t) s->bytes_down,
                   "durationMs", (json_int_t) (agent_now_ms(ag) - s->t_start));
     if (j && (line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL) {
-        fprintf(ag->audit, "%s\n", line);
-        fflush(ag->audit);
+        fprintf(ag->streams.audit, "%s\n", line);
+        fflush(ag->streams.audit);
         free(line);
     }
     json_decref(j);
@@ -201,8 +203,8 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
         agent_log("stream %u %s:%u: %s", s->id, s->host, s->port, message);
     stream_audit(s, result);
     metrics_count_result(ag, result);
-    ag->bytes_up_total += s->bytes_up;
-    ag->bytes_down_total += s->bytes_down;
+    ag->metrics.bytes_up += s->bytes_up;
+    ag->metrics.bytes_down += s->bytes_down;
     stream_table_remove(ag, s);
     if (s->gai_pending)
         uv_cancel((uv_req_t *) &s->gai); /* its callback then drops its reference */
@@ -269,7 +271,7 @@ static void stream_send_data(stream_t *s, size_t n)
     s->rdmsg = NULL;
     egress_flow_on_sent(&s->flow, n);
     s->bytes_down += n;
-    if (ag->proto == EGRESS_PROTO_V2) {
+    if (ag->bridge.proto == EGRESS_PROTO_V2) {
         egress_frame_data_header(m->buf, s->id);
         m->len = (uint32_t) (EGRESS_V2_DATA_HEADER + n);
         m->binary = 1;
@@ -297,10 +299,10 @@ static void stream_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         stream_send_data(s, (size_t) nread);
         if (egress_flow_send_room(&s->flow) == 0) {
             stream_read_stop(s); /* restarted by the next window grant */
-        } else if (s->ag->qbytes > AGENT_QUEUE_HIGH) {
+        } else if (s->ag->queue.bytes > AGENT_QUEUE_HIGH) {
             stream_read_stop(s); /* restarted when the bridge drains */
             s->held = 1;
-            s->ag->held = 1;
+            s->ag->queue.held = 1;
         }
         return;
     }
@@ -313,7 +315,7 @@ static void stream_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     if (nread == UV_EOF) {
         stream_read_stop(s);
         s->rd_eof = 1;
-        if (s->ag->proto == EGRESS_PROTO_V2) {
+        if (s->ag->bridge.proto == EGRESS_PROTO_V2) {
             egress_frame_t f = {0};
             f.type = EGRESS_FRAME_CLOSE;
             f.id = s->id;
@@ -378,7 +380,7 @@ static void stream_on_write(uv_write_t *req, int status)
     stream_unref(s);
 }
 
-void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len)
+static void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len)
 {
     stream_t *s = stream_find(ag, id);
     egress_error_t err;
@@ -413,7 +415,7 @@ void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len)
     s->bytes_up += len;
 }
 
-void stream_on_window(agent_t *ag, uint32_t id, uint32_t increment)
+static void stream_on_window(agent_t *ag, uint32_t id, uint32_t increment)
 {
     stream_t *s = stream_find(ag, id);
     egress_error_t err;
@@ -428,7 +430,7 @@ void stream_on_window(agent_t *ag, uint32_t id, uint32_t increment)
     stream_read_start(s);
 }
 
-void stream_on_close(agent_t *ag, uint32_t id, int half)
+static void stream_on_close(agent_t *ag, uint32_t id, int half)
 {
     stream_t *s = stream_find(ag, id);
 
@@ -448,9 +450,9 @@ void stream_on_close(agent_t *ag, uint32_t id, int half)
 
 void stream_release_held(agent_t *ag)
 {
-    ag->held = 0;
-    for (size_t i = 0; ag->buckets && i < ag->nbuckets; i++)
-        for (stream_t *s = ag->buckets[i]; s; s = s->hnext)
+    ag->queue.held = 0;
+    for (size_t i = 0; ag->streams.buckets && i < ag->streams.nbuckets; i++)
+        for (stream_t *s = ag->streams.buckets[i]; s; s = s->hnext)
             if (s->held) {
                 s->held = 0;
                 stream_read_start(s);
@@ -459,9 +461,9 @@ void stream_release_held(agent_t *ag)
 
 void stream_kill_all(agent_t *ag, int with_frames)
 {
-    for (size_t i = 0; ag->buckets && i < ag->nbuckets; i++) {
-        while (ag->buckets[i]) {
-            stream_t *s = ag->buckets[i];
+    for (size_t i = 0; ag->streams.buckets && i < ag->streams.nbuckets; i++) {
+        while (ag->streams.buckets[i]) {
+            stream_t *s = ag->streams.buckets[i];
             if (!with_frames)
                 stream_end(s, 0, NULL, "bridge_down");
             else if (s->state == ST_OPEN)
@@ -544,7 +546,7 @@ static void stream_on_connect(uv_connect_t *req, int status)
     egress_frame_t f = {0};
     f.type = EGRESS_FRAME_OPEN_OK;
     f.id = s->id;
-    f.window = ag->proto == EGRESS_PROTO_V2 ? EGRESS_INITIAL_WINDOW : 0;
+    f.window = ag->bridge.proto == EGRESS_PROTO_V2 ? EGRESS_INITIAL_WINDOW : 0;
     bridge_send_frame(ag, &f);
     if (ag->o->verbose)
         agent_log("stream %u %s:%u connected to %s", s->id, s->host, s->port, s->addr);
@@ -638,7 +640,7 @@ static void stream_on_timeout(uv_timer_t *t)
     }
 }
 
-void stream_on_open(agent_t *ag, const egress_frame_t *f)
+static void stream_on_open(agent_t *ag, const egress_frame_t *f)
 {
     host_opts_t *o = ag->o;
     stream_t *s;
@@ -665,7 +667,7 @@ void stream_on_open(agent_t *ag, const egress_frame_t *f)
     s->refs = 1; /* the table */
     s->t_start = agent_now_ms(ag);
     snprintf(s->host, sizeof(s->host), "%s", f->host.data);
-    if (ag->proto == EGRESS_PROTO_V2)
+    if (ag->bridge.proto == EGRESS_PROTO_V2)
         egress_flow_init(&s->flow, f->window ? f->window : EGRESS_INITIAL_WINDOW,
                          EGRESS_INITIAL_WINDOW);
     else
@@ -674,7 +676,7 @@ void stream_on_open(agent_t *ag, const egress_frame_t *f)
         free(s);
         return;
     }
-    ag->streams_total++;
+    ag->streams.total++;
     uv_timer_init(&ag->loop, &s->timer);
     s->timer.data = s;
     s->refs++; /* the timer handle */
@@ -699,4 +701,37 @@ void stream_on_open(agent_t *ag, const egress_frame_t *f)
     }
     s->refs++; /* the getaddrinfo request */
     s->gai_pending = 1;
+}
+
+/* ---- frames from the bridge ------------------------------------------------- */
+
+void stream_on_frame(agent_t *ag, const egress_frame_t *f)
+{
+    switch (f->type) {
+    case EGRESS_FRAME_OPEN:
+        stream_on_open(ag, f);
+        break;
+    case EGRESS_FRAME_DATA:
+        stream_on_data(ag, f->id, f->body, f->body_len);
+        break;
+    case EGRESS_FRAME_WINDOW:
+        stream_on_window(ag, f->id, f->increment);
+        break;
+    case EGRESS_FRAME_CLOSE:
+        stream_on_close(ag, f->id, f->half);
+        break;
+    case EGRESS_FRAME_ERROR:
+        stream_on_close(ag, f->id, 0);
+        break;
+    default:
+        break; /* session frames are the bridge's */
+    }
+}
+
+int stream_reset(agent_t *ag, uint32_t id)
+{
+    if (!stream_find(ag, id))
+        return 0;
+    stream_on_close(ag, id, 0);
+    return 1;
 }

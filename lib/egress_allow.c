@@ -105,28 +105,6 @@ static int pattern_fail(egress_error_t *err, const char *pattern, size_t len, co
                             why);
 }
 
-/* Decimal 1..65535 without sign or leading zero. */
-static int parse_port(const char *s, size_t len, uint16_t *port)
-{
-    unsigned v = 0;
-    size_t i;
-
-    if (len == 0 || len > 5 || s[0] == '0') {
-        return -1;
-    }
-    for (i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return -1;
-        }
-        v = v * 10 + (unsigned) (s[i] - '0');
-    }
-    if (v > 65535) {
-        return -1;
-    }
-    *port = (uint16_t) v;
-    return 0;
-}
-
 static void format_u16(char *out, unsigned v)
 {
     char tmp[6];
@@ -195,7 +173,7 @@ static int pattern_parse(allow_pattern_t *p, const char *pat, size_t len, egress
         }
     }
     if (colon != NULL) {
-        if (parse_port(colon + 1, hlen - (size_t) (colon - host) - 1, &p->port) < 0) {
+        if (egress_parse_port(colon + 1, hlen - (size_t) (colon - host) - 1, &p->port) < 0) {
             return pattern_fail(err, pat, len, "port must be an integer 1..65535");
         }
         hlen = (size_t) (colon - host);
@@ -304,36 +282,46 @@ static int is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
+int egress_list_next(const char **cursor, const char **item, size_t *len)
+{
+    const char *s = *cursor, *end, *b, *e;
+
+    if (s == NULL) {
+        return 0;
+    }
+    end = strchr(s, ',');
+    e = end != NULL ? end : s + strlen(s);
+    b = s;
+    while (b < e && is_blank(*b)) {
+        b++;
+    }
+    while (e > b && is_blank(e[-1])) {
+        e--;
+    }
+    *item = b;
+    *len = (size_t) (e - b);
+    *cursor = end != NULL ? end + 1 : NULL;
+    return 1;
+}
+
 int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *err)
 {
-    size_t before = al->n;
-    const char *s = list;
+    size_t before = al->n, len;
+    const char *cur = list, *item;
 
     /* All or nothing: a bad item leaves the list as it was. */
-    for (;;) {
-        const char *end = strchr(s, ',');
-        const char *e = end != NULL ? end : s + strlen(s);
-        const char *b = s;
-        while (b < e && is_blank(*b)) {
-            b++;
-        }
-        while (e > b && is_blank(e[-1])) {
-            e--;
-        }
-        if (b == e) {
+    while (egress_list_next(&cur, &item, &len)) {
+        if (len == 0) {
             al->n = before;
             return egress_error_set(err, EGRESS_ERR_PATTERN,
                                     "invalid allowlist: empty item in comma-separated list");
         }
-        if (egress_allow_add(al, b, (size_t) (e - b), err) < 0) {
+        if (egress_allow_add(al, item, len, err) < 0) {
             al->n = before;
             return -1;
         }
-        if (end == NULL) {
-            return 0;
-        }
-        s = end + 1;
     }
+    return 0;
 }
 
 int egress_allow_add_profile(egress_allow_t *al, const char *name, egress_error_t *err)
@@ -387,34 +375,21 @@ int egress_allow_set_ports(egress_allow_t *al, const uint16_t *ports, size_t n,
 int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_error_t *err)
 {
     uint16_t ports[EGRESS_ALLOW_MAX_PORTS];
-    size_t n = 0;
-    const char *s = list;
+    size_t n = 0, len;
+    const char *cur = list, *item;
     char ex[EXCERPT_BUF];
 
-    for (;;) {
-        const char *end = strchr(s, ',');
-        const char *e = end != NULL ? end : s + strlen(s);
-        const char *b = s;
-        while (b < e && is_blank(*b)) {
-            b++;
-        }
-        while (e > b && is_blank(e[-1])) {
-            e--;
-        }
+    while (egress_list_next(&cur, &item, &len)) {
         if (n == EGRESS_ALLOW_MAX_PORTS) {
             return egress_error_set(err, EGRESS_ERR_PORT_RANGE,
                                     "port list has more than %d ports", EGRESS_ALLOW_MAX_PORTS);
         }
-        if (parse_port(b, (size_t) (e - b), &ports[n]) < 0) {
-            egress_error_excerpt(ex, sizeof(ex), b, (size_t) (e - b));
+        if (egress_parse_port(item, len, &ports[n]) < 0) {
+            egress_error_excerpt(ex, sizeof(ex), item, len);
             return egress_error_set(err, EGRESS_ERR_PORT_RANGE,
                                     "invalid port \"%s\" in port list: must be 1..65535", ex);
         }
         n++;
-        if (end == NULL) {
-            break;
-        }
-        s = end + 1;
     }
     return egress_allow_set_ports(al, ports, n, err);
 }

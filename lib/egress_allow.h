@@ -44,6 +44,14 @@ void egress_allow_set_psl(egress_allow_t *al, const egress_psl_t *psl);
 int egress_allow_add(egress_allow_t *al, const char *pattern, size_t len, egress_error_t *err);
 
 /*
+ * Walks a comma-separated list (--allow, --ports): each call yields the next
+ * item, blanks (space, tab) trimmed, as *item and *len (0 for an empty item)
+ * and returns 1; after the last item *cursor is NULL and it returns 0. Start
+ * with *cursor at the list; "" is one empty item.
+ */
+int egress_list_next(const char **cursor, const char **item, size_t *len);
+
+/*
  * Adds a comma-separated list ("a.com,*.b.com"); blanks around items are
  * ignored, empty items are errors. All or nothing: on failure no item of the
  * list has been added.

@@ -193,7 +193,7 @@ int egress_host_normalize(char *out, const char *host, size_t len, egress_error_
     return kind;
 }
 
-static int parse_port(const char *s, size_t len, uint16_t *port)
+int egress_parse_port(const char *s, size_t len, uint16_t *port)
 {
     unsigned v = 0;
     size_t i;
@@ -207,7 +207,7 @@ static int parse_port(const char *s, size_t len, uint16_t *port)
         }
         v = v * 10 + (unsigned) (s[i] - '0');
     }
-    if (v < 1 || v > 65535) {
+    if (v > 65535) {
         return -1;
     }
     *port = (uint16_t) v;
@@ -253,7 +253,7 @@ int egress_hostport_parse(char *out, uint16_t *port, const char *s, size_t len,
         *port = default_port;
         return kind;
     }
-    if (parse_port(colon + 1, len - (size_t) (colon - s) - 1, port) < 0) {
+    if (egress_parse_port(colon + 1, len - (size_t) (colon - s) - 1, port) < 0) {
         egress_error_excerpt(ex, sizeof(ex), s, len);
         return egress_error_set(err, EGRESS_ERR_PORT_RANGE,
                                 "\"%s\": port must be an integer 1..65535", ex);

@@ -42,6 +42,13 @@ int egress_host_normalize(char *out, const char *host, size_t len, egress_error_
 int egress_host_normalize_reason(char *out, const char *host, size_t len, const char **reason);
 
 /*
+ * A port as written after "host:", in an allowlist pattern or in a port list:
+ * decimal 1..65535 without sign or leading zero. Returns 0, or -1 (then *port
+ * is untouched).
+ */
+int egress_parse_port(const char *s, size_t len, uint16_t *port);
+
+/*
  * Splits "host:port", "[v6]:port" or a bare host (when default_port is not 0)
  * as found in a CONNECT line or URL authority; normalizes the host into out.
  * Returns the host kind, or -1 with err set (EGRESS_ERR_HOST or

@@ -461,6 +461,37 @@ static void test_public_suffix(void **state)
     egress_psl_free(psl);
 }
 
+/* Items of a comma list, each "[text]" joined by '|', as egress_list_next yields them. */
+static void split(const char *list, char *out, size_t cap)
+{
+    const char *cur = list, *item;
+    size_t len, n = 0;
+
+    out[0] = '\0';
+    while (egress_list_next(&cur, &item, &len)) {
+        n += (size_t) snprintf(out + n, cap - n, "%s[%.*s]", n ? "|" : "", (int) len, item);
+    }
+    assert_null(cur);
+    assert_int_equal(egress_list_next(&cur, &item, &len), 0);
+}
+
+static void test_list_next(void **state)
+{
+    char buf[256];
+
+    (void) state;
+    split("a,b", buf, sizeof(buf));
+    assert_string_equal(buf, "[a]|[b]");
+    split(" a ,\tb\t, c d ", buf, sizeof(buf));
+    assert_string_equal(buf, "[a]|[b]|[c d]");
+    split("", buf, sizeof(buf));
+    assert_string_equal(buf, "[]");
+    split("a,,b,", buf, sizeof(buf));
+    assert_string_equal(buf, "[a]|[]|[b]|[]");
+    split(" , ", buf, sizeof(buf));
+    assert_string_equal(buf, "[]|[]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_public_suffix),
+        cmocka_unit_test(test_list_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

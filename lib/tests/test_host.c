@@ -502,12 +502,37 @@ static void test_is_loopback(void **state)
     }
 }
 
+static void test_parse_port(void **state)
+{
+    static const char *const bad[] = {"",      "0",      "00",  "0443", "+443", "-1",
+                                      "65536", "123456", "44a", " 443", "443 ", "4 3"};
+    uint16_t p = 7;
+    size_t i;
+
+    (void) state;
+    assert_int_equal(egress_parse_port("1", 1, &p), 0);
+    assert_int_equal(p, 1);
+    assert_int_equal(egress_parse_port("65535", 5, &p), 0);
+    assert_int_equal(p, 65535);
+    /* len bounds the digits: "4430" read as its first three */
+    assert_int_equal(egress_parse_port("4430", 3, &p), 0);
+    assert_int_equal(p, 443);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        p = 7;
+        if (egress_parse_port(bad[i], strlen(bad[i]), &p) != -1 || p != 7) {
+            print_error("\"%s\" accepted or port changed (%u)\n", bad[i], p);
+            fail();
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize_names), cmocka_unit_test(test_normalize_ips),
         cmocka_unit_test(test_hostport),        cmocka_unit_test(test_classify),
         cmocka_unit_test(test_class_name),      cmocka_unit_test(test_is_loopback),
+        cmocka_unit_test(test_parse_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
