@@ -103,13 +103,24 @@ static FILE *host_open_audit(const char *path)
     FILE *f;
     int fd, created = 0, e;
 
-    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    /* No symbolic link (fchmod would reach its target) and no blocking on a
+     * FIFO without a reader; O_NONBLOCK is cleared once it is open. */
+    fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+        fd = open(path,
+                  O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW |
+                      O_NONBLOCK,
+                  0600);
         created = 1;
     }
     if (fd < 0)
         return NULL;
+    if (fcntl(fd, F_SETFL, O_APPEND) < 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 0777) != 0600 &&
         (created || (sb.st_mode & 0177) != 0)) {
         if (fchmod(fd, 0600) < 0) {

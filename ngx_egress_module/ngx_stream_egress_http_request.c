@@ -323,6 +323,19 @@ ngx_stream_egress_parse_headers(ngx_stream_egress_request_t *r, u_char *p,
             {
                 keepalive = 1;
             }
+
+            /*
+             * The rewrite drops what Connection names: the origin would
+             * lose the header that frames the body we forward.
+             */
+            if (ngx_stream_egress_has_token(h.value, h.value_len,
+                                            "content-length")
+                || ngx_stream_egress_has_token(h.value, h.value_len,
+                                               "transfer-encoding"))
+            {
+                r->error = "Connection names a header that frames the body";
+                return NGX_ERROR;
+            }
         }
     }
 

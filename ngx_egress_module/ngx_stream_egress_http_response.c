@@ -64,7 +64,8 @@ ngx_stream_egress_response_feed(ngx_stream_egress_response_t *rs,
  * status line as is, end-to-end headers in order, hop-by-hop ones
  * (Connection and what it lists, Keep-Alive, Proxy-Connection) replaced by
  * our own Connection header. Sets rs->status and rs->delimited. out needs
- * rs->head_len + 32 bytes. Returns the end of the output.
+ * ngx_stream_egress_response_rewrite_size(rs) bytes. Returns the end of the
+ * output.
  */
 
 u_char *

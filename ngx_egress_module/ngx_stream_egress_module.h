@@ -269,6 +269,12 @@ size_t ngx_stream_egress_chunked_parse(ngx_stream_egress_chunked_t *ck,
     const u_char *p, size_t len, ngx_int_t *rc);
 size_t ngx_stream_egress_response_feed(ngx_stream_egress_response_t *rs,
     const u_char *p, size_t len);
+/*
+ * Room the rewritten response head needs: a line that ended in a bare LF
+ * ends in CRLF, "a:\n" becomes "a: \r\n", so the head can nearly double;
+ * plus our Connection header.
+ */
+#define ngx_stream_egress_response_rewrite_size(rs)  (2 * (rs)->head_len + 64)
 u_char *ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
     ngx_uint_t head_request, ngx_uint_t *keep, u_char *out);
 

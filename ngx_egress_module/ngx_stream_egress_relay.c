@@ -244,7 +244,7 @@ static ngx_int_t
 ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
     const u_char **data, size_t *len)
 {
-    size_t                        used;
+    size_t                        used, size;
     ngx_uint_t                    keep;
     ngx_connection_t             *c;
     ngx_stream_egress_chunk_t    *ch;
@@ -301,7 +301,9 @@ ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
             continue;
         }
 
-        ch = ngx_stream_egress_append(ctx, NULL, rs->head_len + 64, 0);
+        size = ngx_stream_egress_response_rewrite_size(rs);
+
+        ch = ngx_stream_egress_append(ctx, NULL, size, 0);
         if (ch == NULL) {
             return NGX_ERROR;
         }
@@ -310,7 +312,7 @@ ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
 
         ch->last = ngx_stream_egress_rewrite_response(rs, ctx->req.head, &keep,
                                                       ch->pos);
-        ctx->out_bytes -= (ch->pos + rs->head_len + 64) - ch->last;
+        ctx->out_bytes -= (ch->pos + size) - ch->last;
 
         ngx_stream_egress_grant(ctx, rs->head_len);
 

@@ -122,6 +122,17 @@ chmod 0644, "$d/old-audit.log";
 is(mode("$d/old-audit.log"), '0600', 'an existing 0644 audit log is tightened');
 like($out, qr{audit log \Q$d\E/old-audit\.log was mode 0644: tightened to 0600}, '... and logged');
 
+# A symbolic link as the audit log is refused: tightening it would chmod its target.
+spew("$d/victim", "keep\n");
+chmod 0644, "$d/victim";
+symlink("$d/victim", "$d/link-audit.log") or die "symlink: $!";
+($rc, $out) = egress({ EGRESS_TOKEN => 'egk_notvalid' }, @host, '--allow', 'a.example',
+    '--audit-log', "$d/link-audit.log");
+isnt($rc, 0, 'a symbolic link as the audit log is refused');
+like($out, qr{cannot open audit log \Q$d\E/link-audit\.log}, '... saying so');
+is(mode("$d/victim"), '0644', "... and the link's target keeps its mode");
+is(slurp("$d/victim"), "keep\n", '... and its content');
+
 spew("$d/old.db", '');
 spew("$d/old.db-wal", '');
 chmod 0644, "$d/old.db";

@@ -285,6 +285,20 @@ my $lf = "GET http://127.0.0.1:$rp/lf-only HTTP/1.1\n" . join('', map { "a$_:b\n
 like($r, qr/\r\n\r\nseen GET \/lf-only len=0/, 'an LF-only head of 1500 short lines is forwarded');
 like(recorded(), qr/\r\na1500: b\r\nConnection: close\r\n\r\n/, '... rewritten completely with CRLF');
 
+# Connection naming a header that frames the body: the rewrite would drop it
+# and the origin would read the body as the next request.
+my @hop = (
+    [ 'cl', "Content-Length: 48\r\nConnection: content-length",
+        "GET http://127.0.0.1:$rp/smuggled-hop HTTP/1.1\r\nHost: a\r\n\r\n" ],
+    [ 'te', "Transfer-Encoding: chunked\r\nProxy-Connection: keep-alive, Transfer-Encoding",
+        "5\r\nhello\r\n0\r\n\r\n" ],
+);
+for my $h (@hop) {
+    my ($tag, $hdrs, $body) = @$h;
+    ($r) = $m->request("POST http://127.0.0.1:$rp/hop-$tag HTTP/1.1\r\nHost: a\r\n$hdrs\r\n\r\n$body");
+    is(status_of($r), 400, "400 when Connection names a framing header ($tag)") or diag($r);
+}
+
 # --- nothing of the refused requests ever reached an origin -----------------
 
 ($r) = $m->request("GET http://127.0.0.1:$rp/sentinel HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -293,10 +307,11 @@ my $seen = recorded();
 unlike($seen, qr/https-refused/, 'no refused https:// request reached the origin');
 unlike($seen, qr/\/early-/, 'no head with known-bad chunked framing reached the origin');
 unlike($seen, qr/smuggled/, 'no smuggled request reached the origin');
+unlike($seen, qr/\/hop-/, 'no request whose Connection named a framing header reached the origin');
 
 my $log = $m->access_log;
 my $n400 = () = $log =~ /egress_status=400 status=400/g;
-is($n400, 2 + @bad + @late, 'the access log shows every 400');
+is($n400, 2 + @bad + @late + @hop, 'the access log shows every 400');
 unlike($m->error_log . $log, qr/egt_/, 'no ticket material in any log');
 
 $t->done;

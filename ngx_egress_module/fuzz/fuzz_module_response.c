@@ -4,7 +4,7 @@
  * from the origin, cut into pieces by the first input byte, go through
  * ngx_stream_egress_response_feed into a small buffer; interim heads are
  * dropped and the final head is rewritten, as ngx_stream_egress_proxy.c
- * does. The rewrite must fit in head_len + 64 bytes and the feed must
+ * does. The rewrite must fit in ngx_stream_egress_response_rewrite_size() and the feed must
  * never take more than it was given.
  */
 
@@ -80,7 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
 
-        out = malloc(rs.head_len + 64);
+        out = malloc(ngx_stream_egress_response_rewrite_size(&rs));
         if (out == NULL) {
             break;
         }
@@ -88,7 +88,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         last = ngx_stream_egress_rewrite_response(&rs, data[1] & 2, &keep,
                                                   out);
 
-        if (last < out || (size_t) (last - out) > rs.head_len + 64) {
+        if (last < out || (size_t) (last - out) > ngx_stream_egress_response_rewrite_size(&rs)) {
             abort();
         }
 
