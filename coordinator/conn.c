@@ -87,6 +87,9 @@ void conn_close(conn_t *c, int code, const char *reason)
     if (c->close_code == 0) {
         c->close_code = code;
         c->close_reason = reason;
+        /* The close goes out from the writable callback, which an agent that
+         * stopped reading never lets come: lws ends the socket after 5 s. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
     }
     lws_callback_on_writable(c->wsi);
 }

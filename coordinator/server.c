@@ -143,6 +143,14 @@ static int http_begin(struct lws *wsi, http_req_t *req, const char *path)
     if (status != 0) {
         return http_refuse_close(wsi, status, error, message);
     }
+    /* lws reads up to 100 MiB of "body" after a POST without a length and
+     * would swallow the next request on the connection with it. */
+    if (f.content_length_count == 0 &&
+        (req->method == LWSHUMETH_POST || req->method == LWSHUMETH_PUT ||
+         req->method == LWSHUMETH_PATCH)) {
+        return http_refuse_close(wsi, 411, "length_required",
+                                 "a request body needs Content-Length");
+    }
     if (path == NULL || strlen(path) >= sizeof(req->path)) {
         return http_refuse_close(wsi, 414, "uri_too_long", "request path too long");
     }

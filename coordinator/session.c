@@ -99,11 +99,10 @@ void session_ping_tick(void)
                       s->lease_id, s->session_id, role_name(c->role), c->peer_addr,
                       CONN_QUIET_TICKS - 1);
             session_stats.sockets_silent++;
-            /* The peer hears at once; the socket may not even be writable,
-             * so lws gets a deadline to close it whatever the peer does. */
+            /* The peer hears at once; conn_close() gives lws a deadline to end
+             * the socket whatever the silent agent does. */
             session_detach(c);
             conn_close(c, EGRESS_CLOSE_GOING_AWAY, "no answer to pings");
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
         }
         /* s may be freed now; next was taken before. */
     }

@@ -59,7 +59,7 @@ static void pending_put(struct lws *wsi, const char *lease_id, const char *sessi
     snprintf(p->lease_id, sizeof(p->lease_id), "%s", lease_id);
     snprintf(p->session_id, sizeof(p->session_id), "%s", session_id);
     p->role = role;
-    p->at_ms = coord_now_ms();
+    p->at_ms = coord_mono_ms();
 }
 
 /* An authorized upgrade becomes a socket within the same service pass;
@@ -74,7 +74,7 @@ static int pending_take(struct lws *wsi, pending_t *out)
         if (pending[i].wsi == wsi) {
             *out = pending[i];
             memset(&pending[i], 0, sizeof(pending[i]));
-            return coord_now_ms() - out->at_ms <= PENDING_TTL_MS ? 0 : -1;
+            return coord_mono_ms() - out->at_ms <= PENDING_TTL_MS ? 0 : -1;
         }
     }
     return -1;

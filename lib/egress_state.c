@@ -303,7 +303,10 @@ int egress_state_save(const egress_state_t *st, const char *path, egress_error_t
         errno = ENAMETOOLONG;
         return egress_error_set(err, EGRESS_ERR_TOO_LARGE, "state file path too long");
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* A file already there (planted, or left by a crash) keeps its owner and
+     * mode: start from none, so the secret only ever sits in a new 0600 file. */
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         saved = errno;
         explicit_bzero(buf, sizeof(buf));

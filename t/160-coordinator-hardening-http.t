@@ -84,6 +84,13 @@ is_deeply(statuses($r), [400], 'chunked body: 400');
 ok($closed, 'chunked body: connection closed');
 is(slugs(), '', 'chunked body: no lease created');
 
+# A POST without Content-Length: lws would read the next request as its body.
+($r, $closed) = exchange("POST /v1/leases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $alice\r\n\r\n"
+        . "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+is_deeply(statuses($r), [411], 'POST without Content-Length: 411, and the next request is not run');
+ok($closed, 'POST without Content-Length: connection closed');
+is(slugs(), '', 'POST without Content-Length: no lease created');
+
 for my $te ('identity', 'gzip, chunked') {
     ($r, $closed) = exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: $te\r\n\r\n");
     is_deeply(statuses($r), [400], "any Transfer-Encoding ($te), even on a GET: 400");

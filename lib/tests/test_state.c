@@ -3,6 +3,7 @@
  * (egress_state.c): parse, format, load and save, and the former JSON form.
  */
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -233,11 +234,28 @@ static void test_load_save(void **state)
     assert_int_equal(egress_state_load(&back, path, &err), -1);
     assert_int_equal(err.code, EGRESS_ERR_TOO_LARGE);
 
-    /* the temporary file is never followed through a symbolic link */
-    assert_int_equal(symlink("/nonexistent-target", tmpname), 0);
-    assert_int_equal(egress_state_save(&st, path, &err), -1);
-    assert_int_equal(err.code, EGRESS_ERR_SYSTEM);
-    unlink(tmpname);
+    /* something planted at the temporary name is replaced, never written
+     * through: a symbolic link's target is not created, a 0666 file is not
+     * reused, and the state file comes out 0600 */
+    {
+        char target[192];
+        struct stat ps;
+        int fd;
+
+        snprintf(target, sizeof(target), "%s/planted-target", dir);
+        assert_int_equal(symlink(target, tmpname), 0);
+        assert_int_equal(egress_state_save(&st, path, &err), 0);
+        assert_int_not_equal(access(target, F_OK), 0);
+        fd = open(tmpname, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        assert_true(fd >= 0);
+        assert_int_equal(fchmod(fd, 0666), 0);
+        close(fd);
+        assert_int_equal(egress_state_save(&st, path, &err), 0);
+        assert_int_equal(lstat(path, &ps), 0);
+        assert_true(S_ISREG(ps.st_mode));
+        assert_int_equal(ps.st_mode & 0777, 0600);
+        assert_int_not_equal(access(tmpname, F_OK), 0);
+    }
 
     /* a directory that does not exist */
     snprintf(tmpname, sizeof(tmpname), "%s/missing/client.state", dir);
