@@ -31,18 +31,68 @@ msg_t *msg_new(size_t cap)
     return m;
 }
 
+int conn_frame_urgent(egress_frame_type_e type)
+{
+    return type == EGRESS_FRAME_OPEN || type == EGRESS_FRAME_OPEN_OK ||
+           type == EGRESS_FRAME_WINDOW || type == EGRESS_FRAME_HELLO;
+}
+
+int conn_frame_barrier(egress_frame_type_e type)
+{
+    return type == EGRESS_FRAME_PEER;
+}
+
+void msg_classify(msg_t *m, const egress_frame_t *f)
+{
+    m->urgent = conn_frame_urgent(f->type) ? 1 : 0;
+    m->barrier = conn_frame_barrier(f->type) ? 1 : 0;
+    m->sid = f->id;
+}
+
+/* Where urgent m goes: after the last urgent message or barrier, else after
+ * a half-written head, else first; *waits set when a message of m's own
+ * stream is queued past that point, and m must take its turn at the tail. */
+static msg_t *conn_urgent_slot(conn_t *c, const msg_t *m, int *waits)
+{
+    msg_t *after, *q;
+
+    after = c->q_urgent ? c->q_urgent : c->q_head->off > 0 ? c->q_head : NULL;
+    *waits = 0;
+    for (q = after ? after->next : c->q_head; q != NULL; q = q->next) {
+        if (m->sid != 0 && q->sid == m->sid) {
+            *waits = 1;
+            return c->q_tail;
+        }
+    }
+    return after;
+}
+
 void conn_enqueue(conn_t *c, msg_t *m)
 {
+    msg_t *after = c->q_tail;
+    int waits = 0;
+
     m->next = NULL;
     m->off = 0;
-    if (c->q_tail) {
-        c->q_tail->next = m;
-    } else {
-        c->q_head = m;
-    }
-    c->q_tail = m;
     c->q_bytes += m->len;
     lws_callback_on_writable(c->wsi);
+    if (m->urgent && c->q_head != NULL) {
+        after = conn_urgent_slot(c, m, &waits);
+    }
+    if (after == NULL) {
+        m->next = c->q_head;
+        c->q_head = m;
+    } else {
+        m->next = after->next;
+        after->next = m;
+    }
+    if (m->next == NULL) {
+        c->q_tail = m;
+    }
+    /* later urgent messages go behind this one */
+    if (m->barrier || (m->urgent && !waits)) {
+        c->q_urgent = m;
+    }
 }
 
 int conn_send_frame(conn_t *c, const egress_frame_t *f)
@@ -64,6 +114,7 @@ int conn_send_frame(conn_t *c, const egress_frame_t *f)
     }
     m->len = n;
     m->binary = binary ? 1 : 0;
+    msg_classify(m, f);
     conn_enqueue(c, m);
     return 0;
 }
@@ -76,7 +127,7 @@ void conn_free_queues(conn_t *c)
         n = m->next;
         free(m);
     }
-    c->q_head = c->q_tail = NULL;
+    c->q_head = c->q_tail = c->q_urgent = NULL;
     c->q_bytes = 0;
     free(c->rx);
     c->rx = NULL;
@@ -141,6 +192,9 @@ int conn_write(conn_t *c, conn_written_fn on_written)
                 c->q_tail = NULL;
             }
             c->q_bytes -= m->len;
+            if (c->q_urgent == m) {
+                c->q_urgent = NULL;
+            }
             on_written(c, m);
             free(m);
         }

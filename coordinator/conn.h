@@ -27,8 +27,11 @@ typedef struct msg_s {
     size_t cap;         /* payload capacity */
     uint32_t credit_id; /* translated data: stream to credit when written */
     uint32_t credit_n;  /* ... and the bytes to credit */
+    uint32_t sid;       /* the frame's stream id (0: none), so urgent ones keep order */
     unsigned binary : 1;
-    unsigned char buf[]; /* LWS_PRE headroom, then the payload */
+    unsigned urgent : 1;  /* a control frame that may pass queued data */
+    unsigned barrier : 1; /* nothing urgent passes it */
+    unsigned char buf[];  /* LWS_PRE headroom, then the payload */
 } msg_t;
 
 #define MSG_DATA(m) ((m)->buf + LWS_PRE)
@@ -44,6 +47,7 @@ typedef struct conn_s {
     int version;
     char peer_addr[64];
     msg_t *q_head, *q_tail;
+    msg_t *q_urgent; /* last urgent message in the run near the head, or NULL */
     size_t q_bytes;
     msg_t *rx; /* message being assembled */
     int close_code;
@@ -54,8 +58,22 @@ typedef struct conn_s {
     unsigned quiet_ticks;  /* liveness ticks in a row with nothing heard */
 } conn_t;
 
-/* Queues m (ownership passes) on c and asks for a writable callback. */
+/* Queues m (ownership passes) on c and asks for a writable callback. An
+ * urgent message goes ahead of queued messages of other streams: behind
+ * earlier urgent ones, behind the last barrier (peer), never into a message
+ * already partly written and never past a message of its own stream (an id
+ * reused after close must not overtake the old stream's end). */
 void conn_enqueue(conn_t *c, msg_t *m);
+
+/* Frames that may pass queued data (open, open_ok, window, hello: they move
+ * no stream's bytes), and barriers nothing passes (peer: a stream opened
+ * after the other side came back must not reach it before the news that the
+ * old streams died). */
+int conn_frame_urgent(egress_frame_type_e type);
+int conn_frame_barrier(egress_frame_type_e type);
+
+/* Sets m's ordering class from the frame it holds. */
+void msg_classify(msg_t *m, const egress_frame_t *f);
 
 /* Encodes f for c's version and queues it. */
 int conn_send_frame(conn_t *c, const egress_frame_t *f);

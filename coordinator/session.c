@@ -418,6 +418,7 @@ int session_on_message(conn_t *c, msg_t *m)
     if (peer->version == c->version) {
         /* Pass-through: the assembled buffer goes out untouched. */
         untrack(s, st, c, &f);
+        msg_classify(m, &f);
         egress_frame_release(&f);
         conn_enqueue(peer, m);
     } else {

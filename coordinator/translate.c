@@ -60,6 +60,7 @@ static int data_to_v1(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
         }
         m->credit_id = f->id;
         m->credit_n = (uint32_t) n;
+        m->sid = f->id;
         conn_enqueue(dst, m);
         off += n;
     } while (off < f->body_len);
@@ -236,6 +237,7 @@ void translate_flush(session_t *s, stream_t *st, int to_role)
                 st->pend_bytes -= room;
                 s->pend_bytes[to_role] -= room;
                 egress_flow_on_sent(&st->fl, room);
+                part->sid = st->id;
                 conn_enqueue(dst, part);
                 break;
             }
@@ -250,6 +252,7 @@ void translate_flush(session_t *s, stream_t *st, int to_role)
         if (st->pend_head == NULL) {
             st->pend_tail = NULL;
         }
+        m->sid = st->id;
         conn_enqueue(dst, m);
         if (ended) {
             stream_remove(s, st->id);
