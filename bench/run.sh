@@ -62,7 +62,7 @@ fi
 CC=${CC:-gcc}
 CF="-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 -Wstrict-prototypes -Wmissing-prototypes"
-for t in origin loadgen wsbridge; do
+for t in origin loadgen wsbridge delayrelay; do
     if [ ! -x "$TOOLS/$t" ] || [ "bench/$t.c" -nt "$TOOLS/$t" ]; then
         # shellcheck disable=SC2086
         $CC $CF -o "$TOOLS/$t" "bench/$t.c" -lm
