@@ -285,6 +285,7 @@ sub ttfb_modes {
             return { error => "$m: $e" } if $e;
             push @v, $ms;
         }
+        $f{"samples_ms.$m"} = [@v];    # in latest.json; summaries skip lists
         @v = sort { $a <=> $b } @v;
         $f{"ttfb_${m}_ms"} = median(@v);
         $f{"ttfb_${m}_max_ms"} = $v[-1];
@@ -559,8 +560,8 @@ sub net_run {
         my @e;
         for my $pn (@paths) {
             my $s = $sum{$dms}{$w}{$pn};
-            push @e, "$pn: " . scalar(@{ $s->{errors} }) . " of $s->{runs} runs failed ($s->{errors}[0])"
-              if $s && @{ $s->{errors} };
+            push @e, "$pn: " . scalar(@{ $s->{errors} }) . " of $s->{runs} runs failed ("
+              . substr($s->{errors}[0], 0, 160) . ')' if $s && @{ $s->{errors} };
         }
         return @e ? ' ' . join('; ', @e) : '';
     };
