@@ -577,9 +577,10 @@ sub net_run {
       "- bulk figures: bytes over a $NC{secs} s window that starts once the stream flows (upload: bytes over "
       . 'first-to-last byte at the origin); every byte checked against the origin\'s pattern. egress uses CONNECT '
       . "for bulk, ssh SOCKS5 (`--socks5-hostname`). First byte: $NC{ttfb} fresh curl connections per run and "
-      . "mode (`GET /bytes/1`), the run's median. Slow reader: one stream read at 100 KiB/s (the reader paces itself; curl's "
-      . "`--limit-rate` lets the first MiB through at once) beside one full-speed download for $NC{slow_secs} s, peak RSS growth sampled every 100 ms (relays listed apart: they stand "
-      . 'in for the network).',
+      . "mode (`GET /bytes/1`), the run's median. Slow reader: one stream read at 100 KiB/s (the reader "
+      . "paces itself; curl's `--limit-rate` lets the first MiB through at once) beside one full-speed "
+      . "download for $NC{slow_secs} s, peak RSS growth sampled every 100 ms (relays listed apart: they "
+      . 'stand in for the network).',
       sprintf('- network part: %.0f s', mono() - $t_start), '';
     my @tp = (
         [ net_down => 'Single-stream download, MiB/s' ],
@@ -624,7 +625,8 @@ sub net_run {
         push @md, '';
     }
     push @md, '### Slow reader (100 KiB/s) beside one full-speed download: peak RSS growth, MiB', '',
-      '| D ms | nginx | coordinator | agent | sshd | ssh | relays egress / ssh | slow KiB/s egress / ssh | fast MiB/s egress / ssh |',
+      '| D ms | nginx | coordinator | agent | sshd | ssh | relays egress / ssh | slow KiB/s egress / ssh '
+      . '| fast MiB/s egress / ssh |',
       '|---|---|---|---|---|---|---|---|---|';
     for my $dms (@delays) {
         my $w = 'net_slow';
@@ -639,12 +641,15 @@ sub net_run {
             }
             return $any ? fmt($v) : '—';
         };
-        push @md, "| $dms | " . join(' | ', map { $c->($dms, $w, 'egress-net', "rss_growth_mib.$_") } qw(nginx coordinator agent))
-          . ' | ' . $c->($dms, $w, 'ssh-net', 'rss_growth_mib.sshd') . ' | ' . $c->($dms, $w, 'ssh-net', 'rss_growth_mib.ssh')
-          . ' | ' . $rel->('egress-net') . ' / ' . $rel->('ssh-net') . ' | '
-          . fmt($med->($dms, $w, 'egress-net', 'slow_kib_s')) . ' / ' . fmt($med->($dms, $w, 'ssh-net', 'slow_kib_s'))
-          . ' | ' . fmt($med->($dms, $w, 'egress-net', 'fast_mib_s')) . ' / ' . fmt($med->($dms, $w, 'ssh-net', 'fast_mib_s'))
-          . ' |' . $errs->($dms, $w);
+        my $both = sub {
+            my $f = shift;
+            return fmt($med->($dms, $w, 'egress-net', $f)) . ' / ' . fmt($med->($dms, $w, 'ssh-net', $f));
+        };
+        push @md, "| $dms | "
+          . join(' | ', map { $c->($dms, $w, 'egress-net', "rss_growth_mib.$_") } qw(nginx coordinator agent))
+          . ' | ' . join(' | ', map { $c->($dms, $w, 'ssh-net', "rss_growth_mib.$_") } qw(sshd ssh))
+          . ' | ' . $rel->('egress-net') . ' / ' . $rel->('ssh-net') . ' | ' . $both->('slow_kib_s') . ' | '
+          . $both->('fast_mib_s') . ' |' . $errs->($dms, $w);
     }
     push @md, '', '### Network targets (issue 14; reported, not asserted)', '',
       '| target | ' . join(' | ', map { "D=$_" } @delays) . ' |', '|---|' . join('', map { '---|' } @delays);
