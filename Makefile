@@ -47,7 +47,7 @@ include agent/agent.mk
 include ngx_egress_module/module.mk
 
 # Benchmark load tools: built with everything so they cannot rot unnoticed.
-BENCH_TOOLS := $(BUILD)/bench/origin $(BUILD)/bench/loadgen $(BUILD)/bench/wsbridge
+BENCH_TOOLS := $(BUILD)/bench/origin $(BUILD)/bench/loadgen $(BUILD)/bench/wsbridge $(BUILD)/bench/delayrelay
 all: $(BENCH_TOOLS)
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)

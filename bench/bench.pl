@@ -25,6 +25,10 @@ my $EB    = $ENV{EGRESS_BUILD} // "$ROOT/build";
 my $OUT   = $ENV{BENCH_OUT} // "$ROOT/bench/results";
 my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
 my $ONLY  = $ENV{BENCH_PATHS};    # e.g. "direct,squid,egress-v2"
+my $PART  = $ENV{BENCH_ONLY} // '';    # net | loopback | '' (both)
+die "BENCH_ONLY must be net or loopback\n" if $PART ne '' && $PART ne 'net' && $PART ne 'loopback';
+my $DO_LOOP = $PART ne 'net';
+my $DO_NET  = $PART ne 'loopback';
 my $MiB   = 1024 * 1024;
 my $GiB   = 1024 * $MiB;
 
@@ -89,7 +93,11 @@ sub stop_proc {
     waitpid($p->{pid}, 0);
 }
 
-sub stop_all { stop_proc($_) for reverse @order; @order = () }
+sub stop_all {
+    net_kill_kids() if defined &net_kill_kids;    # bench_net.pl's readers
+    stop_proc($_) for reverse @order;
+    @order = ();
+}
 $SIG{INT} = $SIG{TERM} = sub { stop_all(); exit 130 };
 END { stop_all() if %procs }
 
@@ -331,9 +339,13 @@ sub egress_v1_knobs {
     return ($ng, $ag);
 }
 
+# setup_egress('v2'), or with (name => 'egress-net', delay_ms => D): then
+# each WebSocket leg (nginx -> coordinator, agent -> coordinator) goes
+# through its own bench/delayrelay adding D ms each way (the REST calls of
+# this setup go straight to the coordinator).
 sub setup_egress {
-    my $ver = shift;    # 'v2' or 'v1'
-    my $name = "egress-$ver";
+    my ($ver, %o) = @_;    # 'v2' or 'v1'
+    my $name = $o{name} // "egress-$ver";
     for my $b ('egress-coordinator', 'egress', 'ngx_stream_egress_module.so') {
         return path_skip($name, "$EB/$b not built") unless -e "$EB/$b";
     }
@@ -356,6 +368,20 @@ sub setup_egress {
     spawn($cn, [ "$EB/egress-coordinator", '--listen', "127.0.0.1:$cport", '--db', "$d/coord.db" ]);
     my $e = wait_port($cn, $cport, 15);
     return path_skip($name, $e) if $e;
+    my ($nginx_cport, $agent_base) = ($cport, $base);
+    my %relays;
+    if (defined $o{delay_ms}) {
+        for my $leg ('nginx', 'agent') {
+            my $rn = "$name-relay-$leg";
+            my $rp = free_port();
+            spawn($rn, [ "$TOOLS/delayrelay", '--listen', "127.0.0.1:$rp", '--connect', "127.0.0.1:$cport",
+                '--delay-ms', $o{delay_ms} ]);
+            $e = wait_port($rn, $rp, 10);
+            return path_skip($name, $e) if $e;
+            $relays{"relay-$leg"} = $procs{$rn}{pid};
+            $leg eq 'nginx' ? ($nginx_cport = $rp) : ($agent_base = "http://127.0.0.1:$rp");
+        }
+    }
     my $tok = cmd_out("$EB/egress-coordinator", '--db', "$d/coord.db", 'token', 'add',
         '--owner', 'bench', '--org', 'bench');
     ($tok) = $tok =~ /(egk_[A-Za-z0-9_-]+)/;
@@ -376,8 +402,8 @@ sub setup_egress {
 
     my $an = "$name-agent";
     spawn($an, [ "$EB/egress", 'host', '--id', $id, '--session', $ct->{sessionID}, '--allow', $allow,
-        '--allow-private', '--coordinator', $base, split(' ', $ag_extra) ],
-        env => { EGRESS_TICKET => $ht->{ticket}, EGRESS_COORDINATOR => $base,
+        '--allow-private', '--coordinator', $agent_base, split(' ', $ag_extra) ],
+        env => { EGRESS_TICKET => $ht->{ticket}, EGRESS_COORDINATOR => $agent_base,
                  XDG_STATE_HOME => $d, XDG_CONFIG_HOME => $d, HOME => $d });
 
     spew("$d/client.ticket", $ct->{ticket}, 0600);
@@ -399,7 +425,7 @@ pid $d/nginx.pid;
 error_log $d/logs/error.log warn;
 events { worker_connections 16384; }
 stream {
-    egress_bridge ws://127.0.0.1:$cport/v1/leases/$id/egress/client;
+    egress_bridge ws://127.0.0.1:$nginx_cport/v1/leases/$id/egress/client;
     egress_bridge_ticket_file $d/client.ticket;
     egress_bridge_state_file  $d/client.state;
     $ng_extra
@@ -430,8 +456,12 @@ EOF
           . tail($procs{$an}{log}) . '; nginx: ' . tail("$d/logs/error.log"))
       unless $stj && $stj->{hostConnected} && $stj->{clientConnected};
     path_add($name, connect => "127.0.0.1:$np", proxy => 1, status => "$base/v1/leases/$id/egress/status",
-        roles => { nginx => $procs{$nn}{pid}, coordinator => $procs{$cn}{pid}, agent => $procs{$an}{pid} });
-    $e = probe($path{$name});
+        roles => { nginx => $procs{$nn}{pid}, coordinator => $procs{$cn}{pid}, agent => $procs{$an}{pid} },
+        relays => \%relays, nginx_port => $np);
+    # the module hears "peer connected" from the coordinator a leg later than
+    # the status API shows it (D ms later behind a delay relay): 503 until then
+    my $probe_until = time + 10;
+    do { $e = probe($path{$name}) } while ($e =~ /\b503\b/ && time < $probe_until && sleep 0.1);
     return path_skip($name, "$e; nginx: " . tail("$d/logs/error.log") . '; agent: ' . tail($procs{$an}{log}))
       if $e;
     if ($ver eq 'v2' || !$versions{egress}) {
@@ -751,6 +781,7 @@ if ($ENV{BENCH_WORKLOADS}) {
     my %want = map { $_ => 1 } split /,/, $ENV{BENCH_WORKLOADS};
     @WORKLOADS = grep { $want{ $_->[0] } } @WORKLOADS;
 }
+@WORKLOADS = () unless $DO_LOOP;
 
 # ---- statistics and report -----------------------------------------------------------
 
@@ -816,15 +847,18 @@ my %setup = (direct => \&setup_direct, squid => \&setup_squid, tinyproxy => \&se
 my %only = map { $_ => 1 } split /,/, ($ONLY // join(',', @PATHS));
 $only{direct} = 1;    # every ratio needs it
 for my $name (@PATHS) {
+    if (!$DO_LOOP) { path_skip($name, 'excluded by BENCH_ONLY=net'); next }
     if (!$only{$name}) { path_skip($name, 'excluded by BENCH_PATHS'); next }
     local $CUR_PATH = $name;
     eval { $setup{$name}->(); 1 } or path_skip($name, "setup died: $@");
     note "$name: ready" if $path{$name}{avail};
 }
 ($versions{nginx}) = cmd_out('/usr/sbin/nginx', '-v') =~ m{nginx/(\S+)};
-$versions{wrk} = cmd_out('dpkg-query', '-W', '-f', '${Version}', 'wrk') || 'not installed';
+$versions{wrk} = (cmd_out('dpkg-query', '-W', '-f', '${Version}', 'wrk') =~ /^(\d\S*)$/)[0] // 'not installed';
+($versions{curl}) = cmd_out('curl', '--version') =~ /^curl (\S+)/;
 $versions{$_} //= 'not installed' for qw(squid tinyproxy websockify wstunnel egress);
 $versions{egress} = 'not built' unless -e "$EB/egress";
+delete @versions{qw(squid tinyproxy websockify wstunnel wrk)} unless $DO_LOOP;    # not looked for
 
 # Stops a path's processes and sets it up again (fresh memory for the
 # memory workloads); returns the new path or undef.
@@ -855,6 +889,20 @@ for my $w (@WORKLOADS) {
                 $r->{error} ? "ERROR $r->{error}"
                   : join(' ', map { "$_=" . ($r->{$_} =~ /^-?[\d.e+-]+$/ ? fmt($r->{$_}) : $r->{$_}) } grep { !/\./ } sort keys %$r), time - $t);
         }
+    }
+}
+# the network case (bench/bench_net.pl) needs only the origin
+stop_proc($_) for map { @{ $pathprocs{$_} // [] } } @PATHS;
+my ($net_json, $net_md);
+if ($DO_NET) {
+    require "$ROOT/bench/bench_net.pl";
+    ($net_json, $net_md) = eval {
+        net_run({ dir => $DIR, origin => $ORIGIN, quick => $QUICK, tools => $TOOLS, procs => \%procs,
+            path => \%path, pathprocs => \%pathprocs, versions => \%versions });
+    };
+    if (!$net_json) {
+        note "network part failed: $@";
+        ($net_json, $net_md) = ({ error => "$@" }, [ '## Network case', '', "failed: $@", '' ]);
     }
 }
 stop_all();
@@ -914,6 +962,7 @@ my $json = {
     workloads => { map { my $w = $_->[0]; $w => { description => $_->[2],
         paths => { map { $_ => { runs => $res{$w}{$_}, summary => $sum{$w}{$_} } } @live } } } @WORKLOADS },
     targets => \@targets,
+    ($DO_NET ? (network => $net_json) : ()),
 };
 
 # figure => [label, ratio?]: ratio against direct where direct has the figure
@@ -941,20 +990,25 @@ push @md, '# egress benchmark results', '',
   "- date: $json->{date}" . ($QUICK ? ' — **BENCH_QUICK=1 smoke run** (small sizes, 3 runs)' : ''),
   "- machine: $m->{cpu}, $m->{memory_gib} GiB RAM, kernel $m->{kernel}",
   '- versions: ' . join(', ', map { "$_ $versions{$_}" } sort keys %versions),
+  ($DO_LOOP ? (
   "- runs per figure: $C{runs}; cells are `median [min–max]`; `×direct` = median / direct median "
   . '(same invocation). Everything on 127.0.0.1.',
   "- sizes: bulk down " . ($C{bulk_down} / $MiB) . " MiB, up " . ($C{bulk_up} / $MiB)
   . " MiB (each run capped at $C{bulk_max} s; partial runs count bytes moved), many-streams "
   . ($C{many_bytes} / 1024) . " KiB each, idle $C{idle} streams (forking servers: $C{idle_cap_fork}), "
-  . "$C{lat_samples} latency samples per run",
-  "- total time: $json->{duration_s} s", '';
-push @md, '## Paths', '', '| path | status | processes measured |', '|---|---|---|';
-for (@PATHS) {
-    my $p = $path{$_};
-    push @md, "| $_ | " . ($live{$_} ? 'run' . ($p->{protocol} ? " (protocol $p->{protocol})" : '')
-        : "not run: $p->{reason}") . ' | ' . join(', ', sort keys %{ $p->{roles} }) . ' |';
+  . "$C{lat_samples} latency samples per run") : ()),
+  "- total time: $json->{duration_s} s"
+  . ($DO_LOOP ? '' : ' (BENCH_ONLY=net: the loopback paths and workloads did not run)')
+  . ($DO_NET ? '' : ' (BENCH_ONLY=loopback: the network case did not run)'), '';
+if ($DO_LOOP) {
+    push @md, '## Paths', '', '| path | status | processes measured |', '|---|---|---|';
+    for (@PATHS) {
+        my $p = $path{$_};
+        push @md, "| $_ | " . ($live{$_} ? 'run' . ($p->{protocol} ? " (protocol $p->{protocol})" : '')
+            : "not run: $p->{reason}") . ' | ' . join(', ', sort keys %{ $p->{roles} }) . ' |';
+    }
+    push @md, '';
 }
-push @md, '';
 for my $c (@COLS) {
     my ($w, $cols) = @$c;
     next unless $want_w{$w};
@@ -1003,9 +1057,12 @@ for my $c (@COLS) {
     }
     push @md, '';
 }
-push @md, '## Targets (reported, not asserted)', '', '| target | value | status |', '|---|---|---|';
-push @md, "| $_->{target} | " . fmt($_->{value}) . " | $_->{status} |" for @targets;
-push @md, '';
+if ($DO_LOOP) {
+    push @md, '## Targets (reported, not asserted)', '', '| target | value | status |', '|---|---|---|';
+    push @md, "| $_->{target} | " . fmt($_->{value}) . " | $_->{status} |" for @targets;
+    push @md, '';
+}
+push @md, @$net_md if $DO_NET;
 
 mkdir $OUT;
 spew("$OUT/latest.json", JSON::PP->new->canonical->pretty->encode($json));

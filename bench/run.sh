@@ -3,6 +3,7 @@
 #
 #   sh bench/run.sh              full suite (about 20 min on 2 cores)
 #   BENCH_QUICK=1 sh bench/run.sh   smoke run (about 2-4 min)
+#   BENCH_ONLY=net sh bench/run.sh  only the network case (delay relays, ssh -R)
 #
 # Installs the bench-only peers when missing (squid, tinyproxy, websockify,
 # wrk from Debian as root; npm wstunnel pinned by bench/npm/package-lock.json
@@ -16,9 +17,14 @@ ROOT=$(pwd)
 TOOLS=${BENCH_TOOLS:-$ROOT/build/bench}
 mkdir -p "$TOOLS" bench/results
 
+# BENCH_ONLY=net needs none of the loopback peers (the network case uses
+# OpenSSH and curl, which tools/install-deps.sh installs)
+PEERS="squid tinyproxy websockify wrk"
+if [ "${BENCH_ONLY:-}" = net ]; then PEERS=""; fi
+
 # --- Debian peers (only when missing; never part of tools/install-deps.sh)
 missing=""
-for p in squid tinyproxy websockify wrk; do
+for p in $PEERS; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
@@ -44,7 +50,9 @@ if [ -n "$missing" ]; then
 fi
 
 # --- npm wstunnel, pinned (package-lock.json); installed once per lock
-if command -v npm >/dev/null 2>&1; then
+if [ "${BENCH_ONLY:-}" = net ]; then
+    :
+elif command -v npm >/dev/null 2>&1; then
     if ! cmp -s bench/npm/package-lock.json "$TOOLS/npm/package-lock.json" \
         || [ ! -f "$TOOLS/npm/node_modules/wstunnel/bin/wstt.js" ]; then
         mkdir -p "$TOOLS/npm"
@@ -62,7 +70,7 @@ fi
 CC=${CC:-gcc}
 CF="-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 -Wstrict-prototypes -Wmissing-prototypes"
-for t in origin loadgen wsbridge; do
+for t in origin loadgen wsbridge delayrelay; do
     if [ ! -x "$TOOLS/$t" ] || [ "bench/$t.c" -nt "$TOOLS/$t" ]; then
         # shellcheck disable=SC2086
         $CC $CF -o "$TOOLS/$t" "bench/$t.c" -lm
