@@ -1,9 +1,9 @@
 /*
  * bridge.c: the host agent's one WebSocket to the coordinator (wslay framing
  * over ws_sock.c's TCP/TLS on the agent's libuv loop): upgrade with a ticket
- * or resume secret, the FIFO of outgoing messages, reassembly and dispatch of
- * incoming messages, and the reconnect policy (capped exponential backoff
- * with jitter; fatal answers end the agent).
+ * or resume secret, the outgoing queues (open_ok and window ahead of data),
+ * reassembly and dispatch of incoming messages, and the reconnect policy
+ * (capped exponential backoff with jitter; fatal answers end the agent).
  */
 
 #include <stdlib.h>
@@ -63,20 +63,30 @@ void bridge_msg_free(agent_t *ag, wsmsg_t *m)
     free(m);
 }
 
-void bridge_enqueue(agent_t *ag, wsmsg_t *m)
+static void bridge_push(agent_t *ag, wsmsg_t *m, wsmsg_t **head, wsmsg_t **tail)
 {
     if (!ag->bridge.ws || !ag->bridge.established) {
         bridge_msg_free(ag, m);
         return;
     }
     m->next = NULL;
-    if (ag->queue.tail)
-        ag->queue.tail->next = m;
+    if (*tail)
+        (*tail)->next = m;
     else
-        ag->queue.head = m;
-    ag->queue.tail = m;
+        *head = m;
+    *tail = m;
     ag->queue.bytes += m->len;
     bridge_kick(ag);
+}
+
+void bridge_enqueue(agent_t *ag, wsmsg_t *m)
+{
+    bridge_push(ag, m, &ag->queue.head, &ag->queue.tail);
+}
+
+static int bridge_queue_empty(const agent_t *ag)
+{
+    return !ag->queue.head && !ag->queue.urgent_head;
 }
 
 int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
@@ -100,38 +110,58 @@ int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
     m->len = (uint32_t) n;
     m->binary = (uint8_t) binary;
     m->stream_id = f->id;
-    bridge_enqueue(ag, m);
+    /*
+     * open_ok and window jump queued data (no head-of-line blocking behind
+     * megabytes of other streams); close and error stay behind their
+     * stream's data.
+     */
+    if (f->type == EGRESS_FRAME_OPEN_OK || f->type == EGRESS_FRAME_WINDOW)
+        bridge_push(ag, m, &ag->queue.urgent_head, &ag->queue.urgent_tail);
+    else
+        bridge_enqueue(ag, m);
     return 0;
+}
+
+static void bridge_list_free(agent_t *ag, wsmsg_t **head, wsmsg_t **tail)
+{
+    while (*head) {
+        wsmsg_t *m = *head;
+        *head = m->next;
+        bridge_msg_free(ag, m);
+    }
+    *tail = NULL;
 }
 
 static void bridge_queue_clear(agent_t *ag)
 {
-    while (ag->queue.head) {
-        wsmsg_t *m = ag->queue.head;
-        ag->queue.head = m->next;
-        bridge_msg_free(ag, m);
-    }
-    ag->queue.tail = NULL;
+    bridge_list_free(ag, &ag->queue.urgent_head, &ag->queue.urgent_tail);
+    bridge_list_free(ag, &ag->queue.head, &ag->queue.tail);
     ag->queue.bytes = 0;
     ag->queue.held = 0;
 }
 
-/* The peer left: its streams are dead, so are our queued frames for them. */
-void bridge_purge_streams(agent_t *ag)
+static void bridge_list_purge(agent_t *ag, wsmsg_t **head, wsmsg_t **tail)
 {
-    wsmsg_t **pp = &ag->queue.head, *m;
+    wsmsg_t **pp = head, *m;
 
-    ag->queue.tail = NULL;
+    *tail = NULL;
     while ((m = *pp) != NULL) {
         if (m->stream_id) {
             *pp = m->next;
             ag->queue.bytes -= m->len;
             bridge_msg_free(ag, m);
         } else {
-            ag->queue.tail = m;
+            *tail = m;
             pp = &m->next;
         }
     }
+}
+
+/* The peer left: its streams are dead, so are our queued frames for them. */
+void bridge_purge_streams(agent_t *ag)
+{
+    bridge_list_purge(ag, &ag->queue.urgent_head, &ag->queue.urgent_tail);
+    bridge_list_purge(ag, &ag->queue.head, &ag->queue.tail);
 }
 
 /* ---- incoming ---------------------------------------------------------------------- */
@@ -284,10 +314,10 @@ static int bridge_mask_key(agent_t *ag, unsigned char *buf, size_t len)
 }
 
 /*
- * Our FIFO straight into the socket's staging buffer as masked frames, one
- * pass over each byte; a frame larger than the room left is finished on the
- * next pass (ag->tx.m), and wslay writes nothing until it is. With start 0
- * only that unfinished frame is completed.
+ * Our FIFOs straight into the socket's staging buffer as masked frames, one
+ * pass over each byte, the urgent one first; a frame larger than the room
+ * left is finished on the next pass (ag->tx.m), and wslay writes nothing
+ * until it is. With start 0 only that unfinished frame is completed.
  */
 static int bridge_write_frames(agent_t *ag, int start)
 {
@@ -295,14 +325,17 @@ static int bridge_write_frames(agent_t *ag, int start)
         size_t room, n;
         unsigned char *p = ws_sock_room(ag->bridge.ws, &room);
         if (!ag->tx.m) {
-            wsmsg_t *m = ag->queue.head;
+            int urgent = ag->queue.urgent_head != NULL;
+            wsmsg_t **head = urgent ? &ag->queue.urgent_head : &ag->queue.head;
+            wsmsg_t **tail = urgent ? &ag->queue.urgent_tail : &ag->queue.tail;
+            wsmsg_t *m = *head;
             if (!m || !start || room < EGRESS_WS_HEADER_MAX)
                 return 0;
             if (bridge_mask_key(ag, ag->tx.key, sizeof(ag->tx.key)) < 0)
                 return -1;
-            ag->queue.head = m->next;
-            if (!ag->queue.head)
-                ag->queue.tail = NULL;
+            *head = m->next;
+            if (!*head)
+                *tail = NULL;
             ag->queue.bytes -= m->len;
             ag->tx.m = m;
             ag->tx.off = 0;
@@ -354,7 +387,7 @@ static void bridge_pump(agent_t *ag)
             return;
         }
         if (!ag->tx.m && !wslay_event_want_write(ag->bridge.wsl) &&
-            (!ag->queue.head || closing))
+            (bridge_queue_empty(ag) || closing))
             break;
         ws_sock_room(s, &room);
         if (ws_sock_writing(s) && room < BRIDGE_ROOM_MIN)
@@ -362,7 +395,7 @@ static void bridge_pump(agent_t *ag)
     }
     if (ag->queue.held && ag->queue.bytes < AGENT_QUEUE_LOW)
         ag->bridge.ops->release_held(ag);
-    if (ag->life.stopping && !ag->bridge.close_queued && !ag->queue.head && !ag->tx.m) {
+    if (ag->life.stopping && !ag->bridge.close_queued && bridge_queue_empty(ag) && !ag->tx.m) {
         /* every stream got its close: end the socket with a normal close */
         ag->bridge.close_queued = 1;
         wslay_event_queue_close(ag->bridge.wsl, WSLAY_CODE_NORMAL_CLOSURE,

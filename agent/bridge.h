@@ -39,7 +39,7 @@ wsmsg_t *bridge_msg_new(agent_t *ag, size_t len);
 void bridge_msg_free(agent_t *ag, wsmsg_t *m);
 /* Queues m for the WebSocket (dropped while the bridge is down). */
 void bridge_enqueue(agent_t *ag, wsmsg_t *m);
-/* Encodes f in the negotiated version and queues it. */
+/* Encodes f in the negotiated version and queues it (open_ok and window ahead of data). */
 int bridge_send_frame(agent_t *ag, const egress_frame_t *f);
 /* The peer left: drops queued frames of streams. */
 void bridge_purge_streams(agent_t *ag);

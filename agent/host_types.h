@@ -173,10 +173,15 @@ struct agent_s {
 
     /*
      * The WebSocket send queue (FIFO): bridge.c writes it; stream.c adds to
-     * it and holds its streams while it is above AGENT_QUEUE_HIGH.
+     * it and holds its streams while it is above AGENT_QUEUE_HIGH. open_ok and
+     * window frames go to the urgent FIFO, written ahead of queued data (after
+     * the frame being written): open_ok is a stream's first frame and window
+     * speaks of the other direction, so no stream's own order changes. bytes
+     * counts both.
      */
     struct {
         wsmsg_t *head, *tail;
+        wsmsg_t *urgent_head, *urgent_tail;
         size_t bytes;
         int held; /* streams are held by backpressure */
     } queue;

@@ -21,6 +21,8 @@
 #include "ws_sock.h"
 
 #define WS_SOCK_PLAIN_SIZE (64 * 1024) /* decrypted bytes per SSL_read */
+/* unsent bytes the kernel may hold on the bridge socket before it polls writable */
+#define WS_SOCK_NOTSENT_LOWAT (128 * 1024)
 
 enum { SOCK_TCP_NONE = 0, SOCK_TCP_OPEN, SOCK_TCP_CLOSING };
 
@@ -359,9 +361,16 @@ static void ws_sock_on_connect(uv_connect_t *req, int status)
     /* the agent's keepalive policy on the bridge socket: 30 s idle, 3 probes 10 s apart */
     uv_tcp_keepalive(&s->tcp, 1, 30);
     if (uv_fileno((uv_handle_t *) &s->tcp, &fd) == 0) {
-        int intvl = 10, cnt = 3;
+        int intvl = 10, cnt = 3, lowat = WS_SOCK_NOTSENT_LOWAT;
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+#ifdef TCP_NOTSENT_LOWAT
+        /*
+         * Data stays in our queue, not unsent in the kernel, so an open_ok or
+         * window frame waits behind at most this much (best effort).
+         */
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+#endif
     }
     if ((r = uv_read_start((uv_stream_t *) &s->tcp, ws_sock_on_alloc, ws_sock_on_read)) < 0) {
         ws_sock_why(s, "cannot read from %s:%u: %s", s->host, s->port, uv_strerror(r));
