@@ -8,6 +8,8 @@
  * the wsi until LWS_CALLBACK_ESTABLISHED on the egress.v1/v2 protocol.
  */
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +346,22 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
 
 /* ---- agent sockets ----------------------------------------------------- */
 
+/* Bytes the kernel may hold unsent on an agent socket: what is beyond stays
+ * in our queue, where control frames can still pass it (conn_enqueue). */
+#define WS_NOTSENT_LOWAT (128 * 1024)
+
+static void ws_bound_unsent(struct lws *wsi)
+{
+#ifdef TCP_NOTSENT_LOWAT
+    int v = WS_NOTSENT_LOWAT;
+
+    /* best effort: without it the order is only kept in our own queue */
+    (void) setsockopt(lws_get_socket_fd(wsi), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
+#else
+    (void) wsi;
+#endif
+}
+
 static int ws_established(struct lws *wsi, conn_t **slot)
 {
     const struct lws_protocols *proto = lws_get_protocol(wsi);
@@ -366,6 +384,7 @@ static int ws_established(struct lws *wsi, conn_t **slot)
     c->version =
         strcmp(proto->name, EGRESS_SUBPROTO_V2) == 0 ? EGRESS_PROTO_V2 : EGRESS_PROTO_V1;
     lws_get_peer_simple(wsi, c->peer_addr, sizeof(c->peer_addr));
+    ws_bound_unsent(wsi);
     *slot = c;
 
     if (store_session_get(pend.lease_id, &cur) != 0 ||
