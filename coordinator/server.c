@@ -300,8 +300,7 @@ static void lws_log_emit(int level, const char *line)
 static int parse_listen(const char *s, char *host, size_t cap, int *port)
 {
     const char *colon;
-    char *end;
-    long p;
+    uint16_t p;
     size_t n;
 
     if (s[0] == '[') {
@@ -324,11 +323,10 @@ static int parse_listen(const char *s, char *host, size_t cap, int *port)
     }
     memcpy(host, s, n);
     host[n] = '\0';
-    p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || p < 1 || p > 65535) {
+    if (egress_parse_port(colon + 1, strlen(colon + 1), &p) < 0) {
         return -1;
     }
-    *port = (int) p;
+    *port = p;
     return 0;
 }
 
