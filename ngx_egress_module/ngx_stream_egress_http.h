@@ -7,10 +7,12 @@
  *   ngx_stream_egress_http.c           lines, header fields, token lists
  *   ngx_stream_egress_http_request.c   the proxy request head and its
  *                                      rewrite to origin-form
- *   ngx_stream_egress_http_chunked.c   the chunked request body framing
- *   ngx_stream_egress_http_response.c  the response head: collect, rewrite
+ *   ngx_stream_egress_http_chunked.c   chunked body framing
+ *   ngx_stream_egress_http_response.c  the response head: collect, rewrite;
+ *                                      the declared body: count
  *
- * The three parsers use http.c and nothing of each other.
+ * The parsers use http.c; the response counts a chunked body with the
+ * chunked parser, and nothing else uses another parser.
  */
 
 

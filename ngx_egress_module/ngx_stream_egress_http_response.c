@@ -9,6 +9,10 @@
 #include "ngx_stream_egress_http.h"
 
 
+static ngx_uint_t ngx_stream_egress_ends_in_chunked(u_char *value,
+    size_t len);
+
+
 /*
  * Collects the head of the response flowing back to the browser. Returns
  * how many of the len bytes it took; then rs->head_len is set when rs->buf
@@ -74,7 +78,8 @@ ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
 {
     u_char                      *p, *end, *next, *line_end;
     ngx_int_t                    status;
-    ngx_uint_t                   length, chunked, drop;
+    off_t                        length, n;
+    ngx_uint_t                   lengths, coded, chunked, drop;
     ngx_stream_egress_header_t   h;
 
     p = rs->buf;
@@ -98,6 +103,8 @@ ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
     *out++ = LF;
 
     length = 0;
+    lengths = 0;
+    coded = 0;
     chunked = 0;
 
     for (p = next; ; p = next) {
@@ -119,11 +126,22 @@ ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
             drop = 1;
 
         } else if (ngx_stream_egress_header_is(&h, "Content-Length")) {
-            length = 1;
+            n = ngx_atoof(h.value, h.value_len);
+
+            /* a second, different length is as bad as a broken one */
+            if (n == NGX_ERROR || (lengths && n != length)) {
+                length = NGX_ERROR;
+
+            } else if (length != NGX_ERROR) {
+                length = n;
+            }
+
+            lengths++;
 
         } else if (ngx_stream_egress_header_is(&h, "Transfer-Encoding")) {
-            chunked = ngx_stream_egress_has_token(h.value, h.value_len,
-                                                  "chunked");
+            coded = 1;
+            chunked = ngx_stream_egress_ends_in_chunked(h.value,
+                                                        h.value_len);
         }
 
         if (!drop) {
@@ -137,8 +155,32 @@ ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
         }
     }
 
-    rs->delimited = (head_request || status == 204 || status == 304
-                     || chunked || length);
+    /*
+     * Counted framing only: a length we cannot read, or a length beside a
+     * coding, or a coding that does not end in chunked, ends at the close.
+     */
+    rs->body_rest = 0;
+    rs->body_is_chunked = 0;
+
+    if (status == 101) {
+        rs->delimited = 0;
+
+    } else if (head_request || status == 204 || status == 304) {
+        rs->delimited = 1;
+
+    } else if (coded) {
+        rs->delimited = (chunked && lengths == 0);
+        rs->body_is_chunked = chunked;
+
+    } else {
+        rs->delimited = (lengths && length != NGX_ERROR);
+        rs->body_rest = rs->delimited ? length : 0;
+    }
+
+    ngx_memzero(&rs->body_chunked, sizeof(ngx_stream_egress_chunked_t));
+    rs->body_done = (rs->delimited && !rs->body_is_chunked
+                     && rs->body_rest == 0);
+    rs->body_error = 0;
 
     if (!rs->delimited) {
         /* the body ends when the origin closes: so must the browser's */
@@ -155,4 +197,77 @@ ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
     }
 
     return out;
+}
+
+
+/*
+ * Of len download bytes after a delimited head, how many still belong to
+ * the body its head declared. The rest must never reach a browser that
+ * may reuse the connection: it would read them as the next response.
+ */
+
+size_t
+ngx_stream_egress_response_body(ngx_stream_egress_response_t *rs,
+    const u_char *p, size_t len)
+{
+    size_t     n;
+    ngx_int_t  rc;
+
+    if (rs->body_done || rs->body_error) {
+        return 0;
+    }
+
+    if (!rs->body_is_chunked) {
+        n = ((off_t) len < rs->body_rest) ? len : (size_t) rs->body_rest;
+        rs->body_rest -= n;
+        rs->body_done = (rs->body_rest == 0);
+        return n;
+    }
+
+    n = ngx_stream_egress_chunked_parse(&rs->body_chunked, p, len, &rc);
+
+    if (rc == NGX_DONE) {
+        rs->body_done = 1;
+
+    } else if (rc == NGX_ERROR) {
+        rs->body_error = 1;
+    }
+
+    return n;
+}
+
+
+/* Transfer-Encoding's last coding is chunked (RFC 9112 6.3) */
+
+static ngx_uint_t
+ngx_stream_egress_ends_in_chunked(u_char *value, size_t len)
+{
+    u_char  *end, *start;
+
+    end = value + len;
+
+    while (end > value && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    start = end;
+
+    while (start > value && start[-1] != ',' && start[-1] != ' '
+           && start[-1] != '\t')
+    {
+        start--;
+    }
+
+    if (end - start != sizeof("chunked") - 1
+        || ngx_strncasecmp(start, (u_char *) "chunked", end - start) != 0)
+    {
+        return 0;
+    }
+
+    /* only separators may stand between the previous coding and ours */
+    while (start > value && (start[-1] == ' ' || start[-1] == '\t')) {
+        start--;
+    }
+
+    return (start == value || start[-1] == ',');
 }

@@ -125,6 +125,14 @@ typedef struct {
     unsigned                       done:1;        /* final head forwarded */
     unsigned                       delimited:1;   /* body ends by framing */
     unsigned                       keep:1;        /* browser may reuse */
+
+    /* the body as declared, counted while the browser may reuse: */
+    off_t                          body_rest;     /* Content-Length left */
+    ngx_stream_egress_chunked_t    body_chunked;
+    unsigned                       body_is_chunked:1;
+    unsigned                       body_done:1;   /* declared end reached */
+    unsigned                       body_error:1;  /* framing broken */
+    unsigned                       counted:1;     /* body is counted */
 } ngx_stream_egress_response_t;
 
 
@@ -277,6 +285,8 @@ size_t ngx_stream_egress_response_feed(ngx_stream_egress_response_t *rs,
 #define ngx_stream_egress_response_rewrite_size(rs)  (2 * (rs)->head_len + 64)
 u_char *ngx_stream_egress_rewrite_response(ngx_stream_egress_response_t *rs,
     ngx_uint_t head_request, ngx_uint_t *keep, u_char *out);
+size_t ngx_stream_egress_response_body(ngx_stream_egress_response_t *rs,
+    const u_char *p, size_t len);
 
 
 #endif /* _NGX_STREAM_EGRESS_MODULE_H_INCLUDED_ */

@@ -41,6 +41,8 @@ static void ngx_stream_egress_relay_abort(ngx_stream_egress_ctx_t *ctx,
 static void ngx_stream_egress_relay_resume(ngx_stream_egress_ctx_t *ctx);
 static ngx_int_t ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
     const u_char **data, size_t *len);
+static void ngx_stream_egress_response_limit(ngx_stream_egress_ctx_t *ctx,
+    const u_char *data, size_t *len);
 static void ngx_stream_egress_reset_response(ngx_stream_egress_ctx_t *ctx);
 static void ngx_stream_egress_send_half(ngx_stream_egress_ctx_t *ctx);
 static void ngx_stream_egress_next_request(ngx_stream_egress_ctx_t *ctx);
@@ -184,6 +186,10 @@ ngx_stream_egress_relay_data(ngx_stream_egress_ctx_t *ctx,
         }
     }
 
+    if (ctx->resp.counted) {
+        ngx_stream_egress_response_limit(ctx, data, &len);
+    }
+
     /* zero-copy: straight from the WebSocket message when possible */
 
     if (ctx->out == NULL && len && c->write->ready) {
@@ -317,6 +323,7 @@ ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
         ngx_stream_egress_grant(ctx, rs->head_len);
 
         rs->keep = keep;
+        rs->counted = keep;
         rs->done = 1;
 
         if (rs->status) {
@@ -325,6 +332,43 @@ ngx_stream_egress_response_head(ngx_stream_egress_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A browser that may reuse the connection gets exactly the body the head
+ * declared: what the origin sends beyond it (or after broken chunked
+ * framing) is dropped and the connection closes after this response.
+ */
+
+static void
+ngx_stream_egress_response_limit(ngx_stream_egress_ctx_t *ctx,
+    const u_char *data, size_t *len)
+{
+    size_t                         body;
+    ngx_stream_egress_response_t  *rs;
+
+    rs = &ctx->resp;
+
+    body = ngx_stream_egress_response_body(rs, data, *len);
+
+    if (body == *len) {
+        return;
+    }
+
+    if (rs->keep) {
+        ngx_log_error(NGX_LOG_WARN, ctx->session->connection->log, 0,
+                      "egress stream %uD: the origin sent bytes %s; they "
+                      "are dropped and the browser connection closes after "
+                      "this response", ctx->id,
+                      rs->body_error ? "that break its chunked framing"
+                                     : "beyond the body its head declared");
+        rs->keep = 0;
+    }
+
+    /* dropped bytes count as drained: the host gets its credit back */
+    ngx_stream_egress_grant(ctx, *len - body);
+    *len = body;
 }
 
 
@@ -345,6 +389,9 @@ ngx_stream_egress_reset_response(ngx_stream_egress_ctx_t *ctx)
     rs->done = 0;
     rs->delimited = 0;
     rs->keep = 0;
+    rs->counted = 0;
+    rs->body_done = 0;
+    rs->body_error = 0;
 }
 
 

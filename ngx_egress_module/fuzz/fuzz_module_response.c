@@ -5,7 +5,9 @@
  * ngx_stream_egress_response_feed into a small buffer; interim heads are
  * dropped and the final head is rewritten, as ngx_stream_egress_proxy.c
  * does. The rewrite must fit in ngx_stream_egress_response_rewrite_size() and the feed must
- * never take more than it was given.
+ * never take more than it was given. The bytes after a delimited head go
+ * through ngx_stream_egress_response_body in the same pieces: it must
+ * never claim more than it was given, nor more than a declared length.
  */
 
 
@@ -94,6 +96,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         free(out);
         rs.done = 1;
+    }
+
+    if (rs.done && rs.delimited) {
+        off_t  declared;
+
+        declared = rs.body_rest;
+
+        while (p < in + len) {
+            seed = seed * 1103515245 + 12345;
+            piece = ngx_min((size_t) (in + len - p), ((seed >> 16) & 127) + 1);
+
+            used = ngx_stream_egress_response_body(&rs, p, piece);
+
+            if (used > piece
+                || (!rs.body_is_chunked && (off_t) used > declared))
+            {
+                abort();
+            }
+
+            declared -= rs.body_is_chunked ? 0 : (off_t) used;
+            p += piece;
+        }
     }
 
     free(in);
