@@ -3,6 +3,9 @@ COORD_SRCS   := $(wildcard coordinator/*.c coordinator/portal/*.c)
 COORD_HDRS   := $(wildcard coordinator/*.h coordinator/portal/*.h)
 COORD_INC    := -Icoordinator -Icoordinator/portal
 COORD_BIN    := $(BUILD)/egress-coordinator
+# libpq for the PostgreSQL store (store_pg.c); only the coordinator links it.
+PQ_CFLAGS    := $(shell pkg-config --cflags libpq 2>/dev/null)
+PQ_LIBS      := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 # The portal's CSS and JS, compiled in as C strings (no files to install).
 PORTAL_ASSETS := coordinator/portal/portal.css coordinator/portal/portal.js
 PORTAL_GEN    := $(BUILD)/gen/portal_assets.c
@@ -10,8 +13,8 @@ ifneq ($(COORD_SRCS),)
 all: $(COORD_BIN)
 $(COORD_BIN): $(COORD_SRCS) $(PORTAL_GEN) $(COORD_HDRS) $(LIBEGRESS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(COORD_INC) -o $@ $(COORD_SRCS) $(PORTAL_GEN) $(LIBEGRESS) $(LDFLAGS) \
-	    $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(PQ_CFLAGS) $(COORD_INC) -o $@ $(COORD_SRCS) $(PORTAL_GEN) $(LIBEGRESS) \
+	    $(LDFLAGS) $(PKG_LIBS) $(PQ_LIBS)
 endif
 
 $(PORTAL_GEN): $(PORTAL_ASSETS) tools/embed-assets.sh
@@ -59,6 +62,6 @@ build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(
                           $(PORTAL_GEN) $(LIB_SRCS) lib/*.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) $(PKG_CFLAGS) \
+	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) $(PKG_CFLAGS) $(PQ_CFLAGS) \
 	    -Wl,--wrap=coord_log -o $@ coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) \
-	    $(PORTAL_GEN) $(LIB_SRCS) $(PKG_LIBS)
+	    $(PORTAL_GEN) $(LIB_SRCS) $(PKG_LIBS) $(PQ_LIBS)

@@ -1,5 +1,7 @@
 /*
- * store.h: the coordinator's durable state in SQLite (WAL mode).
+ * store.h: the coordinator's durable state, in SQLite (WAL mode, the
+ * embedded default; store_sqlite.c) or PostgreSQL (several coordinators
+ * sharing one database; store_pg.c). store.c picks one from --db.
  *
  * Tables: tokens, leases (with the per-lease session key and generation),
  * sessions (the current session of each lease), tickets, resume secrets and
@@ -69,8 +71,14 @@ typedef struct {
     char role[8];
 } store_resume_t;
 
+/* path: a postgresql:// (or postgres://) URI, else a SQLite file name. */
 int store_open(const char *path);
 void store_close(void);
+int store_is_postgres(const char *path);
+/* What --db names, fit for logs: never a password (a URI is reduced to
+ * host, port and database by the backend). */
+const char *store_description(void);
+void store_set_description(const char *text);
 
 /* Tokens (hash = SHA-256 hex of the bearer token). */
 int store_token_add(const char *hash, const char *id, const char *owner, const char *org,
