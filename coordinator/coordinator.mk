@@ -65,3 +65,12 @@ build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(
 	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) $(PKG_CFLAGS) $(PQ_CFLAGS) \
 	    -Wl,--wrap=coord_log -o $@ coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) \
 	    $(PORTAL_GEN) $(LIB_SRCS) $(PKG_LIBS) $(PQ_LIBS)
+
+# The coordinator's t/ files again with every coordinator on a scratch
+# PostgreSQL server (EGRESS_TEST_DB=pg, see t/lib/Test/Egress/Postgres.pm).
+# Not part of `make test`: about four minutes on two cores. SAN=1 runs them
+# against build/asan. t/180 (two instances on PostgreSQL) is in check-t.
+.PHONY: check-pg
+check-pg: all
+	EGRESS_TEST_DB=pg EGRESS_BUILD=$(CURDIR)/$(BUILD) $(if $(filter 1,$(SAN)),EGRESS_SAN=1) \
+	    prove -j2 -I t/lib $(wildcard t/1[0-7]*-coordinator-*.t)

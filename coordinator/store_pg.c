@@ -23,6 +23,9 @@
 /* Advisory lock key (any constant): serializes migrations of instances starting at once. */
 #define PG_MIGRATE_LOCK "6645677265737300"
 
+/* How long calls fail fast after a failed reconnect. */
+#define PG_RETRY_MS 1000
+
 static PGconn *conn;
 
 /*
@@ -92,17 +95,30 @@ static int pg_session_setup(void)
     return ok ? 0 : -1;
 }
 
-/* A connection lost since the last call is reset (blocking, connect_timeout). */
+/*
+ * A connection lost since the last call is reset (blocking, up to
+ * connect_timeout). After a failed reset, calls fail at once for
+ * PG_RETRY_MS: a database host that drops packets would otherwise hold the
+ * event loop for connect_timeout on every call.
+ */
 static int pg_ready(void)
 {
+    static int64_t retry_at;
+    int64_t now;
+
     if (conn == NULL) {
         return -1;
     }
     if (PQstatus(conn) == CONNECTION_OK) {
         return 0;
     }
+    now = coord_mono_ms();
+    if (now < retry_at) {
+        return -1;
+    }
     PQreset(conn);
     if (PQstatus(conn) != CONNECTION_OK) {
+        retry_at = coord_mono_ms() + PG_RETRY_MS;
         pg_log_error("reconnect", PQerrorMessage(conn));
         return -1;
     }
@@ -187,16 +203,19 @@ static int pg_migrate(void)
     char ver[16];
     int version = 0, i, rc = -1;
 
-    res = pg_exec("migrate_lock", "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")", 0, NULL, NULL);
+    res =
+        pg_exec("migrate_lock", "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")", 0, NULL, NULL);
     if (res == NULL) {
         return -1;
     }
     PQclear(res);
-    if (pg_run("migrate", "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-               0, NULL) < 0) {
+    if (pg_run("migrate",
+               "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", 0,
+               NULL) < 0) {
         goto unlock;
     }
-    res = pg_exec("migrate", "SELECT value FROM meta WHERE key='schema_version'", 0, NULL, NULL);
+    res =
+        pg_exec("migrate", "SELECT value FROM meta WHERE key='schema_version'", 0, NULL, NULL);
     if (res == NULL) {
         goto unlock;
     }
@@ -352,7 +371,7 @@ static int pg_token_revoke(const char *id)
 
 /* ---- leases ------------------------------------------------------------ */
 
-#define LEASE_COLS                                                                            \
+#define LEASE_COLS                                                                             \
     "id, slug, owner, org, ssh, state, created_at, expires_at, generation, encode(key, 'hex')"
 
 static void lease_row(const PGresult *res, int row, store_lease_t *l)
@@ -387,7 +406,7 @@ static int pg_lease_insert(const store_lease_t *l)
 {
     char state[8], created[24], expires[24], gen[24], key[2 * sizeof(l->key) + 1];
     const char *v[10] = {l->id, l->slug, l->owner, l->org, l->ssh,
-                         state, created, expires, gen,    key};
+                         state, created, expires,  gen,    key};
     PGresult *res;
     size_t i;
     int unique = 0;
@@ -495,21 +514,22 @@ static int pg_lease_set_generation(const char *id, int64_t generation)
 static int pg_session_put(const store_session_t *s)
 {
     char gen[24], state[8], created[24], updated[24];
-    const char *v[8] = {s->lease_id, s->session_id, gen, s->profile,
+    const char *v[8] = {s->lease_id, s->session_id, gen,     s->profile,
                         s->allow,    state,         created, updated};
 
     I64(gen, s->generation);
     snprintf(state, sizeof(state), "%d", (int) s->state);
     I64(created, s->created_at);
     I64(updated, s->updated_at);
-    return pg_run("session_put",
-                  "INSERT INTO sessions(lease_id, session_id, generation, profile, allow, state,"
-                  " created_at, updated_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8) "
-                  "ON CONFLICT (lease_id) DO UPDATE SET session_id=EXCLUDED.session_id,"
-                  " generation=EXCLUDED.generation, profile=EXCLUDED.profile,"
-                  " allow=EXCLUDED.allow, state=EXCLUDED.state,"
-                  " created_at=EXCLUDED.created_at, updated_at=EXCLUDED.updated_at",
-                  8, v);
+    return pg_run(
+        "session_put",
+        "INSERT INTO sessions(lease_id, session_id, generation, profile, allow, state,"
+        " created_at, updated_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8) "
+        "ON CONFLICT (lease_id) DO UPDATE SET session_id=EXCLUDED.session_id,"
+        " generation=EXCLUDED.generation, profile=EXCLUDED.profile,"
+        " allow=EXCLUDED.allow, state=EXCLUDED.state,"
+        " created_at=EXCLUDED.created_at, updated_at=EXCLUDED.updated_at",
+        8, v);
 }
 
 static int pg_session_get(const char *lease_id, store_session_t *out)
@@ -557,8 +577,7 @@ static int pg_session_touch(const char *lease_id, int64_t now)
     const char *v[2] = {t, lease_id};
 
     I64(t, now);
-    return pg_run("session_touch", "UPDATE sessions SET updated_at=$1 WHERE lease_id=$2", 2,
-                  v);
+    return pg_run("session_touch", "UPDATE sessions SET updated_at=$1 WHERE lease_id=$2", 2, v);
 }
 
 /* ---- tickets ----------------------------------------------------------- */
@@ -569,10 +588,11 @@ static int pg_ticket_insert(const char *hash, const store_ticket_t *t)
     const char *v[7] = {hash, t->lease_id, t->session_id, t->role, t->owner, t->org, exp};
 
     I64(exp, t->expires_at);
-    return pg_run("ticket_insert",
-                  "INSERT INTO tickets(hash, lease_id, session_id, role, owner, org, expires_at)"
-                  " VALUES($1,$2,$3,$4,$5,$6,$7)",
-                  7, v);
+    return pg_run(
+        "ticket_insert",
+        "INSERT INTO tickets(hash, lease_id, session_id, role, owner, org, expires_at)"
+        " VALUES($1,$2,$3,$4,$5,$6,$7)",
+        7, v);
 }
 
 static void ticket_row(const PGresult *res, store_ticket_t *out)
