@@ -95,8 +95,13 @@ typedef void (*store_lease_cb)(const store_lease_t *l, void *arg);
 int store_lease_list_org(const char *org, store_lease_cb cb, void *arg);
 int store_lease_set_state(const char *id, lease_state_e state);
 int store_lease_set_generation(const char *id, int64_t generation);
-/* Calls cb for every active lease whose expires_at <= now. */
-int store_lease_due(int64_t now, store_lease_cb cb, void *arg);
+/*
+ * Calls cb for every lease whose expires_at <= now that is still active, and
+ * for every one marked expired whose expires_at is after since: another
+ * instance on the same database may have marked it first, and this one must
+ * still close its own sockets. At most 256 a call, the oldest first.
+ */
+int store_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg);
 const char *store_lease_state_name(lease_state_e s);
 
 /* Sessions: at most one row per lease (the current one). */

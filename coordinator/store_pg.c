@@ -477,16 +477,18 @@ static int pg_lease_list_org(const char *org, store_lease_cb cb, void *arg)
                       cb, arg);
 }
 
-static int pg_lease_due(int64_t now, store_lease_cb cb, void *arg)
+static int pg_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg)
 {
-    char t[24];
-    const char *v[1] = {t};
+    char t[24], s[24];
+    const char *v[2] = {t, s};
 
     I64(t, now);
+    I64(s, since);
     return lease_iter(pg_exec("lease_due",
-                              "SELECT " LEASE_COLS " FROM leases WHERE state=0 AND "
-                              "expires_at<=$1 LIMIT 256",
-                              1, v, NULL),
+                              "SELECT " LEASE_COLS " FROM leases WHERE expires_at<=$1 AND "
+                              "(state=0 OR (state=2 AND expires_at>$2)) "
+                              "ORDER BY expires_at LIMIT 256",
+                              2, v, NULL),
                       cb, arg);
 }
 

@@ -3,7 +3,8 @@
 # scratch server from Debian's packages). The same ticket presented to both
 # at once upgrades exactly one socket (50 rounds), a resume secret likewise;
 # state written through one instance is seen by the other; migrations run
-# once; a newer schema, a dead server and a password in the URI are handled.
+# once; expiry marked by one instance closes the other's sockets; a newer
+# schema, a dead server and a password in the URI are handled.
 
 use strict;
 use warnings;
@@ -86,6 +87,24 @@ for my $r (1 .. 10) {
     $resumed++ if (grep { $_ == 101 } @st) == 1 && (grep { $_ == 401 } @st) == 1;
 }
 is($resumed, 10, 'resume secret raced on both instances: one resumes, 10 rounds');
+
+# ---- expiry marked by one instance closes the sockets on the other -------------------
+# c2 relays a short lease and is frozen while c1's timer marks it expired;
+# thawed, c2 must still close its sockets with 4003 (c1 has none to close).
+my $X = $c1->lease($alice, slug => 'short', ttlSeconds => 4)->{id};
+my $xh = $c1->ticket($alice, $X, role => 'host');
+my $xc = $c1->ticket($alice, $X, role => 'client', sessionID => $xh->{sessionID});
+my %xs = map { $_ => scalar $c2->ws($X, $_, ticket => ($_ eq "host" ? $xh : $xc)->{ticket}) } qw(host client);
+ok($xs{host} && $xs{client}, 'both sockets of a short lease on c2');
+$xs{$_}->recv_json(5) for qw(host client);
+kill 'STOP', $t->pid('c2');
+ok(wait_until(sub { $c1->log =~ /lease_expired lease=$X/ }, 15), 'c1 marks the lease expired');
+kill 'CONT', $t->pid('c2');
+for my $role (qw(host client)) {
+    my $m = $xs{$role}->recv_until(sub { $_[0]{type} eq 'close' }, 10);
+    is($m && $m->{code}, 4003, "$role socket on c2 closed with 4003 although c1 expired the lease");
+}
+unlike($c2->log, qr/lease_expired lease=$X/, 'c2 did not mark it (c1 had)');
 
 # ---- restart: no second migration; a newer schema is refused -------------------------
 $c1->restart;
