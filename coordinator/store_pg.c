@@ -268,6 +268,40 @@ static void pg_close(void)
     }
 }
 
+/*
+ * libpq's open errors name host and port, but a malformed URI is quoted
+ * back in pieces ("invalid percent-encoded token: ..."), which may be the
+ * password: every copy of the URI's password is masked before logging.
+ */
+static void pg_log_open_error(const char *uri, const char *msg)
+{
+    char out[512], pw[256];
+    const char *p, *at, *colon, *hit;
+    size_t n = 0, len = 0;
+
+    p = strstr(uri, "://");
+    p = p != NULL ? p + 3 : uri;
+    at = strchr(p, '@');
+    colon = at != NULL ? memchr(p, ':', (size_t) (at - p)) : NULL;
+    if (colon != NULL && (size_t) (at - colon - 1) < sizeof(pw)) {
+        len = (size_t) (at - colon - 1);
+        memcpy(pw, colon + 1, len);
+    }
+    pw[len] = '\0';
+    while (msg != NULL && *msg != '\0' && n + 4 < sizeof(out)) {
+        hit = len > 0 ? strstr(msg, pw) : NULL;
+        if (hit == msg) {
+            memcpy(out + n, "***", 3);
+            n += 3;
+            msg += len;
+            continue;
+        }
+        out[n++] = *msg++;
+    }
+    out[n] = '\0';
+    pg_log_error("open", out);
+}
+
 static int pg_open(const char *uri)
 {
     /* Defaults first: what the URI names overrides them (expand_dbname). */
@@ -281,8 +315,7 @@ static int pg_open(const char *uri)
         return -1;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        /* libpq's message names host and port, never the password. */
-        pg_log_error("open", PQerrorMessage(conn));
+        pg_log_open_error(uri, PQerrorMessage(conn));
         pg_close();
         return -1;
     }

@@ -135,6 +135,13 @@ is($rc, 1, 'no server: exit 1');
 like($out, qr/store_error op=open backend=postgresql error="[^"]*127\.0\.0\.1/,
     'one-line error naming the address');
 unlike($out, qr/sekrit/, 'without the password');
+($rc, $out) = $t->run([ $t->bin('egress-coordinator'), '--db',
+        "postgresql://egress:sekrit%zz\@127.0.0.1:$dead/x", 'token', 'list' ],
+    env => { $t->san_env });
+is($rc, 1, 'malformed URI: exit 1');
+like($out, qr/store_error op=open backend=postgresql error="invalid percent-encoded/,
+    'libpq says what is wrong');
+unlike($out, qr/sekrit/, 'and the password it quotes is masked');
 
 # ---- the database goes away and comes back under a running instance ---------------
 $t->stop('postgres');
