@@ -93,6 +93,8 @@ int store_lease_insert(const store_lease_t *l);
 int store_lease_get(const char *id_or_slug, store_lease_t *out);
 typedef void (*store_lease_cb)(const store_lease_t *l, void *arg);
 int store_lease_list_org(const char *org, store_lease_cb cb, void *arg);
+/* Ends an active lease (released or expired); one already ended keeps its
+ * state, so of two instances ending it at once the first wins. */
 int store_lease_set_state(const char *id, lease_state_e state);
 int store_lease_set_generation(const char *id, int64_t generation);
 /*

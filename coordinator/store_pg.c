@@ -531,7 +531,8 @@ static int pg_lease_set_state(const char *id, lease_state_e state)
     const char *v[2] = {s, id};
 
     snprintf(s, sizeof(s), "%d", (int) state);
-    return pg_run("lease_set_state", "UPDATE leases SET state=$1 WHERE id=$2", 2, v);
+    return pg_run("lease_set_state", "UPDATE leases SET state=$1 WHERE id=$2 AND state=0", 2,
+                  v);
 }
 
 static int pg_lease_set_generation(const char *id, int64_t generation)

@@ -396,7 +396,7 @@ static int sq_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg
 
 static int sq_lease_set_state(const char *id, lease_state_e state)
 {
-    sqlite3_stmt *st = prep("UPDATE leases SET state=? WHERE id=?");
+    sqlite3_stmt *st = prep("UPDATE leases SET state=? WHERE id=? AND state=0");
     if (st == NULL) {
         return -1;
     }
