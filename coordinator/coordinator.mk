@@ -68,7 +68,7 @@ build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(
 
 # The coordinator's t/ files again with every coordinator on a scratch
 # PostgreSQL server (EGRESS_TEST_DB=pg, see t/lib/Test/Egress/Postgres.pm).
-# Not part of `make test`: about four minutes on two cores. SAN=1 runs them
+# Not part of `make test`: two minutes more on two cores. SAN=1 runs them
 # against build/asan. t/180 (two instances on PostgreSQL) is in check-t.
 .PHONY: check-pg
 check-pg: all
