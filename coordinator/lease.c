@@ -146,19 +146,30 @@ int lease_ref_split(const char *p, char *ref, size_t cap, const char **rest)
 
 static void expire_cb(const store_lease_t *l, void *arg)
 {
+    int mark = l->state == LEASE_ACTIVE;
+
     (void) arg;
-    if (store_lease_set_state(l->id, LEASE_EXPIRED) == 0) {
-        lease_teardown(l->id, EGRESS_CLOSE_LEASE_GONE, "egress_lease_gone");
+    if (mark && store_lease_set_state(l->id, LEASE_EXPIRED) < 0) {
+        return;
+    }
+    /* Already expired by another instance on the database: close ours too. */
+    lease_teardown(l->id, EGRESS_CLOSE_LEASE_GONE, "egress_lease_gone");
+    if (mark) {
         coord_log("lease_expired", "lease=%s", l->id);
     }
 }
 
 void lease_tick(void)
 {
-    static int64_t last_purge;
+    static int64_t last_purge, since = -1;
     int64_t now = coord_now();
 
-    store_lease_due(now, expire_cb, NULL);
+    if (since < 0) {
+        since = now; /* no socket is open yet: older expiries need no teardown */
+    }
+    if (store_lease_due(since, now, expire_cb, NULL) == 0) {
+        since = now;
+    }
     if (now - last_purge >= 60) {
         last_purge = now;
         store_ticket_purge(now - 3600);

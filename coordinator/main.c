@@ -16,10 +16,10 @@
 
 static const char usage_text[] =
     "Usage:\n"
-    "  egress-coordinator --listen HOST:PORT --db FILE [--tls-cert FILE --tls-key FILE]\n"
-    "  egress-coordinator --db FILE token add --owner NAME --org NAME [--admin]\n"
-    "  egress-coordinator --db FILE token list\n"
-    "  egress-coordinator --db FILE token revoke TOKEN-ID\n"
+    "  egress-coordinator --listen HOST:PORT --db DB [--tls-cert FILE --tls-key FILE]\n"
+    "  egress-coordinator --db DB token add --owner NAME --org NAME [--admin]\n"
+    "  egress-coordinator --db DB token list\n"
+    "  egress-coordinator --db DB token revoke TOKEN-ID\n"
     "\n"
     "The egress coordinator authenticates the two agents of a lease's egress\n"
     "session with one-use tickets, pairs their WebSockets and relays frames\n"
@@ -31,8 +31,12 @@ static const char usage_text[] =
     "  --listen HOST:PORT   address to serve HTTP/WebSocket on: an IP, [IPv6],\n"
     "                       localhost, or empty for all IPv4 addresses\n"
     "                       (default 127.0.0.1:8080)\n"
-    "  --db FILE            SQLite database (created if missing, WAL mode); holds\n"
-    "                       tokens, leases, sessions, ticket and resume hashes\n"
+    "  --db DB              where tokens, leases, sessions, ticket and resume hashes\n"
+    "                       live: a SQLite file (created if missing, WAL mode), or\n"
+    "                       a postgresql://USER@HOST:PORT/NAME URI, shared by\n"
+    "                       several coordinators (schema migrated on start; a\n"
+    "                       password is better in ~/.pgpass or PGPASSWORD than in\n"
+    "                       the URI, which ps shows)\n"
     "  --tls-cert FILE      PEM certificate chain: serve https/wss\n"
     "  --tls-key FILE       PEM private key for --tls-cert\n"
     "  --queue-cap BYTES    per-socket outbound buffer before the sending agent is\n"
@@ -293,7 +297,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (coord_cfg.db_path == NULL) {
-        fprintf(stderr, "egress-coordinator: --db FILE is required (see --help)\n");
+        fprintf(stderr,
+                "egress-coordinator: --db FILE|postgresql://... is required (see --help)\n");
         return 2;
     }
     if ((coord_cfg.tls_cert == NULL) != (coord_cfg.tls_key == NULL)) {

@@ -21,6 +21,7 @@
 #include "http_reply.h"
 #include "lease.h"
 #include "metrics.h"
+#include "store.h"
 #include "ws_bridge.h"
 
 static struct lws_context *context;
@@ -401,7 +402,7 @@ int server_run(void)
         return 1;
     }
     coord_log("listening", "listen=%s tls=%s db=%s version=%s", coord_cfg.listen,
-              coord_cfg.tls_cert ? "on" : "off", coord_cfg.db_path, EGRESS_VERSION);
+              coord_cfg.tls_cert ? "on" : "off", store_description(), EGRESS_VERSION);
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
     lws_sul_schedule(context, 0, &ping_sul, ping_tick, coord_cfg.ping_ms * LWS_US_PER_MS);
 

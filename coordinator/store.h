@@ -1,5 +1,7 @@
 /*
- * store.h: the coordinator's durable state in SQLite (WAL mode).
+ * store.h: the coordinator's durable state, in SQLite (WAL mode, the
+ * embedded default; store_sqlite.c) or PostgreSQL (several coordinators
+ * sharing one database; store_pg.c). store.c picks one from --db.
  *
  * Tables: tokens, leases (with the per-lease session key and generation),
  * sessions (the current session of each lease), tickets, resume secrets and
@@ -69,8 +71,14 @@ typedef struct {
     char role[8];
 } store_resume_t;
 
+/* path: a postgresql:// (or postgres://) URI, else a SQLite file name. */
 int store_open(const char *path);
 void store_close(void);
+int store_is_postgres(const char *path);
+/* What --db names, fit for logs: never a password (a URI is reduced to
+ * host, port and database by the backend). */
+const char *store_description(void);
+void store_set_description(const char *text);
 
 /* Tokens (hash = SHA-256 hex of the bearer token). */
 int store_token_add(const char *hash, const char *id, const char *owner, const char *org,
@@ -85,10 +93,17 @@ int store_lease_insert(const store_lease_t *l);
 int store_lease_get(const char *id_or_slug, store_lease_t *out);
 typedef void (*store_lease_cb)(const store_lease_t *l, void *arg);
 int store_lease_list_org(const char *org, store_lease_cb cb, void *arg);
+/* Ends an active lease (released or expired); one already ended keeps its
+ * state, so of two instances ending it at once the first wins. */
 int store_lease_set_state(const char *id, lease_state_e state);
 int store_lease_set_generation(const char *id, int64_t generation);
-/* Calls cb for every active lease whose expires_at <= now. */
-int store_lease_due(int64_t now, store_lease_cb cb, void *arg);
+/*
+ * Calls cb for every lease whose expires_at <= now that is still active, and
+ * for every one marked expired whose expires_at is after since: another
+ * instance on the same database may have marked it first, and this one must
+ * still close its own sockets. At most 256 a call, the oldest first.
+ */
+int store_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg);
 const char *store_lease_state_name(lease_state_e s);
 
 /* Sessions: at most one row per lease (the current one). */

@@ -7,6 +7,7 @@ PKGS="
 build-essential make pkg-config gcc clang clang-format libclang-rt-14-dev
 nginx nginx-dev libnginx-mod-stream libpcre2-dev zlib1g-dev libssl-dev
 libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libsqlite3-dev sqlite3
+libpq-dev postgresql
 libwslay-dev libcmocka-dev publicsuffix
 curl openssl ca-certificates openssh-server openssh-client iproute2 procps psmisc
 chromium

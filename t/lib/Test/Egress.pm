@@ -15,7 +15,8 @@ package Test::Egress;
 #
 # Environment: EGRESS_BUILD (directory with the built binaries, default
 # build/), EGRESS_SAN=1 (binaries are ASan/UBSan builds), EGRESS_KEEP=1
-# (keep the test directory for inspection).
+# (keep the test directory for inspection), EGRESS_TEST_DB=pg (coordinators
+# keep their state in a scratch PostgreSQL server, see $t->postgres).
 
 use strict;
 use warnings;
@@ -33,6 +34,7 @@ use Test::More ();
 
 use Test::Egress::Coordinator;
 use Test::Egress::Origin;
+use Test::Egress::Postgres;
 
 our @EXPORT_OK = qw(http_get http_request slurp spew wait_until);
 
@@ -140,6 +142,8 @@ sub san_env {
 #   wait_file => path           ready when the file exists
 #   bad_log   => [qr//]         extra patterns that fail the test
 #   allow_exit => 1             exiting early is not an error
+#   as_user   => [uid, gid]     run as this user (logs are opened before)
+#   stop_signal => 'INT'        what stop() sends by default (TERM)
 # stdout and stderr go to $dir/$name.log. Returns the pid.
 sub spawn {
     my ($self, $name, %o) = @_;
@@ -161,6 +165,7 @@ sub spawn {
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
         my %env = (%{ $o{env} || {} });
         @ENV{ keys %env } = values %env;
+        _drop_privileges($o{as_user}) if $o{as_user};
         exec { $o{cmd}[0] } @{ $o{cmd} } or POSIX::_exit(127);
     }
     if (defined $o{stdin}) {
@@ -190,6 +195,18 @@ sub spawn {
     return $pid;
 }
 
+# In a forked child: becomes uid/gid for good (PostgreSQL refuses root).
+sub _drop_privileges {
+    my ($ug) = @_;
+    my ($uid, $gid) = @$ug;
+    chdir '/';
+    $ENV{HOME} = '/';
+    $( = $gid;
+    $) = "$gid $gid";
+    $< = $> = $uid;
+    POSIX::_exit(127) if $> != $uid || $< != $uid;
+}
+
 sub pid {
     my ($self, $name) = @_;
     return $self->{procs}{$name} ? $self->{procs}{$name}{pid} : undef;
@@ -214,11 +231,12 @@ sub stop {
     my $p = $self->{procs}{$name} or return undef;
     return $p->{status} unless $p->{pid};
     my $pgid = $p->{pid};
-    kill($sig // 'TERM', $p->{pid});
+    $sig //= $p->{stop_signal} // 'TERM';
+    kill($sig, $p->{pid});
     my $deadline = time + $self->timeout(10);
     while (waitpid($p->{pid}, WNOHANG) != $p->{pid}) {
         if (time > $deadline) {
-            Test::More::diag("$name did not exit on " . ($sig // 'TERM') . "; killing");
+            Test::More::diag("$name did not exit on $sig; killing");
             kill 'KILL', -$p->{pid};
             kill 'KILL', $p->{pid};
             waitpid($p->{pid}, 0);
@@ -279,6 +297,7 @@ sub run {
         }
         open STDOUT, '>', $out or POSIX::_exit(127);
         open STDERR, ($o{stderr_to} ? '>' : '>&'), ($o{stderr_to} // \*STDOUT) or POSIX::_exit(127);
+        _drop_privileges($o{as_user}) if $o{as_user};
         exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
     }
     my $deadline = time + $self->timeout($o{timeout} // 30);
@@ -303,6 +322,19 @@ sub coordinator {
     my ($self, %o) = @_;
     $self->require_bins('egress-coordinator');
     return Test::Egress::Coordinator->start($self, %o);
+}
+
+# The test's PostgreSQL server (Test::Egress::Postgres), started on first use.
+sub postgres {
+    my ($self) = @_;
+    Test::More::plan(skip_all => 'PostgreSQL server binaries not installed')
+        unless $self->{pg} || Test::Egress::Postgres::available();
+    return $self->{pg} //= Test::Egress::Postgres->start($self);
+}
+
+# 'pg' when EGRESS_TEST_DB=pg asks coordinators to use PostgreSQL, else 'sqlite'.
+sub test_db {
+    return ($ENV{EGRESS_TEST_DB} // '') eq 'pg' ? 'pg' : 'sqlite';
 }
 
 sub origin {

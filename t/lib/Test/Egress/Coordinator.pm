@@ -22,13 +22,21 @@ use Test::Egress::WS;
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 
+# Without db, the database is a SQLite file in the test directory, or a
+# database of the test's PostgreSQL server under EGRESS_TEST_DB=pg (db =>
+# 'pg' asks for that always); either way one per coordinator name.
 sub start {
     my ($class, $t, %o) = @_;
+    my $name = $o{name} // 'coordinator';
+    my $db = $o{db} // ($t->test_db eq 'pg' ? 'pg' : undef);
+    if (defined $db && $db eq 'pg') {
+        $db = $t->postgres->database($o{db_name} // $name);
+    }
     my $self = bless {
         t    => $t,
-        name => $o{name} // 'coordinator',
+        name => $name,
         port => $o{port} // $t->port,
-        db   => $o{db} // $t->dir . '/' . ($o{name} // 'coordinator') . '.db',
+        db   => $db // $t->dir . "/$name.db",
         args => $o{args} // [],
         env  => $o{env} // {},
     }, $class;

@@ -1,0 +1,158 @@
+#!/usr/bin/perl
+# egress-coordinator on PostgreSQL: two instances sharing one database (a
+# scratch server from Debian's packages). The same ticket presented to both
+# at once upgrades exactly one socket (50 rounds), a resume secret likewise;
+# state written through one instance is seen by the other; migrations run
+# once; expiry marked by one instance closes the other's sockets; a newer
+# schema, a dead server and a password in the URI are handled.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Test::Egress qw(wait_until);
+
+my $t = Test::Egress->new;
+my $pg = $t->postgres;
+my %env = (EGRESS_RATE_MINT => '1000:1000', EGRESS_RATE_FAIL => '1000:1000');
+my $c1 = $t->coordinator(name => 'c1', db => 'pg', db_name => 'shared', env => \%env);
+my $c2 = $t->coordinator(name => 'c2', db => 'pg', db_name => 'shared', env => \%env);
+is($c1->db, $c2->db, 'both instances use one database');
+like($c1->db, qr{^postgresql://}, 'a postgresql:// URI');
+
+like($c1->log, qr/store_migrated backend=postgresql schema_version=1/, 'first instance migrated');
+unlike($c2->log, qr/store_migrated/, 'second instance found the schema in place');
+my $desc = quotemeta('db=postgresql://127.0.0.1:' . $pg->port . '/egress_shared');
+like($c1->log, qr/listening .*$desc/, 'listening line names host, port and database');
+
+# ---- one state, two instances ------------------------------------------------------
+my $alice = $c1->token(owner => 'alice', org => 'acme');
+my $L = $c2->lease($alice, slug => 'crab')->{id};    # token from c1's CLI, lease via c2
+my ($st, $j) = $c1->api(GET => "/v1/leases/$L", $alice);
+is($st, 200, 'lease created through c2 is visible on c1');
+is($j->{slug}, 'crab', 'same lease');
+($st) = $c1->api(POST => '/v1/leases', $alice, { slug => 'crab', ttlSeconds => 600 });
+is($st, 409, 'slug taken through the other instance: 409');
+
+my $tk = $c1->ticket($alice, $L, role => 'client');
+my $ws = $c2->ws($L, 'client', ticket => $tk->{ticket});
+ok($ws, 'ticket minted on c1 upgrades on c2');
+my $hello = $ws->recv_json(5);
+is($hello->{sessionID}, $tk->{sessionID}, 'hello names the session minted on c1');
+$ws->close;
+
+# ---- the same ticket to both at once: exactly one upgrade --------------------------
+my ($rounds, $one_winner, %wins, %why) = (50, 0);
+for my $r (1 .. $rounds) {
+    my $tk = $c1->ticket($alice, $L, role => 'client');
+    my @order = $r % 2 ? ($c1, $c2) : ($c2, $c1);
+    my @h = map { $_->ws_start($L, 'client', ticket => $tk->{ticket}) } @order;
+    my (@ws, @st, @body);
+    for my $h (@h) {
+        my ($w, $s, $b) = Test::Egress::WS->connect_finish($h);
+        push @ws, $w;
+        push @st, $s;
+        push @body, $b;
+    }
+    my @won = grep { $st[$_] == 101 } 0, 1;
+    my @lost = grep { $st[$_] == 401 } 0, 1;
+    if (@won == 1 && @lost == 1) {
+        $one_winner++;
+        $wins{ $order[ $won[0] ]->name }++;
+        $why{$1}++ if ($body[ $lost[0] ] // '') =~ /"message":"([^"]*)"/;
+    } else {
+        diag("round $r: HTTP $st[0] and $st[1]");
+    }
+    $_->close for grep {defined} @ws;
+}
+is($one_winner, $rounds, "$rounds rounds: one upgrade and one 401 each");
+is_deeply([ keys %why ], ['ticket already used'], 'the loser hears "ticket already used"');
+diag('wins: ' . join(', ', map {"$_=$wins{$_}"} sort keys %wins));
+
+# ---- a resume secret presented to both at once: one resumes ------------------------
+my $resumed = 0;
+for my $r (1 .. 10) {
+    my $tk = $c1->ticket($alice, $L, role => 'host');
+    my $w = $c1->ws($L, 'host', ticket => $tk->{ticket}) or BAIL_OUT('host upgrade');
+    my $secret = $w->recv_json(5)->{resume};
+    $w->close;
+    # The session must have seen the socket go before the secret is usable again.
+    my @h = map { $_->ws_start($L, 'host', resume => $secret) } ($r % 2 ? ($c1, $c2) : ($c2, $c1));
+    my @st;
+    for my $h (@h) {
+        my ($x, $s) = Test::Egress::WS->connect_finish($h);
+        push @st, $s;
+        $x->close if $x;
+    }
+    $resumed++ if (grep { $_ == 101 } @st) == 1 && (grep { $_ == 401 } @st) == 1;
+}
+is($resumed, 10, 'resume secret raced on both instances: one resumes, 10 rounds');
+
+# ---- expiry marked by one instance closes the sockets on the other -------------------
+# c2 relays a short lease and is frozen while c1's timer marks it expired;
+# thawed, c2 must still close its sockets with 4003 (c1 has none to close).
+my $X = $c1->lease($alice, slug => 'short', ttlSeconds => 4)->{id};
+my $xh = $c1->ticket($alice, $X, role => 'host');
+my $xc = $c1->ticket($alice, $X, role => 'client', sessionID => $xh->{sessionID});
+my %xs = map { $_ => scalar $c2->ws($X, $_, ticket => ($_ eq "host" ? $xh : $xc)->{ticket}) } qw(host client);
+ok($xs{host} && $xs{client}, 'both sockets of a short lease on c2');
+$xs{$_}->recv_json(5) for qw(host client);
+kill 'STOP', $t->pid('c2');
+ok(wait_until(sub { $c1->log =~ /lease_expired lease=$X/ }, 15), 'c1 marks the lease expired');
+kill 'CONT', $t->pid('c2');
+for my $role (qw(host client)) {
+    my $m = $xs{$role}->recv_until(sub { $_[0]{type} eq 'close' }, 10);
+    is($m && $m->{code}, 4003, "$role socket on c2 closed with 4003 although c1 expired the lease");
+}
+unlike($c2->log, qr/lease_expired lease=$X/, 'c2 did not mark it (c1 had)');
+
+# ---- restart: no second migration; a newer schema is refused -------------------------
+$c1->restart;
+my @migrated = $c1->log =~ /store_migrated/g;
+is(scalar @migrated, 1, 'restart migrates nothing');
+($st) = $c1->api(GET => "/v1/leases/$L", $alice);
+is($st, 200, 'state survives the restart');
+
+my ($rc, $out) = $pg->psql('egress_shared', q{UPDATE meta SET value='99' WHERE key='schema_version'});
+is($rc, 0, 'schema version set to 99') or diag($out);
+($rc, $out) = $c1->admin('token', 'list');
+isnt($rc, 0, 'a database from a newer build is refused');
+like($out, qr/schema version 99, this build knows up to 1/, 'and the error says why');
+$pg->psql('egress_shared', q{UPDATE meta SET value='1' WHERE key='schema_version'});
+
+# ---- a password in the URI never reaches the log; a dead server is an error -----------
+(my $pw_uri = $pg->database('pw')) =~ s{//egress\@}{//egress:sekrit-pw\@};
+my $c3 = $t->coordinator(name => 'c3', db => $pw_uri);
+like($c3->log, qr/listening .*db=postgresql:\/\/127\.0\.0\.1:\d+\/egress_pw /, 'c3 listening');
+unlike($c3->log, qr/sekrit/, 'the password is not logged');
+$c3->stop;
+
+my $dead = $t->port;
+($rc, $out) = $t->run([ $t->bin('egress-coordinator'), '--db',
+        "postgresql://egress:sekrit-pw\@127.0.0.1:$dead/x", 'token', 'list' ],
+    env => { $t->san_env });
+is($rc, 1, 'no server: exit 1');
+like($out, qr/store_error op=open backend=postgresql error="[^"]*127\.0\.0\.1/,
+    'one-line error naming the address');
+unlike($out, qr/sekrit/, 'without the password');
+($rc, $out) = $t->run([ $t->bin('egress-coordinator'), '--db',
+        "postgresql://egress:sekrit%zz\@127.0.0.1:$dead/x", 'token', 'list' ],
+    env => { $t->san_env });
+is($rc, 1, 'malformed URI: exit 1');
+like($out, qr/store_error op=open backend=postgresql error="invalid percent-encoded/,
+    'libpq says what is wrong');
+unlike($out, qr/sekrit/, 'and the password it quotes is masked');
+
+# ---- the database goes away and comes back under a running instance ---------------
+$t->stop('postgres');
+($st) = $c2->api(GET => "/v1/leases/$L", $alice);
+is($st, 500, 'database down: 500, no crash');
+$t->spawn('postgres', %{ $t->{procs}{postgres} }{qw(cmd as_user stop_signal)},
+    wait_port => $pg->port, timeout => 60);
+ok(wait_until(sub { ($c2->api(GET => "/v1/leases/$L", $alice))[0] == 200 }, 20),
+    'database back: the instance reconnects');
+like($c2->log, qr/store_reconnected/, 'and logs it');
+ok($t->running('c2'), 'c2 still running');
+
+$t->done;
+done_testing;
