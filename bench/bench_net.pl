@@ -366,6 +366,10 @@ my @NET_WORKLOADS = (
     [ net_ttfb_idle => \&nw_ttfb_idle ],
     [ net_ttfb_bulk => \&nw_ttfb_bulk ],
 );
+if ($ENV{BENCH_NET_WORKLOADS}) {
+    my %want = map { $_ => 1 } split /,/, $ENV{BENCH_NET_WORKLOADS};
+    @NET_WORKLOADS = grep { $want{ $_->[0] } } @NET_WORKLOADS;
+}
 
 # ---- paths ---------------------------------------------------------------------
 
