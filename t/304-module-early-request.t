@@ -165,6 +165,39 @@ $t->stop('nginx');
     is(sha1_hex($rb // ''), sha1_hex($body), 'early data off: the body after open_ok, intact');
     $t->stop('nginx-off');
 }
+
+# egress_early_data connect: a tunnel is answered 200 at once and its first
+# bytes go behind open; a refused open then closes the connection.
+{
+    my $m4 = Test::Egress::Module->new($t, name => 'nginx-connect', bridge => $c->ws_url($lid, 'client'),
+        ticket => $ct->{ticket}, server => 'egress_early_data connect;');
+    $m4->start;
+    ok($m4->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up again (early data connect)');
+    for my $refuse (0, 1) {
+        my $b = $m4->client;
+        $b->send("CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n");
+        like($b->read_until(qr/\r\n\r\n/, 10), qr/^HTTP\/1\.1 200 /, 'CONNECT answered 200 before open_ok');
+        $b->take;
+        $b->send($body);
+        my $open;
+        while (my $f = host_next(10)) {
+            next unless $f->{type} eq 'open';
+            $open = $f;
+            last;
+        }
+        my $got = host_collect($open->{id}, length $body, 5);
+        is(sha1_hex($got), sha1_hex($body), 'the tunnel\'s first bytes arrived before open_ok, intact');
+        if ($refuse) {
+            $h->send_json({ type => 'error', id => $open->{id}, message => 'connection refused by 127.0.0.1:9' });
+            is($b->read_all(10), '', 'refused after an early 200: the connection just closes');
+        } else {
+            $h->send_json({ type => 'open_ok', id => $open->{id}, window => $WINDOW });
+            $h->send_binary(pack('N', $open->{id}) . 'tunnel-back');
+            is($b->read_bytes(11, 10), 'tunnel-back', 'the tunnel carries bytes back');
+        }
+    }
+    $t->stop('nginx-connect');
+}
 $h->close;
 
 # ---- 2. end to end with the real host agent ---------------------------------
