@@ -32,7 +32,10 @@ my $tok = $c->token(owner => 'alice', org => 'acme');
 
 my $lid = $c->lease($tok, slug => 'early-sim')->{id};
 my $ct  = $c->ticket($tok, $lid, role => 'client');
-my $m = Test::Egress::Module->new($t, bridge => $c->ws_url($lid, 'client'), ticket => $ct->{ticket});
+# the host side below waits for quiet before it answers: more than the
+# default open timeout under ASan
+my $m = Test::Egress::Module->new($t, bridge => $c->ws_url($lid, 'client'), ticket => $ct->{ticket},
+    server => 'egress_open_timeout 120s;');
 $m->start;
 ok($m->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up');
 my $ht = $c->ticket($tok, $lid, role => 'host', sessionID => $ct->{sessionID},
@@ -145,7 +148,7 @@ my $head = "POST http://127.0.0.1:9/up HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-
 $t->stop('nginx');
 {
     my $m2 = Test::Egress::Module->new($t, name => 'nginx-off', bridge => $c->ws_url($lid, 'client'),
-        ticket => $ct->{ticket}, server => 'egress_early_data off;');
+        ticket => $ct->{ticket}, server => 'egress_early_data off; egress_open_timeout 120s;');
     $m2->start;
     ok($m2->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up again (early data off)');
     my $b = $m2->client;
@@ -170,7 +173,7 @@ $t->stop('nginx');
 # bytes go behind open; a refused open then closes the connection.
 {
     my $m4 = Test::Egress::Module->new($t, name => 'nginx-connect', bridge => $c->ws_url($lid, 'client'),
-        ticket => $ct->{ticket}, server => 'egress_early_data connect;');
+        ticket => $ct->{ticket}, server => 'egress_early_data connect; egress_open_timeout 120s;');
     $m4->start;
     ok($m4->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up again (early data connect)');
     for my $refuse (0, 1) {
