@@ -565,7 +565,7 @@ sub net_run {
         for my $pn (@paths) {
             my $s = $sum{$dms}{$w}{$pn};
             push @e, "$pn: " . scalar(@{ $s->{errors} }) . " of $s->{runs} runs failed ("
-              . substr($s->{errors}[0], 0, 160) . ')' if $s && @{ $s->{errors} };
+              . substr($s->{errors}[0], 0, 160) . ')' if $s && $s->{errors} && @{ $s->{errors} };
         }
         return @e ? ' ' . join('; ', @e) : '';
     };
