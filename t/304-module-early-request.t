@@ -169,6 +169,33 @@ $t->stop('nginx');
     $t->stop('nginx-off');
 }
 
+# No answer at all: the open times out after the early bytes went out, and
+# the browser gets the 504 page; the stream is closed toward the host.
+{
+    my $m5 = Test::Egress::Module->new($t, name => 'nginx-timeout', bridge => $c->ws_url($lid, 'client'),
+        ticket => $ct->{ticket}, server => 'egress_open_timeout 5s;');
+    $m5->start;
+    ok($m5->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up again (5 s open timeout)');
+    my $b = $m5->client;
+    $b->send($head . $body);
+    my ($open, $got, $closed) = (undef, '', 0);
+    while (my $f = host_next(10)) {
+        if ($f->{type} eq 'open') {
+            $open = $f;
+        } elsif ($open && $f->{type} eq 'data' && $f->{id} == $open->{id}) {
+            $got .= $f->{data};
+        } elsif ($open && $f->{type} eq 'close' && $f->{id} == $open->{id}) {
+            $closed = 1;
+            last;
+        }
+    }
+    ok($open && length($got) >= length $body, 'early bytes went out');
+    ok($closed, 'the timed-out stream is closed toward the host');
+    like($b->read_all(10), qr/^HTTP\/1\.1 504 Gateway Timeout\r\n.*no answer from the host agent/s,
+        'no answer after early bytes: 504 page');
+    $t->stop('nginx-timeout');
+}
+
 # egress_early_data connect: a tunnel is answered 200 at once and its first
 # bytes go behind open; a refused open then closes the connection.
 {
