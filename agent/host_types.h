@@ -106,6 +106,8 @@ struct stream_s {
     uint64_t t_start;
     uint64_t bytes_up, bytes_down;
     egress_flow_t flow;
+    tcpchunk_t *early, *early_tail; /* data that came while dialing */
+    size_t early_bytes;
     wsmsg_t *rdmsg; /* buffer lent to uv_read */
     uv_getaddrinfo_t gai;
     uv_tcp_t tcp;

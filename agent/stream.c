@@ -179,6 +179,19 @@ static void stream_audit(stream_t *s, const char *result)
     json_decref(j);
 }
 
+/* Early data never reached the destination: the dial failed or the stream ended. */
+static void stream_drop_early(stream_t *s)
+{
+    tcpchunk_t *c;
+
+    while ((c = s->early) != NULL) {
+        s->early = c->next;
+        chunk_free(s->ag, c);
+    }
+    s->early_tail = NULL;
+    s->early_bytes = 0;
+}
+
 /*
  * Ends the stream: leaves the table, writes the audit line, closes its
  * sockets. frame: 0 none, 1 close{id}, 2 error{id, message}.
@@ -208,6 +221,7 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
     stream_table_remove(ag, s);
     if (s->gai_pending)
         uv_cancel((uv_req_t *) &s->gai); /* its callback then drops its reference */
+    stream_drop_early(s);
     s->state = ST_DEAD;
     uv_close((uv_handle_t *) &s->timer, stream_on_handle_closed);
     if (s->tcp_open) {
@@ -380,17 +394,63 @@ static void stream_on_write(uv_write_t *req, int status)
     stream_unref(s);
 }
 
+/* One data message to the TCP socket; -1 (chunk freed) when libuv refuses it. */
+static int stream_write_chunk(stream_t *s, tcpchunk_t *c)
+{
+    uv_buf_t b;
+
+    c->s = s;
+    c->req.data = c;
+    b = uv_buf_init((char *) c->data, (unsigned) c->len);
+    if (uv_write(&c->req, (uv_stream_t *) &s->tcp, &b, 1, stream_on_write) < 0) {
+        chunk_free(s->ag, c);
+        return -1;
+    }
+    s->refs++;
+    s->writes_pending++;
+    return 0;
+}
+
+/* Writes what came while dialing, in order, once connected. */
+static int stream_write_early(stream_t *s)
+{
+    tcpchunk_t *c;
+
+    while ((c = s->early) != NULL) {
+        s->early = c->next;
+        s->early_bytes -= c->len;
+        if (stream_write_chunk(s, c) < 0) {
+            stream_drop_early(s);
+            return -1;
+        }
+    }
+    s->early_tail = NULL;
+    return 0;
+}
+
 static void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t len)
 {
     stream_t *s = stream_find(ag, id);
     egress_error_t err;
     tcpchunk_t *c;
-    uv_buf_t b;
+    int dialing;
 
-    if (!s || s->state != ST_OPEN || s->wr_half)
+    if (!s || s->state == ST_DEAD || s->wr_half)
         return; /* late frame (section 5): ignored */
+    /*
+     * A client may send right behind open (docs/protocol.md, early data):
+     * held until the connection is up, within the initial window (v1
+     * streams have no credit, so the same bound is checked here).
+     */
+    dialing = s->state != ST_OPEN;
     if (egress_flow_on_received(&s->flow, len, &err) < 0) {
         agent_log("stream %u: %s; closing it", id, err.message);
+        stream_end(s, 1, NULL, "flow_violation");
+        return;
+    }
+    if (dialing && s->early_bytes + len > EGRESS_INITIAL_WINDOW) {
+        agent_log("stream %u: more than %u bytes before the connection is up; closing it", id,
+                  (unsigned) EGRESS_INITIAL_WINDOW);
         stream_end(s, 1, NULL, "flow_violation");
         return;
     }
@@ -402,17 +462,19 @@ static void stream_on_data(agent_t *ag, uint32_t id, const uint8_t *body, size_t
     }
     memcpy(c->data, body, len);
     c->len = len;
-    c->s = s;
-    c->req.data = c;
-    b = uv_buf_init((char *) c->data, (unsigned) len);
-    if (uv_write(&c->req, (uv_stream_t *) &s->tcp, &b, 1, stream_on_write) < 0) {
-        chunk_free(ag, c);
-        stream_end(s, 1, NULL, "reset");
+    s->bytes_up += len;
+    if (dialing) {
+        c->next = NULL;
+        if (s->early_tail)
+            s->early_tail->next = c;
+        else
+            s->early = c;
+        s->early_tail = c;
+        s->early_bytes += len;
         return;
     }
-    s->refs++;
-    s->writes_pending++;
-    s->bytes_up += len;
+    if (stream_write_chunk(s, c) < 0)
+        stream_end(s, 1, NULL, "reset");
 }
 
 static void stream_on_window(agent_t *ag, uint32_t id, uint32_t increment)
@@ -550,6 +612,10 @@ static void stream_on_connect(uv_connect_t *req, int status)
     bridge_send_frame(ag, &f);
     if (ag->o->verbose)
         agent_log("stream %u %s:%u connected to %s", s->id, s->host, s->port, s->addr);
+    if (stream_write_early(s) < 0) {
+        stream_end(s, 1, NULL, "reset");
+        return;
+    }
     stream_read_start(s);
 }
 

@@ -349,13 +349,15 @@ sub setup_egress {
     for my $b ('egress-coordinator', 'egress', 'ngx_stream_egress_module.so') {
         return path_skip($name, "$EB/$b not built") unless -e "$EB/$b";
     }
-    my ($ng_extra, $ag_extra) = ('', '');
+    # BENCH_EGRESS_NGINX_EXTRA: stream{}-level directives for every egress
+    # nginx (e.g. "egress_early_data connect;")
+    my ($ng_extra, $ag_extra) = ($ENV{BENCH_EGRESS_NGINX_EXTRA} // '', '');
     my $v1_sides;
     if ($ver eq 'v1') {
         my ($ng, $ag) = egress_v1_knobs();
         return path_skip($name, 'no way to force protocol v1 yet (hook: BENCH_EGRESS_V1_NGINX / '
               . 'BENCH_EGRESS_V1_AGENT, see bench/README.md)') unless defined $ng || defined $ag;
-        ($ng_extra, $ag_extra) = ($ng // '', $ag // '');
+        ($ng_extra, $ag_extra) = ($ng_extra . ($ng // ''), $ag // '');
         # only one side forced: the coordinator translates on the other leg
         $v1_sides = join('+', (defined $ng ? 'nginx' : ()), (defined $ag ? 'agent' : ()));
     }

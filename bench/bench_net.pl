@@ -366,6 +366,10 @@ my @NET_WORKLOADS = (
     [ net_ttfb_idle => \&nw_ttfb_idle ],
     [ net_ttfb_bulk => \&nw_ttfb_bulk ],
 );
+if ($ENV{BENCH_NET_WORKLOADS}) {
+    my %want = map { $_ => 1 } split /,/, $ENV{BENCH_NET_WORKLOADS};
+    @NET_WORKLOADS = grep { $want{ $_->[0] } } @NET_WORKLOADS;
+}
 
 # ---- paths ---------------------------------------------------------------------
 
@@ -561,7 +565,7 @@ sub net_run {
         for my $pn (@paths) {
             my $s = $sum{$dms}{$w}{$pn};
             push @e, "$pn: " . scalar(@{ $s->{errors} }) . " of $s->{runs} runs failed ("
-              . substr($s->{errors}[0], 0, 160) . ')' if $s && @{ $s->{errors} };
+              . substr($s->{errors}[0], 0, 160) . ')' if $s && $s->{errors} && @{ $s->{errors} };
         }
         return @e ? ' ' . join('; ', @e) : '';
     };

@@ -21,6 +21,7 @@
 
 #define NGX_STREAM_EGRESS_CONNECT_TIMEOUT   10000
 #define NGX_STREAM_EGRESS_TICKET_POLL       1000
+#define NGX_STREAM_EGRESS_NOTSENT_LOWAT     (128 * 1024)
 
 
 static void ngx_stream_egress_bridge_reconnect_handler(ngx_event_t *ev);
@@ -377,6 +378,19 @@ ngx_stream_egress_bridge_connected(ngx_stream_egress_bridge_t *b)
     c = b->connection;
 
     (void) ngx_tcp_nodelay(c);
+
+#ifdef TCP_NOTSENT_LOWAT
+    {
+        int  lowat = NGX_STREAM_EGRESS_NOTSENT_LOWAT;
+
+        /*
+         * what waits stays in the send queue, where control frames can pass
+         * it, not in the kernel (best effort)
+         */
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT,
+                          (const void *) &lowat, sizeof(int));
+    }
+#endif
 
     if (!b->conf->tls) {
         ngx_stream_egress_bridge_upgrade_start(b);
@@ -753,19 +767,11 @@ ngx_stream_egress_bridge_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+    if (ngx_stream_egress_bridge_send(b) == NGX_ERROR) {
         goto failed;
     }
 
-    if (wslay_event_want_write(b->ws) && wslay_event_send(b->ws) != 0) {
-        goto failed;
-    }
-
-    if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
-        goto failed;
-    }
-
-    if (b->out.pos != b->out.last || wslay_event_want_write(b->ws)) {
+    if (ngx_stream_egress_bridge_pending(b)) {
         if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
             goto failed;
         }
@@ -920,10 +926,7 @@ ngx_stream_egress_bridge_close_connection(ngx_stream_egress_bridge_t *b)
 {
     ngx_connection_t  *c;
 
-    if (b->ws) {
-        wslay_event_context_free(b->ws);
-        b->ws = NULL;
-    }
+    ngx_stream_egress_bridge_ws_free(b);
 
     c = b->connection;
 

@@ -59,7 +59,13 @@ typedef struct {
     ngx_uint_t                      hs_sent;
     char                            accept[EGRESS_UPGRADE_ACCEPT_SZ];
 
-    ngx_buf_t                       out;        /* wslay -> socket */
+    ngx_buf_t                       out;        /* frames -> socket */
+    ngx_queue_t                     urgent;     /* control frames first */
+    ngx_rbtree_t                    lanes;      /* per-stream frame queues */
+    ngx_rbtree_node_t               lane_sentinel;
+    ngx_queue_t                     ready;      /* lanes with frames, in
+                                                   round-robin order */
+    size_t                          queued;     /* bytes in urgent + lanes */
     size_t                          recv_budget;
 
     ngx_event_t                     reconnect;
@@ -118,6 +124,9 @@ ngx_int_t ngx_stream_egress_upgrade_process(ngx_stream_egress_bridge_t *b);
 /* ngx_stream_egress_frames.c */
 
 ngx_int_t ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b);
+void ngx_stream_egress_bridge_ws_free(ngx_stream_egress_bridge_t *b);
+ngx_int_t ngx_stream_egress_bridge_send(ngx_stream_egress_bridge_t *b);
+ngx_uint_t ngx_stream_egress_bridge_pending(ngx_stream_egress_bridge_t *b);
 void ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
     const uint8_t *msg, size_t len, ngx_uint_t binary);
 void ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,

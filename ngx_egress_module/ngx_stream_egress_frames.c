@@ -1,11 +1,18 @@
 
 /*
- * The bridge's traffic over the open WebSocket: wslay bound to the
- * connection, frames to the coordinator (encoded by lib, queued in wslay,
- * v2 data written straight into the output buffer) and from it (decoded by
- * lib, dispatched to streams), the table of live streams and the queue of
- * streams waiting for room. Stream events reach their owner
- * through the ngx_stream_egress_stream_ops_t it registered at open.
+ * The bridge's traffic over the open WebSocket: frames to the coordinator
+ * (encoded by lib, masked once into a frame of their own and kept as units
+ * in the send queue until they are copied, whole, into the output buffer),
+ * frames from it (wslay decodes, lib parses, dispatched to streams), the
+ * table of live streams and the queue of streams waiting for room. Stream
+ * events reach their owner through the ngx_stream_egress_stream_ops_t it
+ * registered at open.
+ *
+ * The send queue (docs/protocol.md#ordering): open and window go in an
+ * urgent lane ahead of queued data, unless a frame of their own stream is
+ * still queued; data and close go in their stream's lane, and the lanes take
+ * turns a frame at a time, so one bulk upload does not hold up the others.
+ * wslay is left its pings, pongs and the close.
  *
  * Streams never send synchronously: they queue frames and post the write
  * event, so a bridge failure never unwinds through a session's handler.
@@ -17,6 +24,32 @@
 
 #define NGX_STREAM_EGRESS_OUT_SIZE          (256 * 1024)
 
+/*
+ * Frames staged in the output buffer are past reordering: stage little more
+ * than a socket write's worth (the kernel's own unsent bytes are bounded by
+ * TCP_NOTSENT_LOWAT)
+ */
+#define NGX_STREAM_EGRESS_STAGE             (64 * 1024)
+
+
+/* one encoded, masked WebSocket frame waiting to be written */
+
+typedef struct {
+    ngx_queue_t                 queue;
+    size_t                      len;
+    uint32_t                    id;
+    u_char                      data[1];
+} ngx_stream_egress_out_t;
+
+
+/* the frames of one stream id, in order */
+
+typedef struct {
+    ngx_rbtree_node_t           node;       /* key: stream id */
+    ngx_queue_t                 frames;
+    ngx_queue_t                 ready;      /* in b->ready */
+} ngx_stream_egress_lane_t;
+
 
 /* here, with the stream API that uses it; ngx_stream_egress_bridge_init
  * sets it */
@@ -24,9 +57,17 @@ ngx_stream_egress_bridge_t  *ngx_stream_egress_bridge;
 
 
 static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
-    egress_frame_t *f);
-static ngx_int_t ngx_stream_egress_bridge_put_data(
-    ngx_stream_egress_bridge_t *b, uint32_t id, const u_char *data, size_t len);
+    egress_frame_t *f, ngx_uint_t urgent);
+static ngx_stream_egress_out_t *ngx_stream_egress_bridge_wrap(
+    ngx_stream_egress_bridge_t *b, uint32_t id, ngx_uint_t binary,
+    const u_char *head, size_t head_len, const u_char *body, size_t body_len);
+static ngx_int_t ngx_stream_egress_bridge_enqueue(
+    ngx_stream_egress_bridge_t *b, ngx_stream_egress_out_t *out,
+    ngx_uint_t urgent);
+static ngx_uint_t ngx_stream_egress_bridge_stage(
+    ngx_stream_egress_bridge_t *b);
+static ngx_stream_egress_lane_t *ngx_stream_egress_bridge_lane(
+    ngx_stream_egress_bridge_t *b, uint32_t id);
 static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
     ngx_stream_egress_bridge_t *b, uint32_t id);
 
@@ -42,13 +83,18 @@ static void ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
 
 /*
  * wslay's event API with its I/O callbacks bound to the nginx connection
- * (WOULDBLOCK on NGX_AGAIN), and the output buffer behind it.
+ * (WOULDBLOCK on NGX_AGAIN), the send queue and the output buffer.
  */
 
 ngx_int_t
 ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b)
 {
     struct wslay_event_callbacks  cb;
+
+    ngx_queue_init(&b->urgent);
+    ngx_queue_init(&b->ready);
+    ngx_rbtree_init(&b->lanes, &b->lane_sentinel, ngx_rbtree_insert_value);
+    b->queued = 0;
 
     ngx_memzero(&cb, sizeof(struct wslay_event_callbacks));
 
@@ -77,6 +123,47 @@ ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b)
 }
 
 
+/* wslay and every frame still queued: the connection is gone */
+
+void
+ngx_stream_egress_bridge_ws_free(ngx_stream_egress_bridge_t *b)
+{
+    ngx_queue_t               *q;
+    ngx_stream_egress_lane_t  *lane;
+
+    if (b->ws == NULL) {
+        return;
+    }
+
+    wslay_event_context_free(b->ws);
+    b->ws = NULL;
+
+    while (!ngx_queue_empty(&b->urgent)) {
+        q = ngx_queue_head(&b->urgent);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_stream_egress_out_t, queue));
+    }
+
+    /* every lane with frames is ready; empty lanes are freed at once */
+
+    while (!ngx_queue_empty(&b->ready)) {
+        lane = ngx_queue_data(ngx_queue_head(&b->ready),
+                              ngx_stream_egress_lane_t, ready);
+
+        while (!ngx_queue_empty(&lane->frames)) {
+            q = ngx_queue_head(&lane->frames);
+            ngx_queue_remove(q);
+            ngx_free(ngx_queue_data(q, ngx_stream_egress_out_t, queue));
+        }
+
+        ngx_queue_remove(&lane->ready);
+        ngx_rbtree_delete(&b->lanes, &lane->node);
+        ngx_free(lane);
+    }
+
+    b->queued = 0;
+}
+
 
 ngx_int_t
 ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
@@ -88,18 +175,28 @@ ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
 
     b = ngx_stream_egress_bridge;
 
-    /* ids are not reused while live; skip any still in the tree */
+    if (b == NULL || b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * ids are not reused while live, nor while frames of their last stream
+     * are still queued; skip those
+     */
 
     for (tries = 0; ; tries++) {
         if (b->next_id == 0) {
             b->next_id = 1;
         }
 
-        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL) {
+        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL
+            && ngx_stream_egress_bridge_lane(b, b->next_id) == NULL)
+        {
             break;
         }
 
-        if (tries > b->nstreams) {
+        /* each lane holds a frame, so bytes queued bound their number */
+        if (tries > b->nstreams + b->queued) {
             return NGX_ERROR;
         }
 
@@ -120,7 +217,7 @@ ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
         f.window = EGRESS_INITIAL_WINDOW;
     }
 
-    if (ngx_stream_egress_bridge_queue(b, &f) != NGX_OK) {
+    if (ngx_stream_egress_bridge_queue(b, &f, 1) != NGX_OK) {
         ctx->id = 0;
         return NGX_ERROR;
     }
@@ -170,7 +267,7 @@ ngx_stream_egress_bridge_room(void)
         return 0;
     }
 
-    queued = wslay_event_get_queued_msg_length(b->ws)
+    queued = b->queued + wslay_event_get_queued_msg_length(b->ws)
              + (b->out.last - b->out.pos);
 
     if (queued >= NGX_STREAM_EGRESS_BRIDGE_HIGH) {
@@ -211,8 +308,9 @@ ngx_int_t
 ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
     const u_char *data, size_t len)
 {
+    u_char                       head[EGRESS_V2_DATA_HEADER];
     egress_frame_t               f;
-    struct wslay_event_msg       msg;
+    ngx_stream_egress_out_t     *out;
     ngx_stream_egress_bridge_t  *b;
 
     b = ngx_stream_egress_bridge;
@@ -222,31 +320,16 @@ ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
     }
 
     if (b->version == EGRESS_PROTO_V2) {
-        switch (ngx_stream_egress_bridge_put_data(b, ctx->id, data, len)) {
-        case NGX_OK:
-            ngx_stream_egress_bridge_kick(b);
-            return NGX_OK;
-        case NGX_ERROR:
-            return NGX_ERROR;
-        default: /* NGX_DECLINED: through wslay's queue */
-            break;
-        }
+        /* [id][bytes], masked straight from the caller's buffer */
+        egress_frame_data_header(head, ctx->id);
 
-        /* [id][bytes]: gathered here, copied once more by wslay */
-        egress_frame_data_header(b->frame, ctx->id);
-        ngx_memcpy(b->frame + EGRESS_V2_DATA_HEADER, data, len);
-
-        msg.opcode = WSLAY_BINARY_FRAME;
-        msg.msg = b->frame;
-        msg.msg_length = EGRESS_V2_DATA_HEADER + len;
-
-        if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+        out = ngx_stream_egress_bridge_wrap(b, ctx->id, 1, head,
+                                            EGRESS_V2_DATA_HEADER, data, len);
+        if (out == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_stream_egress_bridge_kick(b);
-
-        return NGX_OK;
+        return ngx_stream_egress_bridge_enqueue(b, out, 0);
     }
 
     ngx_memzero(&f, sizeof(egress_frame_t));
@@ -255,57 +338,7 @@ ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
     f.body = data;
     f.body_len = len;
 
-    return ngx_stream_egress_bridge_queue(b, &f);
-}
-
-
-/*
- * Writes a v2 data message as one masked frame straight into the output
- * buffer, 8 bytes per XOR: wslay's sender masks a byte at a time through a
- * 4 KiB bounce buffer, and data is nearly all the module sends. Only while
- * wslay has nothing pending, so that frames stay in order. NGX_DECLINED
- * when that does not hold or the buffer has no room for the frame.
- */
-
-static ngx_int_t
-ngx_stream_egress_bridge_put_data(ngx_stream_egress_bridge_t *b, uint32_t id,
-    const u_char *data, size_t len)
-{
-    u_char   key[4], head[EGRESS_V2_DATA_HEADER], *p;
-    size_t   need;
-
-    if (wslay_event_want_write(b->ws) || wslay_event_get_close_sent(b->ws)) {
-        return NGX_DECLINED;
-    }
-
-    need = EGRESS_WS_HEADER_MAX + EGRESS_V2_DATA_HEADER + len;
-
-    if ((size_t) (b->out.end - b->out.last) < need) {
-        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if ((size_t) (b->out.end - b->out.last) < need) {
-            return NGX_DECLINED;
-        }
-    }
-
-    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
-        return NGX_ERROR;
-    }
-
-    egress_frame_data_header(head, id);
-
-    p = b->out.last;
-    p += egress_ws_frame_header(p, 1, EGRESS_V2_DATA_HEADER + len, key);
-
-    egress_ws_mask(p, head, EGRESS_V2_DATA_HEADER, key, 0);
-    egress_ws_mask(p + EGRESS_V2_DATA_HEADER, data, len, key,
-                   EGRESS_V2_DATA_HEADER);
-
-    b->out.last = p + EGRESS_V2_DATA_HEADER + len;
-
-    return NGX_OK;
+    return ngx_stream_egress_bridge_queue(b, &f, 0);
 }
 
 
@@ -326,7 +359,8 @@ ngx_stream_egress_bridge_send_close(uint32_t id, ngx_uint_t half)
     f.id = id;
     f.half = (half && b->version == EGRESS_PROTO_V2) ? 1 : 0;
 
-    return ngx_stream_egress_bridge_queue(b, &f);
+    /* a close never passes anything: the stream's data goes first */
+    return ngx_stream_egress_bridge_queue(b, &f, 0);
 }
 
 
@@ -347,18 +381,18 @@ ngx_stream_egress_bridge_send_window(uint32_t id, uint32_t increment)
     f.id = id;
     f.increment = increment;
 
-    return ngx_stream_egress_bridge_queue(b, &f);
+    return ngx_stream_egress_bridge_queue(b, &f, 1);
 }
 
 
 static ngx_int_t
 ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
-    egress_frame_t *f)
+    egress_frame_t *f, ngx_uint_t urgent)
 {
-    int                      binary;
-    size_t                   n;
-    egress_error_t           err;
-    struct wslay_event_msg   msg;
+    int                       binary;
+    size_t                    n;
+    egress_error_t            err;
+    ngx_stream_egress_out_t  *out;
 
     if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
         return NGX_DECLINED;
@@ -374,18 +408,257 @@ ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
         return NGX_ERROR;
     }
 
-    msg.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
-    msg.msg = b->frame;
-    msg.msg_length = n;
-
-    /* wslay copies the message */
-    if (wslay_event_queue_msg(b->ws, &msg) != 0) {
+    out = ngx_stream_egress_bridge_wrap(b, f->id, binary, b->frame, n,
+                                        NULL, 0);
+    if (out == NULL) {
         return NGX_ERROR;
     }
+
+    return ngx_stream_egress_bridge_enqueue(b, out, urgent);
+}
+
+
+/*
+ * One final masked frame of head and body, 8 bytes per XOR: wslay masks a
+ * byte at a time through a 4 KiB bounce buffer, and data is nearly all the
+ * module sends.
+ */
+
+static ngx_stream_egress_out_t *
+ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
+    ngx_uint_t binary, const u_char *head, size_t head_len,
+    const u_char *body, size_t body_len)
+{
+    u_char                    key[4], *p;
+    ngx_stream_egress_out_t  *out;
+
+    out = ngx_alloc(offsetof(ngx_stream_egress_out_t, data)
+                    + EGRESS_WS_HEADER_MAX + head_len + body_len, b->log);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+        ngx_free(out);
+        return NULL;
+    }
+
+    p = out->data;
+    p += egress_ws_frame_header(p, binary ? 1 : 0, head_len + body_len, key);
+
+    egress_ws_mask(p, head, head_len, key, 0);
+
+    if (body_len) {
+        egress_ws_mask(p + head_len, body, body_len, key, head_len);
+    }
+
+    out->len = (p - out->data) + head_len + body_len;
+    out->id = id;
+
+    return out;
+}
+
+
+/*
+ * Urgent frames (open, window) go in the urgent lane unless their stream
+ * still has frames queued: a control frame never passes its own stream.
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_enqueue(ngx_stream_egress_bridge_t *b,
+    ngx_stream_egress_out_t *out, ngx_uint_t urgent)
+{
+    ngx_stream_egress_lane_t  *lane;
+
+    lane = ngx_stream_egress_bridge_lane(b, out->id);
+
+    if (urgent && lane == NULL) {
+        ngx_queue_insert_tail(&b->urgent, &out->queue);
+        goto queued;
+    }
+
+    if (lane == NULL) {
+        lane = ngx_alloc(sizeof(ngx_stream_egress_lane_t), b->log);
+        if (lane == NULL) {
+            ngx_free(out);
+            return NGX_ERROR;
+        }
+
+        lane->node.key = out->id;
+        ngx_rbtree_insert(&b->lanes, &lane->node);
+        ngx_queue_init(&lane->frames);
+        ngx_queue_insert_tail(&b->ready, &lane->ready);
+    }
+
+    ngx_queue_insert_tail(&lane->frames, &out->queue);
+
+queued:
+
+    b->queued += out->len;
 
     ngx_stream_egress_bridge_kick(b);
 
     return NGX_OK;
+}
+
+
+static ngx_stream_egress_lane_t *
+ngx_stream_egress_bridge_lane(ngx_stream_egress_bridge_t *b, uint32_t id)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = b->lanes.root;
+    sentinel = b->lanes.sentinel;
+
+    while (node != sentinel) {
+
+        if (id < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (id > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        return (ngx_stream_egress_lane_t *) node;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Copies whole frames into the output buffer in send order: the urgent
+ * lane first, then one frame of each ready lane in turn, until a socket
+ * write's worth is staged. Returns whether it staged anything.
+ */
+
+static ngx_uint_t
+ngx_stream_egress_bridge_stage(ngx_stream_egress_bridge_t *b)
+{
+    ngx_uint_t                 staged;
+    ngx_queue_t               *q;
+    ngx_stream_egress_out_t   *out;
+    ngx_stream_egress_lane_t  *lane;
+
+    staged = 0;
+
+    while ((size_t) (b->out.last - b->out.pos) < NGX_STREAM_EGRESS_STAGE) {
+
+        lane = NULL;
+
+        if (!ngx_queue_empty(&b->urgent)) {
+            q = ngx_queue_head(&b->urgent);
+
+        } else if (!ngx_queue_empty(&b->ready)) {
+            lane = ngx_queue_data(ngx_queue_head(&b->ready),
+                                  ngx_stream_egress_lane_t, ready);
+            q = ngx_queue_head(&lane->frames);
+
+        } else {
+            break;
+        }
+
+        out = ngx_queue_data(q, ngx_stream_egress_out_t, queue);
+
+        if ((size_t) (b->out.end - b->out.last) < out->len) {
+            if (b->out.pos == b->out.start) {
+                break;
+            }
+
+            /* the TLS context accepts a moved write buffer */
+            b->out.last = ngx_movemem(b->out.start, b->out.pos,
+                                      b->out.last - b->out.pos);
+            b->out.pos = b->out.start;
+            continue;
+        }
+
+        b->out.last = ngx_cpymem(b->out.last, out->data, out->len);
+        b->queued -= out->len;
+        staged = 1;
+
+        ngx_queue_remove(q);
+        ngx_free(out);
+
+        if (lane == NULL) {
+            continue;
+        }
+
+        /* the lane's turn is over */
+
+        ngx_queue_remove(&lane->ready);
+
+        if (ngx_queue_empty(&lane->frames)) {
+            ngx_rbtree_delete(&b->lanes, &lane->node);
+            ngx_free(lane);
+
+        } else {
+            ngx_queue_insert_tail(&b->ready, &lane->ready);
+        }
+    }
+
+    return staged;
+}
+
+
+/*
+ * Writes what can be written: wslay's own frames (pings, pongs, the close)
+ * only when the output buffer can take them whole, so that they never split
+ * one of ours; then the send queue.
+ */
+
+ngx_int_t
+ngx_stream_egress_bridge_send(ngx_stream_egress_bridge_t *b)
+{
+    size_t      need;
+    ngx_uint_t  progress;
+
+    for ( ;; ) {
+        progress = 0;
+
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (wslay_event_want_write(b->ws)) {
+            need = wslay_event_get_queued_msg_length(b->ws)
+                   + wslay_event_get_queued_msg_count(b->ws)
+                     * EGRESS_WS_HEADER_MAX;
+
+            if ((size_t) (b->out.end - b->out.last) >= need) {
+                if (wslay_event_send(b->ws) != 0) {
+                    return NGX_ERROR;
+                }
+
+                progress = 1;
+            }
+        }
+
+        if (ngx_stream_egress_bridge_stage(b)) {
+            progress = 1;
+        }
+
+        if (ngx_stream_egress_bridge_flush(b) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (!progress || b->out.pos != b->out.last) {
+            /* nothing left, or the socket is full */
+            return NGX_OK;
+        }
+    }
+}
+
+
+/* whether anything waits to be written */
+
+ngx_uint_t
+ngx_stream_egress_bridge_pending(ngx_stream_egress_bridge_t *b)
+{
+    return b->out.pos != b->out.last || b->queued
+           || wslay_event_want_write(b->ws);
 }
 
 

@@ -55,6 +55,14 @@ static ngx_conf_num_bounds_t  ngx_stream_egress_header_size_bounds = {
 };
 
 
+static ngx_conf_enum_t  ngx_stream_egress_early_data[] = {
+    { ngx_string("off"), NGX_STREAM_EGRESS_EARLY_OFF },
+    { ngx_string("request"), NGX_STREAM_EGRESS_EARLY_REQUEST },
+    { ngx_string("connect"), NGX_STREAM_EGRESS_EARLY_CONNECT },
+    { ngx_null_string, 0 }
+};
+
+
 /* "auto" offers v2 and accepts v1; v1 or v2 offer only that version */
 static ngx_conf_enum_t  ngx_stream_egress_protocols[] = {
     { ngx_string("auto"), 0 },
@@ -149,6 +157,13 @@ static ngx_command_t  ngx_stream_egress_commands[] = {
       NGX_STREAM_SRV_CONF_OFFSET,
       offsetof(ngx_stream_egress_srv_conf_t, absolute_https_cleartext),
       NULL },
+
+    { ngx_string("egress_early_data"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_egress_srv_conf_t, early_data),
+      &ngx_stream_egress_early_data },
 
       ngx_null_command
 };
@@ -280,6 +295,7 @@ ngx_stream_egress_create_srv_conf(ngx_conf_t *cf)
     escf->header_timeout = NGX_CONF_UNSET_MSEC;
     escf->max_header_size = NGX_CONF_UNSET_SIZE;
     escf->absolute_https_cleartext = NGX_CONF_UNSET;
+    escf->early_data = NGX_CONF_UNSET_UINT;
 
     return escf;
 }
@@ -299,6 +315,8 @@ ngx_stream_egress_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
                               16384);
     ngx_conf_merge_value(conf->absolute_https_cleartext,
                          prev->absolute_https_cleartext, 0);
+    ngx_conf_merge_uint_value(conf->early_data, prev->early_data,
+                              NGX_STREAM_EGRESS_EARLY_REQUEST);
 
     return NGX_CONF_OK;
 }

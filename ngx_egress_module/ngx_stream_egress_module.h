@@ -79,7 +79,14 @@ typedef struct {
     ngx_msec_t                     header_timeout;
     size_t                         max_header_size;
     ngx_flag_t                     absolute_https_cleartext;
+    ngx_uint_t                     early_data;   /* NGX_STREAM_EGRESS_EARLY_* */
 } ngx_stream_egress_srv_conf_t;
+
+
+/* egress_early_data: what may go out behind open, before open_ok */
+#define NGX_STREAM_EGRESS_EARLY_OFF       0
+#define NGX_STREAM_EGRESS_EARLY_REQUEST   1   /* absolute-form requests */
+#define NGX_STREAM_EGRESS_EARLY_CONNECT   2   /* and CONNECT, 200 at once */
 
 
 /* HTTP/1.x request head, as far as a forward proxy needs it */
@@ -208,6 +215,7 @@ typedef struct {
     unsigned                       host_closed:1;
     unsigned                       shut_client:1;
     unsigned                       finalizing:1;
+    unsigned                       early:1;         /* sending before open_ok */
 } ngx_stream_egress_ctx_t;
 
 

@@ -25,6 +25,7 @@ static void ngx_stream_egress_write_handler(ngx_event_t *wev);
 static void ngx_stream_egress_read_head(ngx_stream_egress_ctx_t *ctx);
 static void ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx,
     u_char *end);
+static void ngx_stream_egress_start_early(ngx_stream_egress_ctx_t *ctx);
 static void ngx_stream_egress_open_timeout(ngx_event_t *ev);
 static u_char *ngx_stream_egress_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
@@ -156,6 +157,13 @@ ngx_stream_egress_read_handler(ngx_event_t *rev)
 
     case NGX_STREAM_EGRESS_RELAY:
         ngx_stream_egress_upload(ctx);
+        return;
+
+    case NGX_STREAM_EGRESS_OPENING:
+        if (ctx->early) {
+            ngx_stream_egress_upload(ctx);
+        }
+
         return;
 
     case NGX_STREAM_EGRESS_LINGER:
@@ -420,6 +428,61 @@ ngx_stream_egress_start_request(ngx_stream_egress_ctx_t *ctx, u_char *end)
     ctx->state = NGX_STREAM_EGRESS_OPENING;
 
     ngx_add_timer(&ctx->open_timer, ctx->conf->open_timeout);
+
+    ngx_stream_egress_start_early(ctx);
+}
+
+
+/*
+ * Early data (docs/protocol.md): on a v2 bridge the request goes out right
+ * behind open, within the initial window the host's receive window already
+ * allows; the host agent holds it until its connection is up. v1 legs wait
+ * for open_ok as before. No response byte has gone out, so a failed open
+ * still gets its 403/502/504 page; except with "connect", where the 200 goes
+ * out at once and a refused destination looks like a closed connection.
+ */
+
+static void
+ngx_stream_egress_start_early(ngx_stream_egress_ctx_t *ctx)
+{
+    static u_char  established[] = "HTTP/1.1 200 Connection Established"
+                                   CRLF CRLF;
+
+    ngx_connection_t  *c;
+
+    c = ctx->session->connection;
+
+    ctx->early = 0;
+
+    if (ngx_stream_egress_bridge_version() != EGRESS_PROTO_V2
+        || ctx->conf->early_data == NGX_STREAM_EGRESS_EARLY_OFF
+        || (ctx->req.connect
+            && ctx->conf->early_data != NGX_STREAM_EGRESS_EARLY_CONNECT))
+    {
+        return;
+    }
+
+    ctx->early = 1;
+
+    egress_flow_init(&ctx->flow, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
+
+    if (ctx->req.connect) {
+        ctx->status = 200;
+
+        if (ngx_stream_egress_append(ctx, established, sizeof(established) - 1,
+                                     0)
+            == NULL)
+        {
+            ngx_stream_egress_finalize(ctx, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (ngx_stream_egress_flush(ctx) == NGX_ERROR) {
+            return;
+        }
+    }
+
+    ngx_post_event(c->read, &ngx_posted_events);
 }
 
 

@@ -68,6 +68,7 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
     static u_char  established[] = "HTTP/1.1 200 Connection Established"
                                    CRLF CRLF;
 
+    size_t             early;
     ngx_connection_t  *c;
 
     c = ctx->session->connection;
@@ -75,6 +76,12 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
     if (ctx->open_timer.timer_set) {
         ngx_del_timer(&ctx->open_timer);
     }
+
+    /* bytes sent behind open took their credit from the initial window */
+    early = ctx->early ? EGRESS_INITIAL_WINDOW
+                         - ngx_min(egress_flow_send_room(&ctx->flow),
+                                   (size_t) EGRESS_INITIAL_WINDOW)
+                       : 0;
 
     if (ngx_stream_egress_bridge_version() == EGRESS_PROTO_V2) {
         egress_flow_init(&ctx->flow, window ? window : EGRESS_INITIAL_WINDOW,
@@ -84,12 +91,14 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
         egress_flow_init_unlimited(&ctx->flow);
     }
 
+    egress_flow_on_sent(&ctx->flow, early);
+
     ctx->state = NGX_STREAM_EGRESS_RELAY;
     c->log->action = "relaying egress stream";
 
     ngx_stream_egress_reset_response(ctx);
 
-    if (ctx->req.connect) {
+    if (ctx->req.connect && !ctx->early) {
         ctx->status = 200;
 
         if (ngx_stream_egress_append(ctx, established, sizeof(established) - 1,
@@ -555,7 +564,10 @@ ngx_stream_egress_upload(ngx_stream_egress_ctx_t *ctx)
 
     for ( ;; ) {
 
-        if (ctx->state != NGX_STREAM_EGRESS_RELAY || ctx->id == 0) {
+        if ((ctx->state != NGX_STREAM_EGRESS_RELAY
+             && !(ctx->state == NGX_STREAM_EGRESS_OPENING && ctx->early))
+            || ctx->id == 0)
+        {
             return;
         }
 
@@ -585,6 +597,13 @@ ngx_stream_egress_upload(ngx_stream_egress_ctx_t *ctx)
 
         } else {
             if (ctx->client_eof) {
+                if (ctx->req.connect
+                    && ctx->state == NGX_STREAM_EGRESS_OPENING)
+                {
+                    /* a half-close before open_ok abandons the open */
+                    return;
+                }
+
                 if (ctx->req.connect) {
                     ngx_stream_egress_send_half(ctx);
                     return;

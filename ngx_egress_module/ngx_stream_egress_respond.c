@@ -24,6 +24,14 @@ ngx_stream_egress_respond(ngx_stream_egress_ctx_t *ctx, ngx_uint_t status,
 
     c = ctx->session->connection;
 
+    if (ctx->early && ctx->req.connect) {
+        /* "200" went out already (egress_early_data connect): no page */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "egress tunnel answered early ends: %*s", len, text);
+        ngx_stream_egress_finalize(ctx, status);
+        return;
+    }
+
     if (ctx->open_timer.timer_set) {
         ngx_del_timer(&ctx->open_timer);
     }
