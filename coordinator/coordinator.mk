@@ -62,3 +62,10 @@ build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(
 	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) $(PKG_CFLAGS) \
 	    -Wl,--wrap=coord_log -o $@ coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) \
 	    $(PORTAL_GEN) $(LIB_SRCS) $(PKG_LIBS)
+
+$(BUILD)/tests/coord_test_view: coordinator/tests/test_view.c coordinator/destinations.c \
+                                coordinator/destinations.h coordinator/traffic.c \
+                                coordinator/traffic.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_view.c \
+	    coordinator/destinations.c coordinator/traffic.c $(LDFLAGS) -lcmocka

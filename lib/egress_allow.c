@@ -394,13 +394,14 @@ int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_err
     return egress_allow_set_ports(al, ports, n, err);
 }
 
-int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
+/* port 0: any port, listed or default (egress_allow_match_host()). */
+static int allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
 {
     char h[EGRESS_HOST_BUF];
     size_t hlen, i, j;
     int kind, default_ok = 0;
 
-    if (al == NULL || port == 0) {
+    if (al == NULL) {
         return 0;
     }
     kind = egress_host_normalize_reason(h, host, len, NULL);
@@ -409,14 +410,14 @@ int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, u
     }
     hlen = strlen(h);
     for (j = 0; j < al->nports; j++) {
-        if (al->ports[j] == port) {
+        if (port == 0 || al->ports[j] == port) {
             default_ok = 1;
             break;
         }
     }
     for (i = 0; i < al->n; i++) {
         const allow_pattern_t *p = &al->pats[i];
-        if (p->kind != kind || (p->port != 0 ? p->port != port : !default_ok)) {
+        if (p->kind != kind || (p->port != 0 ? port != 0 && p->port != port : !default_ok)) {
             continue;
         }
         if (hlen == p->host_len) {
@@ -432,6 +433,16 @@ int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, u
         }
     }
     return 0;
+}
+
+int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
+{
+    return port != 0 && allow_match(al, host, len, port);
+}
+
+int egress_allow_match_host(const egress_allow_t *al, const char *host, size_t len)
+{
+    return allow_match(al, host, len, 0);
 }
 
 size_t egress_allow_count(const egress_allow_t *al)

@@ -74,6 +74,10 @@ int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_err
 /* Returns 1 if host:port is allowed, 0 if not (including an invalid host). */
 int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port);
 
+/* Returns 1 if some pattern matches host on some port (to tell a refused port
+ * from a refused host), 0 if not. */
+int egress_allow_match_host(const egress_allow_t *al, const char *host, size_t len);
+
 /* Number of patterns, and the i-th in normalized text form (deduplicated, in insertion order).
  */
 size_t egress_allow_count(const egress_allow_t *al);

@@ -379,6 +379,24 @@ static void test_empty(void **state)
     assert_int_equal(egress_allow_count(NULL), 0);
 }
 
+static void test_match_host(void **state)
+{
+    egress_allow_t *al = list_of("a.example:8080,*.b.example,[::1]:9");
+
+    (void) state;
+    /* any port: tells "port not allowed" from "host not allowed" */
+    assert_true(egress_allow_match_host(al, "a.example", 9));
+    assert_true(egress_allow_match_host(al, "x.b.example", 11));
+    assert_true(egress_allow_match_host(al, "::1", 3));
+    assert_false(egress_allow_match_host(al, "c.example", 9));
+    assert_false(egress_allow_match_host(al, "a.example.", 0));
+    assert_false(match(al, "a.example", 443));
+    assert_true(match(al, "a.example", 8080));
+    assert_false(match(al, "a.example", 0));
+    assert_false(egress_allow_match_host(NULL, "a.example", 9));
+    egress_allow_free(al);
+}
+
 static void refused(egress_allow_t *al, const char *pattern, const char *want)
 {
     egress_error_t err;
@@ -505,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_public_suffix),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_match_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
