@@ -5,6 +5,7 @@
  * linear scan of length checks and memcmp, with no allocation.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +321,46 @@ int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *
             al->n = before;
             return -1;
         }
+    }
+    return 0;
+}
+
+int egress_allow_add_lines(egress_allow_t *al, const char *text, size_t len, const char *name,
+                           egress_error_t *err)
+{
+    size_t before = al->n, off = 0, line = 0;
+
+    while (off < len) {
+        const char *p = text + off, *nl = memchr(p, '\n', len - off), *hash;
+        size_t n = nl != NULL ? (size_t) (nl - p) : len - off;
+        egress_error_t e;
+
+        off += n + (nl != NULL);
+        line++;
+        /* a comment runs to the end of the line; blanks around a pattern are ignored */
+        hash = memchr(p, '#', n);
+        if (hash != NULL) {
+            n = (size_t) (hash - p);
+        }
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) {
+            n--;
+        }
+        while (n > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (memchr(p, '\0', n) != NULL) {
+            e.code = EGRESS_ERR_PATTERN;
+            snprintf(e.message, sizeof(e.message), "a NUL byte in the line");
+        } else if (egress_allow_add(al, p, n, &e) == 0) {
+            continue;
+        }
+        al->n = before;
+        return egress_error_set(err, EGRESS_ERR_PATTERN, "%s line %zu: %s", name, line,
+                                e.message);
     }
     return 0;
 }

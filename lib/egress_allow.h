@@ -58,6 +58,14 @@ int egress_list_next(const char **cursor, const char **item, size_t *len);
  */
 int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *err);
 
+/*
+ * Adds the patterns of an allow file's text: one pattern per line, blanks
+ * around it ignored, `#` starts a comment, empty lines skipped. All or
+ * nothing: on failure nothing was added and err says "NAME line N: defect".
+ */
+int egress_allow_add_lines(egress_allow_t *al, const char *text, size_t len, const char *name,
+                           egress_error_t *err);
+
 /* Adds the patterns of a built-in profile; unknown names fail with EGRESS_ERR_PROFILE. */
 int egress_allow_add_profile(egress_allow_t *al, const char *name, egress_error_t *err);
 

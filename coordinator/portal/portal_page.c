@@ -323,7 +323,7 @@ static void page_traffic(hbuf_t *b)
              "aria-labelledby=\"traffic-h traffic-text\" preserveAspectRatio=\"none\">"
              "<g class=\"axis\"><line x1=\"40\" y1=\"150\" x2=\"600\" y2=\"150\"/>"
              "<line x1=\"40\" y1=\"10\" x2=\"40\" y2=\"150\"/></g>"
-             "<text x=\"36\" y=\"16\" text-anchor=\"end\" data-field=\"trafficPeak\">0</text>"
+             "<text x=\"44\" y=\"22\" data-field=\"trafficPeak\">0</text>"
              "<text x=\"36\" y=\"154\" text-anchor=\"end\">0</text>"
              "<text x=\"40\" y=\"170\">-15 min</text>"
              "<text x=\"600\" y=\"170\" text-anchor=\"end\">now</text>"
