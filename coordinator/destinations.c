@@ -50,7 +50,7 @@ dest_ref_t dest_open(dest_table_t *t, const char *host, size_t len, uint16_t por
             d = e;
             break;
         }
-        if (victim == NULL || (victim->host[0] != '\0' && e->last_seen < victim->last_seen)) {
+        if (victim == NULL || (victim->host[0] != '\0' && e->seq < victim->seq)) {
             victim = e;
         }
     }
@@ -75,6 +75,7 @@ dest_ref_t dest_open(dest_table_t *t, const char *host, size_t len, uint16_t por
     }
     d->opens++;
     d->last_seen = now;
+    d->seq = ++t->seq;
     ref.idx = (uint32_t) (d - t->d);
     ref.gen = d->gen;
     return ref;
@@ -99,6 +100,8 @@ void dest_opened(dest_table_t *t, dest_ref_t ref, int64_t now)
         d->opened++;
         d->last_seen = now;
         d->last_opened = now;
+        d->refused_latest = 0;
+        d->seq = ++t->seq;
     }
 }
 
@@ -111,6 +114,8 @@ void dest_refused(dest_table_t *t, dest_ref_t ref, dest_reason_e why, int64_t no
         d->reason = why;
         d->last_seen = now;
         d->last_refused = now;
+        d->refused_latest = 1;
+        d->seq = ++t->seq;
     }
 }
 
@@ -125,6 +130,7 @@ void dest_bytes(dest_table_t *t, dest_ref_t ref, int up, uint64_t n, int64_t now
             d->bytes_down += n;
         }
         d->last_seen = now;
+        d->seq = ++t->seq;
     }
 }
 
@@ -216,23 +222,14 @@ int dest_reason_allowable(dest_reason_e r)
 
 int dest_is_refused(const dest_t *d)
 {
-    return d->refused > 0 && (d->opened == 0 || d->last_refused >= d->last_opened);
+    return d->refused_latest;
 }
 
 static int dest_cmp_recent(const void *a, const void *b)
 {
     const dest_t *x = *(const dest_t *const *) a, *y = *(const dest_t *const *) b;
 
-    if (x->last_seen != y->last_seen) {
-        return x->last_seen < y->last_seen ? 1 : -1;
-    }
-    if (x->opens != y->opens) {
-        return x->opens < y->opens ? 1 : -1;
-    }
-    if (x->port != y->port) {
-        return x->port < y->port ? -1 : 1;
-    }
-    return strcmp(x->host, y->host);
+    return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
 }
 
 size_t dest_sorted(const dest_table_t *t, const dest_t **out)

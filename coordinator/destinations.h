@@ -41,12 +41,15 @@ typedef struct {
     uint64_t bytes_up;    /* client -> destination */
     uint64_t bytes_down;
     int64_t first_seen, last_seen, last_opened, last_refused; /* unix seconds */
+    uint64_t seq;                /* the table's use counter at the last use (LRU order) */
+    unsigned refused_latest : 1; /* the latest attempt was refused */
 } dest_t;
 
 typedef struct {
     dest_t d[DEST_MAX];
     size_t n;         /* slots in use */
     uint64_t evicted; /* destinations forgotten to make room */
+    uint64_t seq;     /* bumped at every use */
 } dest_table_t;
 
 /* What a stream remembers of its destination; gen 0 is no destination. */

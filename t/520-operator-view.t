@@ -51,11 +51,12 @@ my $o  = $t->origin;
 my $op = $o->port;
 my $o2 = $t->origin(name => 'origin2');
 my $op2 = $o2->port;
+spew("$dir/allow.txt", "# patterns added with egress allow\n");
 {
     local $env{EGRESS_TICKET};
     $t->spawn('host', cmd => [ $egress, 'host', '--id', $lid, '--session', $session,
-            '--allow', "localhost:$op", '--allow-private' ], env => \%env,
-        wait_log => qr/connected/);
+            '--allow', "localhost:$op", '--allow-file', "$dir/allow.txt", '--allow-private' ],
+        env => \%env, wait_log => qr/connected/);
 }
 ok(wait_until(sub { (eg('status', '--id', $lid))[0] == 0 }), 'both sides connected');
 
@@ -93,6 +94,8 @@ like($out, qr/not allowed.*\n403$/s, 'a host off the allowlist: 403');
 like($out, qr/\n403$/, '... twice');
 ($rc, $out) = curl("http://localhost:$op2/");
 like($out, qr/\n403$/, 'an allowed host on another port: 403');
+($rc, $out) = curl("http://127.0.0.1:$op/ip");
+like($out, qr/\n403$/, 'an address not on the allowlist: 403');
 
 my $s;
 ok(wait_until(sub { $s = status_json(); dest_of($s, 'cdn.denied.example', $op)
@@ -115,7 +118,7 @@ my $port = dest_of($s, 'localhost', $op2);
 is($port->{reason}, 'port', 'allowed host, other port: reason port');
 
 my %ref = map { ("$_->{host}:$_->{port}" => $_) } @{ $s->{refused} };
-is(scalar keys %ref, 2, 'two refused destinations');
+is(scalar keys %ref, 3, 'three refused destinations');
 is($ref{"cdn.denied.example:$op"}{count}, 2, 'refused list: count');
 is($ref{"cdn.denied.example:$op"}{reasonText}, 'not on the allowlist', 'refused list: reason text');
 is($ref{"cdn.denied.example:$op"}{allowCommand}, "egress allow --id $lid add cdn.denied.example:$op",
@@ -138,6 +141,64 @@ like($out, qr/^  cdn\.denied\.example:$op  not on the allowlist \(not_allowed\),
     '... the refused host with its command');
 ($rc, $out) = eg('status', '--id', $lid, '--destinations', '--json');
 is($rc, 2, '--destinations and --json exclude each other');
+
+# --- egress allow: widen the list of the running agent ------------------------
+
+my $host_pid = $t->pid('host');
+($rc, $out) = eg('allow', '--id', $lid, 'add', "127.0.0.1:$op");
+is($rc, 0, 'egress allow add') or diag($out, $t->log_of('host'));
+like($out, qr/now enforces 2 patterns/, '... the agent confirms the new list');
+like(slurp("$dir/allow.txt"), qr/^# patterns added with egress allow\n127\.0\.0\.1:$op\n\z/,
+    '... the pattern is appended to the allow file, the comment kept');
+($rc, $out) = curl("http://127.0.0.1:$op/ip");
+is($out, "127.0.0.1\n\n200", 'the refused address now works');
+is($t->pid('host'), $host_pid, '... without restarting the agent');
+ok($t->running('host'), '... which still runs');
+ok(wait_until(sub { my $x = status_json(); !grep { $_->{host} eq '127.0.0.1' } @{ $x->{refused} } }),
+    'it leaves the refused list');
+($rc, $out) = eg('allow', '--id', $lid, 'list');
+is($rc, 0, 'egress allow list');
+like($out, qr/^localhost:$op\n127\.0\.0\.1:$op\n/m, '... the effective patterns');
+($rc, $out) = eg('allow', '--id', $lid, 'add', "127.0.0.1:$op");
+like($out, qr/nothing to change/, 'adding it again changes nothing');
+($rc, $out) = eg('allow', '--id', $lid, 'add', '*.com');
+is($rc, 2, 'a bad pattern is refused before the file is touched');
+like($out, qr/public suffix/, '... saying why');
+
+# An open stream survives the removal of its pattern (no --strict-reload).
+$t->spawn('keep', cmd => [ 'curl', '-sS', '-o', '/dev/null', '-w', 'size=%{size_download}\n',
+        '--max-time', '60', '--proxy', "http://127.0.0.1:$pport",
+        "http://127.0.0.1:$op/slow/200000/100000" ], allow_exit => 1);
+ok(wait_until(sub { (status_json() // {})->{streams} >= 1 }), 'a slow download is open');
+($rc, $out) = eg('allow', '--id', $lid, 'remove', "127.0.0.1:$op");
+is($rc, 0, 'egress allow remove') or diag($out);
+like($out, qr/now enforces 1 patterns/, '... one pattern left');
+($rc, $out) = curl("http://127.0.0.1:$op/ip");
+like($out, qr/\n403$/, 'new requests to the removed address are refused');
+ok(defined $t->wait_exit('keep', 60), 'the open download went on');
+like($t->log_of('keep'), qr/^size=200000$/m, '... to its last byte');
+($rc, $out) = eg('allow', '--id', $lid, 'remove', 'never.example');
+is($rc, 1, 'removing a pattern that is not there: exit 1');
+like($out, qr/never\.example is not in the allow file/, '... saying so');
+
+# A broken file is refused whole, the line named, and the old list stays.
+spew("$dir/allow.txt", "# hand edited\n127.0.0.1:$op\nb..example\n");
+($rc, $out) = eg('allow', '--id', $lid, 'add', 'c.example');
+is($rc, 1, 'a broken allow file: egress allow fails');
+like($out, qr/refused the file: \Q$dir\E\/allow\.txt line 3: .*b\.\.example/,
+    '... naming the file and the line');
+like($out, qr/previous allowlist stays in force/, '... and saying the old list applies');
+like($t->log_of('host'), qr/allowlist reload refused, the old list stays: .*line 3/,
+    'the agent logs the refusal');
+($rc, $out) = curl("http://127.0.0.1:$op/ip");
+like($out, qr/\n403$/, 'the good line of the broken file did not apply');
+($rc, $out) = curl("http://localhost:$op/ip");
+like($out, qr/\n200$/, 'the old list still allows what it allowed');
+ok($t->running('host'), 'the agent still runs');
+spew("$dir/allow.txt", "127.0.0.1:$op\n");
+kill 'HUP', $host_pid;
+ok(wait_until(sub { (curl("http://127.0.0.1:$op/ip"))[1] =~ /\n200$/ }),
+    'a plain SIGHUP re-reads the fixed file');
 
 # --- the traffic ring and --watch -------------------------------------------
 
