@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "allow_file.h"
 #include "bridge.h"
 #include "cli.h"
@@ -173,6 +175,84 @@ static void allow_file_cut(agent_t *ag)
     } while (n == 256);
 }
 
+/* The coordinator is told on a work thread: the request blocks. */
+typedef struct {
+    uv_work_t req;
+    egress_url_t url;
+    char path[512];
+    char *token;
+    char *body;
+    int status;
+    egress_error_t err;
+} allow_report_t;
+
+static void allow_report_work(uv_work_t *w)
+{
+    allow_report_t *r = w->data;
+    json_t *resp = NULL;
+
+    r->status = http_api(&r->url, "PUT", r->path, r->token, r->body, &resp, 10000, &r->err);
+    json_decref(resp);
+}
+
+static void allow_report_done(uv_work_t *w, int status)
+{
+    allow_report_t *r = w->data;
+
+    if (status == 0 && r->status == 200) {
+        agent_log("allowlist reported to the coordinator");
+    } else if (status == 0 && (r->status == 404 || r->status == 405)) {
+        agent_log("the coordinator does not take allowlist reports (an older version): its "
+                  "status shows the list the session started with");
+    } else {
+        agent_log("cannot report the allowlist to the coordinator: %s",
+                  r->status < 0 ? r->err.message : "refused");
+    }
+    explicit_bzero(r->token, strlen(r->token));
+    free(r->token);
+    free(r->body);
+    free(r);
+}
+
+/* Tells the coordinator the list now in force (PUT .../egress/allow). */
+static void allow_file_report(agent_t *ag)
+{
+    const host_opts_t *o = ag->o;
+    json_t *body, *allow;
+    allow_report_t *r;
+    size_t i;
+
+    if (o->token == NULL || ag->cred.session[0] == '\0') {
+        agent_log("the coordinator is not told of the new allowlist: no bearer token");
+        return;
+    }
+    if ((r = calloc(1, sizeof(*r))) == NULL) {
+        return;
+    }
+    body = json_object();
+    allow = json_array();
+    for (i = 0; i < egress_allow_count(o->allow); i++) {
+        json_array_append_new(allow, json_string(egress_allow_pattern(o->allow, i)));
+    }
+    json_object_set_new(body, "sessionID", json_string(ag->cred.session));
+    json_object_set_new(body, "allow", allow);
+    r->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    r->token = strdup(o->token);
+    r->url = o->url;
+    snprintf(r->path, sizeof(r->path), "/v1/leases/%s/egress/allow", o->lease);
+    r->req.data = r;
+    if (r->body == NULL || r->token == NULL ||
+        uv_queue_work(&ag->loop, &r->req, allow_report_work, allow_report_done) < 0) {
+        if (r->token) {
+            explicit_bzero(r->token, strlen(r->token));
+        }
+        free(r->token);
+        free(r->body);
+        free(r);
+    }
+}
+
 void allow_file_reload(agent_t *ag)
 {
     host_opts_t *o = ag->o;
@@ -193,4 +273,5 @@ void allow_file_reload(agent_t *ag)
         allow_file_cut(ag);
     }
     allow_file_state_write(ag, ag->allow_gen, NULL);
+    allow_file_report(ag);
 }

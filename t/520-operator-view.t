@@ -156,6 +156,10 @@ is($t->pid('host'), $host_pid, '... without restarting the agent');
 ok($t->running('host'), '... which still runs');
 ok(wait_until(sub { my $x = status_json(); !grep { $_->{host} eq '127.0.0.1' } @{ $x->{refused} } }),
     'it leaves the refused list');
+ok(wait_until(sub { grep { $_ eq "127.0.0.1:$op" } @{ status_json()->{allow} } }),
+    'the agent reports its new list: the status shows it')
+    or diag(explain(status_json()->{allow}), $t->log_of('host'));
+like($t->log_of('host'), qr/allowlist reported to the coordinator/, '... as the agent logs');
 ($rc, $out) = eg('allow', '--id', $lid, 'list');
 is($rc, 0, 'egress allow list');
 like($out, qr/^localhost:$op\n127\.0\.0\.1:$op\n/m, '... the effective patterns');
@@ -195,10 +199,19 @@ like($out, qr/\n403$/, 'the good line of the broken file did not apply');
 ($rc, $out) = curl("http://localhost:$op/ip");
 like($out, qr/\n200$/, 'the old list still allows what it allowed');
 ok($t->running('host'), 'the agent still runs');
+is_deeply(status_json()->{allow}, ["localhost:$op"], 'the status still shows the list in force');
 spew("$dir/allow.txt", "127.0.0.1:$op\n");
 kill 'HUP', $host_pid;
 ok(wait_until(sub { (curl("http://127.0.0.1:$op/ip"))[1] =~ /\n200$/ }),
     'a plain SIGHUP re-reads the fixed file');
+
+# The report is the session's own: a stale session id is refused.
+my ($pst) = $c->api(PUT => "/v1/leases/$lid/egress/allow", $token,
+    { sessionID => 'egress_1.1.x.y', allow => ['evil.example'] });
+is($pst, 409, 'an allowlist report for another session is refused');
+($pst) = $c->api(PUT => "/v1/leases/$lid/egress/allow", $token,
+    { sessionID => $session, allow => ['*.com'] });
+is($pst, 400, 'a report with a bad pattern is refused');
 
 # --- the traffic ring and --watch -------------------------------------------
 
