@@ -213,6 +213,38 @@ is($pst, 409, 'an allowlist report for another session is refused');
     { sessionID => $session, allow => ['*.com'] });
 is($pst, 400, 'a report with a bad pattern is refused');
 
+# --- egress allow with a --daemon agent: SIGHUP to the supervisor reloads ----
+
+my $hd = Test::Egress::HostAgent->new($t, coordinator => $c, slug => 'daemon-allow',
+    allow => 'only.example', no_agent => 1);
+my $sd = "$dir/state/egress";
+my $DL = $hd->lease;
+my $dpid = "$sd/$DL.host.pid";
+END {
+    if ($dpid && open(my $fh, '<', $dpid)) {
+        my $p = <$fh>;
+        kill 'TERM', $1 if defined $p && $p =~ /^(\d+)/;
+    }
+}
+spew("$dir/daemon.allow", "# empty at first\n");
+($rc, $out) = $t->run($hd->agent_cmd('--daemon', '--allow-file', "$dir/daemon.allow"),
+    env => { $hd->env });
+is($rc, 0, 'a daemon with --allow-file starts') or diag($out);
+ok($hd->wait_peer(1, 20), '... and connects');
+chomp(my $sup = slurp($dpid));
+my %denv = (%env, $hd->env);
+($rc, $out) = $t->run([ $egress, 'allow', '--id', $DL, 'add', 'two.example' ], env => \%denv);
+is($rc, 0, 'egress allow add reaches the daemon\'s agent') or diag($out);
+like($out, qr/now enforces 2 patterns/, '... which confirms');
+like(slurp("$sd/$DL.host.allow"), qr/^reload 2 ok 2$/m, '... in its state file');
+kill 'HUP', $sup;
+ok(wait_until(sub { slurp("$sd/$DL.host.allow") =~ /^reload 3 ok 2$/m }),
+    'SIGHUP to the supervisor reaches the agent as a reload');
+ok(kill(0, $sup), '... and does not stop the daemon');
+kill 'TERM', $sup;
+ok(wait_until(sub { !kill(0, $sup) }, 20), 'the daemon stops on SIGTERM');
+ok(!-e "$sd/$DL.host.allow", '... and the agent removes its allow state file');
+
 # --- the traffic ring and --watch -------------------------------------------
 
 $s = status_json();
