@@ -397,7 +397,10 @@ static int route_allow(api_response_t *r, const api_request_t *rq, store_lease_t
         return api_error(r, 500, "internal", "database error");
     }
     coord_log("allow_reported", "lease=%s session=%s", l->id, cur.session_id);
-    return api_json(r, 200, json_pack("{s:o}", "allow", json_loads(cur.allow, 0, NULL)));
+    if ((v = json_loads(cur.allow, 0, NULL)) == NULL) {
+        v = json_array();
+    }
+    return api_json(r, 200, json_pack("{s:o}", "allow", v));
 }
 
 static int route_ticket(api_response_t *r, const api_request_t *rq, const store_token_t *tok,
