@@ -69,3 +69,12 @@ $(BUILD)/tests/coord_test_view: coordinator/tests/test_view.c coordinator/destin
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_view.c \
 	    coordinator/destinations.c coordinator/traffic.c $(LDFLAGS) -lcmocka
+
+# libFuzzer target for the destination table and the traffic ring.
+FUZZ_TARGETS += build/fuzz/fuzz_destinations
+build/fuzz/fuzz_destinations: coordinator/fuzz/fuzz_destinations.c coordinator/destinations.c \
+                              coordinator/destinations.h coordinator/traffic.c coordinator/traffic.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ coordinator/fuzz/fuzz_destinations.c \
+	    coordinator/destinations.c coordinator/traffic.c

@@ -34,7 +34,8 @@ dest_ref_t dest_open(dest_table_t *t, const char *host, size_t len, uint16_t por
     if (len > 0 && host[len - 1] == '.') {
         len--;
     }
-    if (len == 0 || len >= DEST_HOST_MAX) {
+    /* the frame decoder already checked the host; a NUL would empty the slot */
+    if (len == 0 || len >= DEST_HOST_MAX || memchr(host, '\0', len) != NULL) {
         return ref;
     }
     for (i = 0; i < DEST_MAX; i++) {
