@@ -101,6 +101,7 @@ static int daemon_supervise(const daemon_job_t *job, const char *pidfile)
                 kill(pid, SIGTERM);
             if (daemon_hup) {
                 daemon_hup = 0;
+                agent_log("supervisor: SIGHUP passed on to agent pid %d", (int) pid);
                 kill(pid, SIGHUP);
             }
         }
