@@ -29,6 +29,7 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } egress_cmd_t;
 
+int cmd_allow(int argc, char **argv);
 int cmd_host(int argc, char **argv);
 int cmd_client(int argc, char **argv);
 int cmd_lease(int argc, char **argv);

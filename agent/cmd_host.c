@@ -4,10 +4,12 @@
  * the --daemon supervisor (daemon.c).
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow_file.h"
 #include "cli.h"
 #include "daemon.h"
 #include "host.h"
@@ -20,7 +22,9 @@ static void host_usage(FILE *out)
         "    egress host - run the host agent for a lease\n"
         "\n"
         "SYNOPSIS\n"
-        "    egress host --id LEASE (--profile NAME | --allow PATTERNS)... [options]\n"
+        "    egress host --id LEASE (--profile NAME | --allow PATTERNS | --allow-file "
+        "FILE)...\n"
+        "                [options]\n"
         "\n"
         "DESCRIPTION\n"
         "    Connects to the coordinator as the lease's \"host\" side and opens the\n"
@@ -40,6 +44,11 @@ static void host_usage(FILE *out)
         "                          domain and every subdomain (never a whole public\n"
         "                          suffix such as *.com or *.co.uk), IP literals exact,\n"
         "                          `host:PORT` restricts a pattern to one port\n"
+        "    --allow-file FILE     more patterns, one a line (`#` comments); re-read on\n"
+        "                          SIGHUP and by `egress allow`: a bad file is refused\n"
+        "                          whole (the line named) and the old list stays\n"
+        "    --strict-reload       a reload also ends open streams the new list refuses\n"
+        "                          (by default only new opens follow it)\n"
         "    --ports LIST          ports allowed for patterns without a port\n"
         "                          (default 80,443), e.g. --ports 80,443,8443\n"
         "    --allow-private       also dial private/loopback/link-local addresses\n"
@@ -117,7 +126,9 @@ enum {
     OPT_PROTOCOL,
     OPT_AUDIT,
     OPT_METRICS,
-    OPT_DAEMON
+    OPT_DAEMON,
+    OPT_ALLOW_FILE,
+    OPT_STRICT_RELOAD
 };
 
 static const struct option host_longopts[] = {
@@ -133,6 +144,8 @@ static const struct option host_longopts[] = {
     {"audit-log", required_argument, NULL, OPT_AUDIT},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"daemon", no_argument, NULL, OPT_DAEMON},
+    {"allow-file", required_argument, NULL, OPT_ALLOW_FILE},
+    {"strict-reload", no_argument, NULL, OPT_STRICT_RELOAD},
     {"verbose", no_argument, NULL, 'v'},
     CLI_OPTIONS_COMMON};
 
@@ -158,6 +171,31 @@ static int host_flag(host_cmd_t *h, int opt)
             return EXIT_USAGE;
         }
         h->have_allow = 1;
+        if (o->nallow_args < sizeof(o->allow_args) / sizeof(o->allow_args[0]))
+            o->allow_args[o->nallow_args++] = optarg;
+        else {
+            fprintf(stderr, "egress host: too many --allow flags (join them with commas)\n");
+            return EXIT_USAGE;
+        }
+        return 0;
+    case OPT_ALLOW_FILE:
+        if (o->allow_file) {
+            fprintf(stderr, "egress host: one --allow-file only\n");
+            return EXIT_USAGE;
+        }
+        /* absolute: the daemon changes directory, `egress allow` finds it */
+        if ((o->allow_file = realpath(optarg, NULL)) == NULL) {
+            fprintf(stderr, "egress host: --allow-file %s: %s\n", optarg, strerror(errno));
+            return EXIT_USAGE;
+        }
+        if (allow_file_read(o->allow, o->allow_file, &e) < 0) {
+            fprintf(stderr, "egress host: --allow-file: %s\n", e.message);
+            return EXIT_USAGE;
+        }
+        h->have_allow = 1;
+        return 0;
+    case OPT_STRICT_RELOAD:
+        o->strict_reload = 1;
         return 0;
     case OPT_PORTS:
         o->ports_arg = optarg;
@@ -261,10 +299,14 @@ static int host_check_allowlist(host_cmd_t *h)
     }
     if (h->nprofiles)
         o->profile = h->profiles[0];
+    for (size_t i = 0; i < h->nprofiles; i++)
+        o->profiles[i] = h->profiles[i];
+    o->nprofiles = h->nprofiles;
     if (!h->have_allow && h->nprofiles == 0) {
         fprintf(stderr,
-                "egress host: refusing to start without an allowlist: pass --profile NAME\n"
-                "and/or --allow PATTERNS (an agent without one would be an open proxy).\n");
+                "egress host: refusing to start without an allowlist: pass --profile NAME,\n"
+                "--allow PATTERNS and/or --allow-file FILE (an agent without one would be an\n"
+                "open proxy).\n");
         return EXIT_USAGE;
     }
     if (o->ports_arg && egress_allow_set_ports_list(o->allow, o->ports_arg, &e) < 0) {
@@ -363,5 +405,6 @@ out:
     host_secret_free(h.o.ticket);
     host_secret_free(h.o.token);
     egress_allow_free(h.o.allow);
+    free((char *) h.o.allow_file);
     return rc;
 }

@@ -22,11 +22,18 @@
 #include "daemon.h"
 #include "resume.h"
 
-static volatile sig_atomic_t daemon_stop;
+static volatile sig_atomic_t daemon_stop, daemon_hup;
 
 static void daemon_on_signal(int sig)
 {
     daemon_stop = sig;
+}
+
+/* SIGHUP is for the agent (re-read --allow-file): passed on, not a stop. */
+static void daemon_on_hup(int sig)
+{
+    (void) sig;
+    daemon_hup = 1;
 }
 
 static int daemon_pid_alive(const char *pidfile)
@@ -59,6 +66,7 @@ static int daemon_supervise(const daemon_job_t *job, const char *pidfile)
     sa.sa_handler = daemon_on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = daemon_on_hup;
     sigaction(SIGHUP, &sa, NULL);
 
     while (!daemon_stop) {
@@ -91,6 +99,11 @@ static int daemon_supervise(const daemon_job_t *job, const char *pidfile)
             }
             if (daemon_stop)
                 kill(pid, SIGTERM);
+            if (daemon_hup) {
+                daemon_hup = 0;
+                agent_log("supervisor: SIGHUP passed on to agent pid %d", (int) pid);
+                kill(pid, SIGHUP);
+            }
         }
         if (daemon_stop) {
             code = EXIT_OK;

@@ -17,6 +17,7 @@
 
 #include "bridge.h"
 #include "host.h"
+#include "allow_file.h"
 #include "metrics.h"
 #include "resume.h"
 #include "stream.h"
@@ -44,6 +45,8 @@ static void host_finish(agent_t *ag, int code)
     uv_close((uv_handle_t *) &ag->life.stop_timer, NULL);
     uv_close((uv_handle_t *) &ag->life.sigterm, NULL);
     uv_close((uv_handle_t *) &ag->life.sigint, NULL);
+    uv_close((uv_handle_t *) &ag->life.sighup, NULL);
+    allow_file_state_remove(ag);
     metrics_stop(ag);
     uv_idle_init(&ag->loop, &ag->life.finish_idle);
     ag->life.finish_idle.data = ag;
@@ -56,6 +59,12 @@ static void host_on_stop_timeout(uv_timer_t *t)
 
     agent_log("coordinator did not acknowledge the close in time; exiting");
     host_finish(ag, EXIT_OK);
+}
+
+static void host_on_sighup(uv_signal_t *h, int signum)
+{
+    (void) signum;
+    allow_file_reload(h->data);
 }
 
 static void host_on_signal(uv_signal_t *h, int signum)
@@ -223,6 +232,10 @@ static int host_loop_init(agent_t *ag)
     ag->life.sigterm.data = ag->life.sigint.data = ag;
     uv_signal_start(&ag->life.sigterm, host_on_signal, SIGTERM);
     uv_signal_start(&ag->life.sigint, host_on_signal, SIGINT);
+    uv_signal_init(&ag->loop, &ag->life.sighup);
+    ag->life.sighup.data = ag;
+    uv_signal_start(&ag->life.sighup, host_on_sighup, SIGHUP);
+    allow_file_state_write(ag, ++ag->allow_gen, NULL);
     if (bridge_init(ag, &host_bridge_ops) < 0)
         return EXIT_RUNTIME;
     if (ag->o->metrics_addr && metrics_start(ag, ag->o->metrics_addr, &err) < 0) {

@@ -50,9 +50,16 @@ typedef struct {
     int protocol; /* 0: offer v2 then v1; else only that version */
     egress_url_t url;
     char coordinator[512];
-    char *token;  /* may be NULL */
-    char *ticket; /* consumed by the first connect; may be NULL */
-    egress_allow_t *allow;
+    char *token;           /* may be NULL */
+    char *ticket;          /* consumed by the first connect; may be NULL */
+    egress_allow_t *allow; /* replaced whole by a reload (allow_file.c) */
+    /* what the allowlist is built from, again on SIGHUP (allow_file.c) */
+    const char *profiles[8];
+    size_t nprofiles;
+    const char *allow_args[32];
+    size_t nallow_args;
+    const char *allow_file; /* --allow-file, absolute; NULL without */
+    int strict_reload;      /* a reload also ends open streams it refuses */
 } host_opts_t;
 
 typedef struct stream_s stream_t;
@@ -129,7 +136,9 @@ struct agent_s {
         uv_timer_t stop_timer;
         uv_idle_t finish_idle;
         uv_signal_t sigterm, sigint;
+        uv_signal_t sighup; /* re-reads the allowlist (allow_file.c) */
     } life;
+    unsigned allow_gen; /* allowlist loads so far (allow_file.c) */
 
     /* credentials and session: bridge.c spends and mints them, resume.c keeps them on disk */
     struct {

@@ -21,6 +21,7 @@ static const egress_cmd_t commands[] = {
     {"status", "show a lease's egress session; exit 0 when both sides are connected",
      cmd_status},
     {"stop", "stop the local host agent daemon and the lease's egress session", cmd_stop},
+    {"allow", "add, remove or list allowlist patterns of a running host agent", cmd_allow},
     {"ticket", "mint a one-use WebSocket ticket for manual wiring", cmd_ticket},
     {"lease", "create, list, show or release leases on the coordinator", cmd_lease},
 };

@@ -749,8 +749,12 @@ static void stream_on_open(agent_t *ag, const egress_frame_t *f)
     s->state = ST_RESOLVING;
 
     if (!egress_allow_match(o->allow, s->host, strlen(s->host), s->port)) {
-        stream_fail(s, "denied", "not allowed: %s:%u is not on the allowlist", s->host,
-                    s->port);
+        /* The bracket lets the coordinator tell a port from a host refusal. */
+        stream_fail(s, "denied", "not allowed: %s:%u is not on the allowlist%s", s->host,
+                    s->port,
+                    egress_allow_match_host(o->allow, s->host, strlen(s->host))
+                        ? " (port not allowed for this host)"
+                        : "");
         return;
     }
     uv_timer_start(&s->timer, stream_on_timeout, (uint64_t) o->dial_timeout_ms, 0);

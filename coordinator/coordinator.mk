@@ -74,3 +74,19 @@ build/fuzz/fuzz_http_api: coordinator/fuzz/fuzz_http_api.c $(COORD_FUZZ_SRCS) $(
 check-pg: all
 	EGRESS_TEST_DB=pg EGRESS_BUILD=$(CURDIR)/$(BUILD) $(if $(filter 1,$(SAN)),EGRESS_SAN=1) \
 	    prove -j2 -I t/lib $(wildcard t/1[0-7]*-coordinator-*.t)
+
+$(BUILD)/tests/coord_test_view: coordinator/tests/test_view.c coordinator/destinations.c \
+                                coordinator/destinations.h coordinator/traffic.c \
+                                coordinator/traffic.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_view.c \
+	    coordinator/destinations.c coordinator/traffic.c $(LDFLAGS) -lcmocka
+
+# libFuzzer target for the destination table and the traffic ring.
+FUZZ_TARGETS += build/fuzz/fuzz_destinations
+build/fuzz/fuzz_destinations: coordinator/fuzz/fuzz_destinations.c coordinator/destinations.c \
+                              coordinator/destinations.h coordinator/traffic.c coordinator/traffic.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ coordinator/fuzz/fuzz_destinations.c \
+	    coordinator/destinations.c coordinator/traffic.c

@@ -355,6 +355,54 @@ static int ticket_metadata(api_response_t *r, json_t *body, store_session_t *s, 
     return 0;
 }
 
+/* PUT .../egress/allow {sessionID, allow}: the host agent reports the list it
+ * enforces after a reload, so status and the portal show what is in force. */
+static int route_allow(api_response_t *r, const api_request_t *rq, store_lease_t *l)
+{
+    store_session_t cur, meta;
+    json_t *body, *v;
+    int n, have_meta;
+
+    if (require_active(r, l) < 0) {
+        return r->status;
+    }
+    if ((body = body_object(r, rq)) == NULL) {
+        return r->status;
+    }
+    memset(&meta, 0, sizeof(meta));
+    v = json_object_get(body, "sessionID");
+    if (!json_is_string(v) || !json_is_array(json_object_get(body, "allow"))) {
+        json_decref(body);
+        return api_error(r, 400, "bad_request", "need sessionID and allow");
+    }
+    if (ticket_metadata(r, body, &meta, &have_meta) < 0) {
+        json_decref(body);
+        return r->status;
+    }
+    n = store_session_get(l->id, &cur);
+    if (n < 0) {
+        json_decref(body);
+        return api_error(r, 500, "internal", "database error");
+    }
+    if (n == 1 || strcmp(cur.session_id, json_string_value(v)) != 0 ||
+        cur.state == SESSION_STOPPED) {
+        json_decref(body);
+        return api_error(r, 409, "egress_session_replaced",
+                         "not the lease's current egress session");
+    }
+    json_decref(body);
+    snprintf(cur.allow, sizeof(cur.allow), "%s", meta.allow);
+    cur.updated_at = coord_now();
+    if (store_session_put(&cur) < 0) {
+        return api_error(r, 500, "internal", "database error");
+    }
+    coord_log("allow_reported", "lease=%s session=%s", l->id, cur.session_id);
+    if ((v = json_loads(cur.allow, 0, NULL)) == NULL) {
+        v = json_array();
+    }
+    return api_json(r, 200, json_pack("{s:o}", "allow", v));
+}
+
 static int route_ticket(api_response_t *r, const api_request_t *rq, const store_token_t *tok,
                         const char *tok_hash, store_lease_t *l)
 {
@@ -581,6 +629,12 @@ int http_api_handle(const api_request_t *rq, api_response_t *r)
             return r->status;
         }
         return route_ticket(r, rq, &tok, tok_hash, &l);
+    }
+    if (strcmp(rest, "/egress/allow") == 0 && m == LWSHUMETH_PUT) {
+        if (load_lease(r, &tok, ref, ACCESS_MANAGE, &l) < 0) {
+            return r->status;
+        }
+        return route_allow(r, rq, &l);
     }
     if (strcmp(rest, "/egress/status") == 0 && m == LWSHUMETH_GET) {
         if (load_lease(r, &tok, ref, ACCESS_READ, &l) < 0) {

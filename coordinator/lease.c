@@ -9,6 +9,7 @@
 #include "egress.h"
 #include "lease.h"
 #include "session.h"
+#include "view.h"
 
 lease_state_e lease_effective_state(const store_lease_t *l)
 {
@@ -112,6 +113,10 @@ int lease_status_json(const store_lease_t *l, json_t **out)
         (json_int_t) (live ? live->nstreams : 0), "bytesUp",
         (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
         (json_int_t) (live ? live->bytes_down : 0));
+    if (*out != NULL && view_status_add(*out, l->id, live, coord_now()) < 0) {
+        json_decref(*out);
+        *out = NULL;
+    }
     return *out != NULL ? 0 : -1;
 }
 

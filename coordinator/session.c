@@ -253,6 +253,7 @@ static void session_unplug(conn_t *c)
     peer = s->conn[1 - c->role];
     /* Every stream dies with either socket; both sides drop their streams. */
     stream_clear_all(s);
+    traffic_advance(&s->traffic, coord_now(), 0);
     if (peer != NULL) {
         send_peer(peer, 0);
         if (peer->paused) {
@@ -349,6 +350,45 @@ static void untrack(session_t *s, stream_t *st, conn_t *c, const egress_frame_t 
     }
 }
 
+/* What the operator's view keeps of a frame of a live stream: its
+ * destination's counters and the traffic ring. */
+static void session_note(session_t *s, conn_t *c, stream_t *st, const egress_frame_t *f)
+{
+    int64_t now = coord_now();
+
+    switch (f->type) {
+    case EGRESS_FRAME_OPEN:
+        st->dest = dest_open(&s->dests, f->host.data, f->host.len, f->port, now);
+        traffic_add(&s->traffic, now, (uint32_t) s->nstreams, 0, 0);
+        break;
+    case EGRESS_FRAME_OPEN_OK:
+        dest_opened(&s->dests, st->dest, now);
+        break;
+    case EGRESS_FRAME_ERROR:
+        if (!st->opened) {
+            dest_refused(&s->dests, st->dest, dest_classify(f->message.data, f->message.len),
+                         now);
+        }
+        break;
+    case EGRESS_FRAME_DATA:
+        dest_bytes(&s->dests, st->dest, c->role == ROLE_CLIENT, f->body_len, now);
+        traffic_add(&s->traffic, now, (uint32_t) s->nstreams,
+                    c->role == ROLE_CLIENT ? f->body_len : 0,
+                    c->role == ROLE_CLIENT ? 0 : f->body_len);
+        break;
+    default:
+        break;
+    }
+}
+
+/* A stream may have ended: the ring keeps the count that holds from now. */
+static void session_note_end(session_t *s, const egress_frame_t *f)
+{
+    if (f->type == EGRESS_FRAME_CLOSE || f->type == EGRESS_FRAME_ERROR) {
+        traffic_advance(&s->traffic, coord_now(), (uint32_t) s->nstreams);
+    }
+}
+
 int session_on_message(conn_t *c, msg_t *m)
 {
     session_t *s = c->sess;
@@ -392,6 +432,11 @@ int session_on_message(conn_t *c, msg_t *m)
         }
     }
     if (f.type == EGRESS_FRAME_OPEN && (peer == NULL || s->nstreams >= STREAMS_MAX)) {
+        int64_t now = coord_now();
+        dest_ref_t ref = dest_open(&s->dests, f.host.data, f.host.len, f.port, now);
+
+        dest_refused(&s->dests, ref, peer == NULL ? DEST_REASON_NO_HOST : DEST_REASON_OTHER,
+                     now);
         if (peer == NULL) {
             session_stats.opens_no_host++;
         }
@@ -409,6 +454,9 @@ int session_on_message(conn_t *c, msg_t *m)
         free(m);
         return EGRESS_CLOSE_POLICY;
     }
+    if (st != NULL) {
+        session_note(s, c, st, &f);
+    }
     if (peer == NULL || (st == NULL && f.type != EGRESS_FRAME_OPEN)) {
         /* No peer, or a frame for a stream that already died: drop. */
         egress_frame_release(&f);
@@ -418,6 +466,7 @@ int session_on_message(conn_t *c, msg_t *m)
     if (peer->version == c->version) {
         /* Pass-through: the assembled buffer goes out untouched. */
         untrack(s, st, c, &f);
+        session_note_end(s, &f);
         msg_classify(m, &f);
         egress_frame_release(&f);
         conn_enqueue(peer, m);
@@ -425,6 +474,7 @@ int session_on_message(conn_t *c, msg_t *m)
         rc = translate_forward(s, c, peer, st, &f);
         if (rc == 0) {
             untrack(s, stream_find(s, f.id), c, &f);
+            session_note_end(s, &f);
         }
         rc = rc == 1 ? 0 : rc; /* 1: translate_forward owns the stream's end */
         egress_frame_release(&f);

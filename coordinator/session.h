@@ -22,6 +22,8 @@
 #include <libwebsockets.h>
 
 #include "conn.h"
+#include "destinations.h"
+#include "traffic.h"
 
 typedef struct stream_s {
     struct stream_s *next;
@@ -29,6 +31,7 @@ typedef struct stream_s {
     unsigned half_client : 1;
     unsigned half_host : 1;
     unsigned opened : 1; /* open_ok seen */
+    dest_ref_t dest;     /* its entry in the session's destination table */
     /* translation only: the coordinator is the v2 endpoint toward the v2 side */
     egress_flow_t fl;
     msg_t *pend_head, *pend_tail; /* data waiting for v2 credit */
@@ -49,7 +52,9 @@ typedef struct session_s {
     uint64_t bytes_up;    /* client -> host payload bytes */
     uint64_t bytes_down;  /* host -> client */
     uint64_t frames;
-    int64_t since[2]; /* when each role last connected or disconnected (unix s; 0 never) */
+    int64_t since[2];   /* when each role last connected or disconnected (unix s; 0 never) */
+    dest_table_t dests; /* what the lease asked for (destinations.h) */
+    traffic_ring_t traffic; /* the last 15 minutes, a sample per second (traffic.h) */
 } session_t;
 
 /* Live session of a lease, or NULL. */

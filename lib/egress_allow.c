@@ -5,6 +5,7 @@
  * linear scan of length checks and memcmp, with no allocation.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -324,6 +325,46 @@ int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *
     return 0;
 }
 
+int egress_allow_add_lines(egress_allow_t *al, const char *text, size_t len, const char *name,
+                           egress_error_t *err)
+{
+    size_t before = al->n, off = 0, line = 0;
+
+    while (off < len) {
+        const char *p = text + off, *nl = memchr(p, '\n', len - off), *hash;
+        size_t n = nl != NULL ? (size_t) (nl - p) : len - off;
+        egress_error_t e;
+
+        off += n + (nl != NULL);
+        line++;
+        /* a comment runs to the end of the line; blanks around a pattern are ignored */
+        hash = memchr(p, '#', n);
+        if (hash != NULL) {
+            n = (size_t) (hash - p);
+        }
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) {
+            n--;
+        }
+        while (n > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (memchr(p, '\0', n) != NULL) {
+            e.code = EGRESS_ERR_PATTERN;
+            snprintf(e.message, sizeof(e.message), "a NUL byte in the line");
+        } else if (egress_allow_add(al, p, n, &e) == 0) {
+            continue;
+        }
+        al->n = before;
+        return egress_error_set(err, EGRESS_ERR_PATTERN, "%s line %zu: %s", name, line,
+                                e.message);
+    }
+    return 0;
+}
+
 int egress_allow_add_profile(egress_allow_t *al, const char *name, egress_error_t *err)
 {
     const char *const *pats = egress_profile_patterns(name);
@@ -394,13 +435,14 @@ int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_err
     return egress_allow_set_ports(al, ports, n, err);
 }
 
-int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
+/* port 0: any port, listed or default (egress_allow_match_host()). */
+static int allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
 {
     char h[EGRESS_HOST_BUF];
     size_t hlen, i, j;
     int kind, default_ok = 0;
 
-    if (al == NULL || port == 0) {
+    if (al == NULL) {
         return 0;
     }
     kind = egress_host_normalize_reason(h, host, len, NULL);
@@ -409,14 +451,14 @@ int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, u
     }
     hlen = strlen(h);
     for (j = 0; j < al->nports; j++) {
-        if (al->ports[j] == port) {
+        if (port == 0 || al->ports[j] == port) {
             default_ok = 1;
             break;
         }
     }
     for (i = 0; i < al->n; i++) {
         const allow_pattern_t *p = &al->pats[i];
-        if (p->kind != kind || (p->port != 0 ? p->port != port : !default_ok)) {
+        if (p->kind != kind || (p->port != 0 ? port != 0 && p->port != port : !default_ok)) {
             continue;
         }
         if (hlen == p->host_len) {
@@ -432,6 +474,16 @@ int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, u
         }
     }
     return 0;
+}
+
+int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port)
+{
+    return port != 0 && allow_match(al, host, len, port);
+}
+
+int egress_allow_match_host(const egress_allow_t *al, const char *host, size_t len)
+{
+    return allow_match(al, host, len, 0);
 }
 
 size_t egress_allow_count(const egress_allow_t *al)

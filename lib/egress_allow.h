@@ -58,6 +58,14 @@ int egress_list_next(const char **cursor, const char **item, size_t *len);
  */
 int egress_allow_add_list(egress_allow_t *al, const char *list, egress_error_t *err);
 
+/*
+ * Adds the patterns of an allow file's text: one pattern per line, blanks
+ * around it ignored, `#` starts a comment, empty lines skipped. All or
+ * nothing: on failure nothing was added and err says "NAME line N: defect".
+ */
+int egress_allow_add_lines(egress_allow_t *al, const char *text, size_t len, const char *name,
+                           egress_error_t *err);
+
 /* Adds the patterns of a built-in profile; unknown names fail with EGRESS_ERR_PROFILE. */
 int egress_allow_add_profile(egress_allow_t *al, const char *name, egress_error_t *err);
 
@@ -73,6 +81,10 @@ int egress_allow_set_ports_list(egress_allow_t *al, const char *list, egress_err
 
 /* Returns 1 if host:port is allowed, 0 if not (including an invalid host). */
 int egress_allow_match(const egress_allow_t *al, const char *host, size_t len, uint16_t port);
+
+/* Returns 1 if some pattern matches host on some port (to tell a refused port
+ * from a refused host), 0 if not. */
+int egress_allow_match_host(const egress_allow_t *al, const char *host, size_t len);
 
 /* Number of patterns, and the i-th in normalized text form (deduplicated, in insertion order).
  */

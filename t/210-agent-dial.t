@@ -52,12 +52,13 @@ is($a->{type}, 'error', 'unlisted name refused');
 is($a->{message}, 'not allowed: evil.example:443 is not on the allowlist', 'denied name: exact text');
 
 $a = $h->open(4, '127.0.0.1', $P + 0 == 80 ? 81 : 80);
-like($a->{message}, qr/^not allowed: 127\.0\.0\.1:\d+ is not on the allowlist$/,
-    'listed IP on another port refused');
+like($a->{message},
+    qr/^not allowed: 127\.0\.0\.1:\d+ is not on the allowlist \(port not allowed for this host\)$/,
+    'listed IP on another port refused, saying it is the port');
 
 $a = $h->open(5, 'ip6-localhost.example', 8443);
-is($a->{message}, 'not allowed: ip6-localhost.example:8443 is not on the allowlist',
-    'port outside the default set refused');
+is($a->{message}, 'not allowed: ip6-localhost.example:8443 is not on the allowlist'
+    . ' (port not allowed for this host)', 'port outside the default set refused');
 
 $a = $h->open(6, 'localhost.attacker.example', $P);
 is($a->{type}, 'error', 'suffix trick refused');
@@ -93,8 +94,8 @@ $h->start_agent(name => 'agent2');
 like($t->log_of('agent2'), qr/private-addresses=refused/, 'startup line: private refused');
 like($t->log_of('agent2'), qr/ports=8443,$P /, 'startup line: --ports replaced the default set');
 $a = $h->open(19, 'localhost', 443);
-is($a->{message}, 'not allowed: localhost:443 is not on the allowlist',
-    '--ports replaces the default ports (443 no longer allowed)');
+is($a->{message}, 'not allowed: localhost:443 is not on the allowlist'
+    . ' (port not allowed for this host)', '--ports replaces the default ports (443 no longer allowed)');
 $a = $h->open(20, '127.0.0.1', $P);
 is($a->{message}, 'not allowed: 127.0.0.1 is a private address (loopback)', 'loopback IP refused by default');
 $a = $h->open(21, 'localhost', $P);

@@ -20,7 +20,9 @@ plan skip_all => 'chromium is not installed' unless Test::Egress::CDP::available
 
 my $t = Test::Egress->new;
 $t->require_bins('egress-coordinator', 'egress');
-my $c    = $t->coordinator;
+# The test's own client socket answers pings only when the test reads it,
+# which it does not while it drives the browser: a long ping interval.
+my $c    = $t->coordinator(args => [ '--ping-interval', '120s' ]);
 my $base = $c->url;
 my $o    = $t->origin;
 my $h    = Test::Egress::HostAgent->new($t, coordinator => $c, slug => 'browser-lease',
@@ -86,6 +88,30 @@ my ($bytes) = $h->read_stream(1);
 ok(length($bytes) > 200000, 'the origin answered through the agent');
 ok($b->wait_for('/KiB|MiB/.test(document.querySelector("[data-field=bytesDown]").textContent)', 20),
     'the received-bytes counter updates live');
+
+# The throughput chart follows that transfer, and a refused host is listed
+# with its reason and the command that allows it (issue 16).
+ok($b->wait_for('Number(document.getElementById("traffic-chart").getAttribute("data-sum-down")) >= 200000', 20),
+    'the chart counts the transfer');
+my @pts = split / /, $b->eval('document.getElementById("traffic-down").getAttribute("points")');
+is(scalar @pts, 900, 'the received line has a point per second for 15 minutes');
+my @ys = map { (split /,/)[1] } @pts;
+ok((grep { $_ < 149 } @ys[-30 .. -1]), '... rising above the baseline in the last 30 s');
+is(scalar(grep { $_ < 149 } @ys[0 .. 800]), 0, '... and flat before the session had traffic');
+like($b->eval('document.getElementById("traffic-text").textContent'),
+    qr/received \d+(\.\d)? KiB, sent \d+/, 'the text alternative says how much');
+is($b->eval('getComputedStyle(document.getElementById("traffic-up")).strokeDasharray') =~ /\d/ ? 1 : 0, 1,
+    'sent is dashed, so the lines differ without colour');
+$r = $h->open(2, 'cdn.refused.example', 443);
+is($r->{type}, 'error', 'a host off the allowlist is refused');
+ok($b->wait_for('!document.getElementById("refused").hidden', 20), 'the refused table appears');
+is($b->eval('document.querySelector("#refused tbody th").textContent'), 'cdn.refused.example:443',
+    '... naming the host');
+is($b->eval('document.querySelector("#refused tbody td").textContent'), 'not on the allowlist',
+    '... and why');
+is($b->eval('document.querySelector("#refused .allow-cmd").textContent'),
+    "egress allow --id $lease add cdn.refused.example", '... and the command that allows it');
+$b->screenshot("$art/portal-lease-traffic.png");
 
 $t->stop('agent');
 ok($b->wait_for('document.querySelector("[data-field=host]").textContent === "disconnected"', 30),

@@ -241,6 +241,107 @@ static void page_allow(hbuf_t *b, json_t *allow)
     }
 }
 
+/* The refused destinations: why, and the command that allows each. */
+static void page_refused(hbuf_t *b, json_t *s)
+{
+    json_t *refused = json_object_get(s, "refused"), *r;
+    size_t i;
+
+    hbuf_raw(b, "<h3 id=\"refused-h\">Refused destinations</h3>\n"
+                "<p class=\"help\" id=\"refused-none\"");
+    hbuf_raw(b, json_array_size(refused) ? " hidden>" : ">");
+    hbuf_raw(b, "Nothing was refused.</p>\n<div class=\"scroll\"><table id=\"refused\" "
+                "aria-labelledby=\"refused-h\"");
+    hbuf_raw(b, json_array_size(refused) ? ">" : " hidden>");
+    hbuf_raw(b, "<thead><tr><th scope=\"col\">Destination</th><th scope=\"col\">Why</th>"
+                "<th scope=\"col\">Times</th><th scope=\"col\">To allow it, run on your "
+                "workstation</th></tr></thead>\n<tbody>\n");
+    json_array_foreach(refused, i, r)
+    {
+        const char *cmd = json_string_value(json_object_get(r, "allowCommand"));
+
+        hbuf_raw(b, "<tr><th scope=\"row\"><code>");
+        hbuf_text(b, json_str(r, "host"));
+        hbuf_printf(b, ":%lld</code></th><td data-reason=\"",
+                    (long long) json_integer_value(json_object_get(r, "port")));
+        hbuf_text(b, json_str(r, "reason"));
+        hbuf_raw(b, "\">");
+        hbuf_text(b, json_str(r, "reasonText"));
+        hbuf_printf(b, "</td><td>%lld</td><td>",
+                    (long long) json_integer_value(json_object_get(r, "count")));
+        if (cmd != NULL) {
+            hbuf_raw(b, "<code class=\"allow-cmd\">");
+            hbuf_text(b, cmd);
+            hbuf_raw(b, "</code>");
+        } else {
+            hbuf_raw(b, "not an allowlist matter");
+        }
+        hbuf_raw(b, "</td></tr>\n");
+    }
+    hbuf_raw(b, "</tbody></table></div>\n");
+}
+
+/* Every destination of the session, most recent first. */
+static void page_destinations(hbuf_t *b, json_t *s)
+{
+    json_t *dests = json_object_get(s, "destinations"), *d;
+    size_t i;
+
+    hbuf_raw(b, "<details class=\"dests\"><summary>All destinations (<span "
+                "data-field=\"destCount\">");
+    hbuf_printf(b, "%zu", json_array_size(dests));
+    hbuf_raw(b, "</span>, the 100 most recent)</summary>\n<div class=\"scroll\"><table "
+                "id=\"destinations\"><thead><tr><th scope=\"col\">Destination</th>"
+                "<th scope=\"col\">Opens</th><th scope=\"col\">Refused</th>"
+                "<th scope=\"col\">Sent</th><th scope=\"col\">Received</th>"
+                "<th scope=\"col\">Last seen</th></tr></thead>\n<tbody>\n");
+    json_array_foreach(dests, i, d)
+    {
+        hbuf_raw(b, "<tr><th scope=\"row\"><code>");
+        hbuf_text(b, json_str(d, "host"));
+        hbuf_printf(b, ":%lld</code></th><td>%lld</td><td>%lld</td><td>",
+                    (long long) json_integer_value(json_object_get(d, "port")),
+                    (long long) json_integer_value(json_object_get(d, "opens")),
+                    (long long) json_integer_value(json_object_get(d, "refused")));
+        page_bytes(b, (long long) json_integer_value(json_object_get(d, "bytesUp")));
+        hbuf_raw(b, "</td><td>");
+        page_bytes(b, (long long) json_integer_value(json_object_get(d, "bytesDown")));
+        hbuf_raw(b, "</td><td>");
+        hbuf_text(b, json_str(d, "lastSeen"));
+        hbuf_raw(b, "</td></tr>\n");
+    }
+    hbuf_raw(b, "</tbody></table></div></details>\n");
+}
+
+/* The chart's frame; portal.js draws it from the status document. */
+static void page_traffic(hbuf_t *b)
+{
+    hbuf_raw(b,
+             "<h3 id=\"traffic-h\">Traffic, last 15 minutes</h3>\n"
+             "<figure class=\"traffic\">\n"
+             "<svg id=\"traffic-chart\" viewBox=\"0 0 600 180\" role=\"img\" "
+             "aria-labelledby=\"traffic-h traffic-text\" preserveAspectRatio=\"none\">"
+             "<g class=\"axis\"><line x1=\"40\" y1=\"150\" x2=\"600\" y2=\"150\"/>"
+             "<line x1=\"40\" y1=\"10\" x2=\"40\" y2=\"150\"/></g>"
+             "<text x=\"44\" y=\"22\" data-field=\"trafficPeak\">0</text>"
+             "<text x=\"36\" y=\"154\" text-anchor=\"end\">0</text>"
+             "<text x=\"40\" y=\"170\">-15 min</text>"
+             "<text x=\"600\" y=\"170\" text-anchor=\"end\">now</text>"
+             "<polyline id=\"traffic-down\" class=\"down\" points=\"\"/>"
+             "<polyline id=\"traffic-up\" class=\"up\" points=\"\"/>"
+             "<polyline id=\"traffic-streams\" class=\"streams\" points=\"\"/></svg>\n"
+             "<figcaption><ul class=\"legend\">"
+             "<li><svg width=\"32\" height=\"8\" aria-hidden=\"true\"><line class=\"down\" "
+             "x1=\"0\" y1=\"4\" x2=\"32\" y2=\"4\"/></svg> received (solid)</li>"
+             "<li><svg width=\"32\" height=\"8\" aria-hidden=\"true\"><line class=\"up\" "
+             "x1=\"0\" y1=\"4\" x2=\"32\" y2=\"4\"/></svg> sent (dashed)</li>"
+             "<li><svg width=\"32\" height=\"8\" aria-hidden=\"true\"><line class=\"streams\" "
+             "x1=\"0\" y1=\"4\" x2=\"32\" y2=\"4\"/></svg> open streams (dotted, own "
+             "scale)</li></ul>\n"
+             "<p id=\"traffic-text\" data-field=\"trafficText\" aria-live=\"polite\">"
+             "No traffic yet.</p></figcaption>\n</figure>\n");
+}
+
 static void page_session(hbuf_t *b, const store_lease_t *l, json_t *s)
 {
     json_t *profile = json_object_get(s, "profile");
@@ -268,6 +369,9 @@ static void page_session(hbuf_t *b, const store_lease_t *l, json_t *s)
     hbuf_text(b, json_str(s, "updatedAt"));
     hbuf_raw(b, "</time></dd>\n</dl>\n<p class=\"help\" data-field=\"checked\">"
                 "Live: this page refreshes these values every few seconds.</p>\n");
+    page_traffic(b);
+    page_refused(b, s);
+    page_destinations(b, s);
     page_allow(b, json_object_get(s, "allow"));
 }
 

@@ -379,6 +379,57 @@ static void test_empty(void **state)
     assert_int_equal(egress_allow_count(NULL), 0);
 }
 
+static void test_match_host(void **state)
+{
+    egress_allow_t *al = list_of("a.example:8080,*.b.example,[::1]:9");
+
+    (void) state;
+    /* any port: tells "port not allowed" from "host not allowed" */
+    assert_true(egress_allow_match_host(al, "a.example", 9));
+    assert_true(egress_allow_match_host(al, "x.b.example", 11));
+    assert_true(egress_allow_match_host(al, "::1", 3));
+    assert_false(egress_allow_match_host(al, "c.example", 9));
+    assert_false(egress_allow_match_host(al, "a.example.", 0));
+    assert_false(match(al, "a.example", 443));
+    assert_true(match(al, "a.example", 8080));
+    assert_false(match(al, "a.example", 0));
+    assert_false(egress_allow_match_host(NULL, "a.example", 9));
+    egress_allow_free(al);
+}
+
+static void test_lines(void **state)
+{
+    static const char ok[] = "# the lease's CDN\n"
+                             "example.com\n"
+                             "  *.cdn.example.org:443   # images\r\n"
+                             "\n"
+                             "\t[::1]:8080";
+    static const char bad[] = "a.example\n# fine so far\nb..example\nc.example\n";
+    egress_allow_t *al = list_of("keep.example");
+    egress_error_t err;
+
+    (void) state;
+    assert_int_equal(egress_allow_add_lines(al, ok, sizeof(ok) - 1, "allow.txt", &err), 0);
+    assert_int_equal(egress_allow_count(al), 4);
+    assert_string_equal(egress_allow_pattern(al, 2), "*.cdn.example.org:443");
+    assert_true(match(al, "img.cdn.example.org", 443));
+    assert_true(match(al, "::1", 8080));
+    /* a bad line refuses the whole file and names the line */
+    assert_int_equal(egress_allow_add_lines(al, bad, sizeof(bad) - 1, "allow.txt", &err), -1);
+    assert_int_equal(err.code, EGRESS_ERR_PATTERN);
+    assert_non_null(strstr(err.message, "allow.txt line 3: "));
+    assert_int_equal(egress_allow_count(al), 4);
+    assert_false(match(al, "a.example", 443));
+    /* a NUL byte is refused, not cut short */
+    assert_int_equal(egress_allow_add_lines(al, "x.example\0y\n", 12, "f", &err), -1);
+    assert_non_null(strstr(err.message, "f line 1: "));
+    /* *.com is refused in a file as on the command line */
+    assert_int_equal(egress_allow_add_lines(al, "\n\n*.com\n", 8, "f", &err), -1);
+    assert_non_null(strstr(err.message, "f line 3: "));
+    assert_int_equal(egress_allow_add_lines(al, "", 0, "f", &err), 0);
+    egress_allow_free(al);
+}
+
 static void refused(egress_allow_t *al, const char *pattern, const char *want)
 {
     egress_error_t err;
@@ -505,6 +556,8 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_public_suffix),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_match_host),
+        cmocka_unit_test(test_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
