@@ -700,6 +700,9 @@ static void bridge_sock_open(ws_sock_t *s)
                                                     : EGRESS_SUBPROTO_V2
                        ", " EGRESS_SUBPROTO_V1;
     rq.user_agent = "egress/" EGRESS_VERSION;
+    /* we hold data that comes before a dial ends (stream.c), so the
+     * coordinator need not hold it for us */
+    rq.features = "early-data";
     rq.cred_name = ag->cred.using_resume ? "X-Egress-Resume" : "Authorization";
     rq.cred_value = cred;
     n = egress_upgrade_request(&rq, req, sizeof(req), ag->bridge.accept, &err);

@@ -52,10 +52,11 @@ typedef struct conn_s {
     msg_t *rx; /* message being assembled */
     int close_code;
     const char *close_reason;
-    unsigned paused : 1;   /* our rx is off because the peer's queue is full */
-    unsigned heard : 1;    /* something arrived since the last liveness tick */
-    unsigned ping_due : 1; /* a ping waits for the writable callback */
-    unsigned quiet_ticks;  /* liveness ticks in a row with nothing heard */
+    unsigned paused : 1;     /* our rx is off because the peer's queue is full */
+    unsigned early_data : 1; /* a host that holds data arriving before open_ok */
+    unsigned heard : 1;      /* something arrived since the last liveness tick */
+    unsigned ping_due : 1;   /* a ping waits for the writable callback */
+    unsigned quiet_ticks;    /* liveness ticks in a row with nothing heard */
 } conn_t;
 
 /* Queues m (ownership passes) on c and asks for a writable callback. An

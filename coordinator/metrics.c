@@ -104,6 +104,9 @@ char *metrics_render(size_t *len)
             "Malformed or misdirected frames (socket closed).", s->frames_rejected);
     counter(&b, "egress_opens_without_host_total",
             "open frames answered at once: no host agent.", s->opens_no_host);
+    counter(&b, "egress_early_data_held_bytes_total",
+            "Early data bytes held until open_ok for a host that cannot take them sooner.",
+            s->early_held);
     counter(&b, "egress_rx_pauses_total", "Times a source socket was paused for a slow peer.",
             s->rx_pauses);
     counter(&b, "egress_sockets_silent_total",

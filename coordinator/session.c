@@ -182,6 +182,12 @@ void session_end(const char *lease_id, int code, const char *reason)
 }
 
 static void session_unplug(conn_t *c);
+static int session_relay(session_t *s, conn_t *c, conn_t *peer, stream_t *st,
+                         const egress_frame_t *f, msg_t *m);
+static int early_wanted(const conn_t *c, const conn_t *peer, const stream_t *st,
+                        const egress_frame_t *f);
+static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st, msg_t *m);
+static int early_release(session_t *s, conn_t *client, conn_t *host, uint32_t id);
 
 static void send_peer(conn_t *c, int connected)
 {
@@ -463,23 +469,123 @@ int session_on_message(conn_t *c, msg_t *m)
         free(m);
         return 0;
     }
+    if (st != NULL && early_wanted(c, peer, st, &f)) {
+        early_hold(s, c, peer, st, m);
+        egress_frame_release(&f);
+        session_update_flow(s);
+        return 0;
+    }
+    rc = session_relay(s, c, peer, st, &f, m);
+    if (rc == 0 && f.type == EGRESS_FRAME_OPEN_OK) {
+        rc = early_release(s, peer, c, f.id);
+    }
+    egress_frame_release(&f);
+    session_update_flow(s);
+    return rc;
+}
+
+/* Sends m (its frame decoded in f) on to peer: untouched when both speak the
+ * same version, else translated. Takes m. */
+static int session_relay(session_t *s, conn_t *c, conn_t *peer, stream_t *st,
+                         const egress_frame_t *f, msg_t *m)
+{
+    int rc;
+
     if (peer->version == c->version) {
         /* Pass-through: the assembled buffer goes out untouched. */
-        untrack(s, st, c, &f);
-        session_note_end(s, &f);
-        msg_classify(m, &f);
-        egress_frame_release(&f);
+        untrack(s, st, c, f);
+        session_note_end(s, f);
+        msg_classify(m, f);
         conn_enqueue(peer, m);
-    } else {
-        rc = translate_forward(s, c, peer, st, &f);
-        if (rc == 0) {
-            untrack(s, stream_find(s, f.id), c, &f);
-            session_note_end(s, &f);
-        }
-        rc = rc == 1 ? 0 : rc; /* 1: translate_forward owns the stream's end */
-        egress_frame_release(&f);
-        free(m);
+        return 0;
     }
-    session_update_flow(s);
+    rc = translate_forward(s, c, peer, st, f);
+    if (rc == 0) {
+        untrack(s, stream_find(s, f->id), c, f);
+        session_note_end(s, f);
+    }
+    free(m);
+    return rc == 1 ? 0 : rc; /* 1: translate_forward owns the stream's end */
+}
+
+/*
+ * Early data. A client may send a request's bytes right behind its open
+ * (one round trip instead of two, docs/protocol.md "Early data"). Our host
+ * agent holds them while it dials and says so in its upgrade
+ * (X-Egress-Features: early-data); any other host (an older egress, or
+ * crabbox's agent) drops data for a connection it has not finished, so for
+ * it the coordinator holds the client's frames of a stream until open_ok
+ * and drops them on error. Bounded per stream and per session.
+ */
+#define EARLY_STREAM_MAX  (1024 * 1024) /* a v2 sender stops at 256 KiB */
+#define EARLY_SESSION_MAX (16 * 1024 * 1024)
+
+static int early_wanted(const conn_t *c, const conn_t *peer, const stream_t *st,
+                        const egress_frame_t *f)
+{
+    if (c->role != ROLE_CLIENT || st->opened || peer->early_data) {
+        return 0;
+    }
+    /* behind held data, a half-close waits too; a full close ends the stream */
+    return f->type == EGRESS_FRAME_DATA || (f->type == EGRESS_FRAME_CLOSE && f->half);
+}
+
+static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st, msg_t *m)
+{
+    egress_frame_t cl;
+    uint32_t id = st->id;
+
+    if (st->early_bytes + m->len > EARLY_STREAM_MAX ||
+        s->early_bytes + m->len > EARLY_SESSION_MAX) {
+        coord_log("early_data_refused", "lease=%s id=%u held=%zu", s->lease_id, id,
+                  st->early_bytes);
+        free(m);
+        /* both ends hear the stream is over; it never reached the host's dial */
+        answer_error(c, id, "too much data before the host agent connected");
+        memset(&cl, 0, sizeof(cl));
+        cl.type = EGRESS_FRAME_CLOSE;
+        cl.id = id;
+        (void) conn_send_frame(peer, &cl);
+        stream_remove(s, id);
+        return;
+    }
+    m->next = NULL;
+    if (st->early_tail != NULL) {
+        st->early_tail->next = m;
+    } else {
+        st->early_head = m;
+    }
+    st->early_tail = m;
+    st->early_bytes += m->len;
+    s->early_bytes += m->len;
+    session_stats.early_held += m->len;
+}
+
+/* open_ok for id came from the host: what the client sent early follows it. */
+static int early_release(session_t *s, conn_t *client, conn_t *host, uint32_t id)
+{
+    egress_frame_t f;
+    egress_error_t err;
+    stream_t *st = stream_find(s, id);
+    msg_t *m;
+    int rc = 0;
+
+    while (rc == 0 && st != NULL && (m = st->early_head) != NULL) {
+        st->early_head = m->next;
+        if (st->early_head == NULL) {
+            st->early_tail = NULL;
+        }
+        m->next = NULL;
+        st->early_bytes -= m->len;
+        s->early_bytes -= m->len;
+        if (egress_frame_decode(&f, client->version, MSG_DATA(m), m->len, m->binary, &err) <
+            0) {
+            free(m); /* it decoded when it arrived */
+            continue;
+        }
+        rc = session_relay(s, client, host, st, &f, m);
+        egress_frame_release(&f);
+        st = stream_find(s, id);
+    }
     return rc;
 }

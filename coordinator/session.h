@@ -36,6 +36,10 @@ typedef struct stream_s {
     egress_flow_t fl;
     msg_t *pend_head, *pend_tail; /* data waiting for v2 credit */
     size_t pend_bytes;
+    /* the client's frames held until open_ok, for a host that cannot take
+     * data while it dials (see session.c, "early data") */
+    msg_t *early_head, *early_tail;
+    size_t early_bytes;
 } stream_t;
 
 #define STREAM_BUCKETS 256
@@ -49,6 +53,7 @@ typedef struct session_s {
     stream_t *streams[STREAM_BUCKETS];
     size_t nstreams;
     size_t pend_bytes[2]; /* translated data held back toward conn[role] */
+    size_t early_bytes;   /* client frames held until their stream's open_ok */
     uint64_t bytes_up;    /* client -> host payload bytes */
     uint64_t bytes_down;  /* host -> client */
     uint64_t frames;
@@ -100,6 +105,7 @@ typedef struct {
     uint64_t bytes_out;
     uint64_t frames_rejected;
     uint64_t opens_no_host;
+    uint64_t early_held; /* bytes of early data held for a host that cannot take them */
     uint64_t rx_pauses;
     uint64_t sockets_silent; /* dropped for missing pongs */
     size_t sessions_live;

@@ -1,6 +1,7 @@
 /*
- * streams.c: a session's table of live streams (hashed by id) and the
- * translated data each holds back for lack of v2 credit.
+ * streams.c: a session's table of live streams (hashed by id), the
+ * translated data each holds back for lack of v2 credit, and the client's
+ * early data each holds for a host that cannot take it before open_ok.
  */
 
 #include <stdlib.h>
@@ -48,6 +49,11 @@ static void stream_free(session_t *s, stream_t *st)
         n = m->next;
         free(m);
     }
+    for (m = st->early_head; m != NULL; m = n) {
+        n = m->next;
+        free(m);
+    }
+    s->early_bytes -= st->early_bytes < s->early_bytes ? st->early_bytes : s->early_bytes;
     /* pending bytes are accounted toward whichever side is v2 */
     if (st->pend_bytes) {
         to = (s->conn[ROLE_HOST] && s->conn[ROLE_HOST]->version == EGRESS_PROTO_V2)
@@ -87,4 +93,5 @@ void stream_clear_all(session_t *s)
     }
     s->nstreams = 0;
     s->pend_bytes[0] = s->pend_bytes[1] = 0;
+    s->early_bytes = 0;
 }

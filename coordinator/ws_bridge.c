@@ -362,6 +362,22 @@ static void ws_bound_unsent(struct lws *wsi)
 #endif
 }
 
+/* X-Egress-Features names what an agent can do beyond the protocol's floor
+ * (a comma-separated list; unknown names are ignored). */
+static int ws_has_feature(struct lws *wsi, const char *name)
+{
+    char list[256], *tok, *save = NULL;
+
+    header(wsi, WSI_TOKEN_COUNT, "x-egress-features:", list, sizeof(list));
+    for (tok = strtok_r(list, ", \t", &save); tok != NULL;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (strcasecmp(tok, name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int ws_established(struct lws *wsi, conn_t **slot)
 {
     const struct lws_protocols *proto = lws_get_protocol(wsi);
@@ -385,6 +401,7 @@ static int ws_established(struct lws *wsi, conn_t **slot)
         strcmp(proto->name, EGRESS_SUBPROTO_V2) == 0 ? EGRESS_PROTO_V2 : EGRESS_PROTO_V1;
     lws_get_peer_simple(wsi, c->peer_addr, sizeof(c->peer_addr));
     ws_bound_unsent(wsi);
+    c->early_data = c->role == ROLE_HOST && ws_has_feature(wsi, "early-data");
     *slot = c;
 
     if (store_session_get(pend.lease_id, &cur) != 0 ||

@@ -60,13 +60,15 @@ int egress_upgrade_request(const egress_upgrade_req_t *rq, char *out, size_t cap
                  "Sec-WebSocket-Protocol: %s\r\n"
                  "Origin: %s://%s\r\n"
                  "%s%s%s"
+                 "%s%s%s"
                  "%s%s%s%s"
                  "\r\n",
                  rq->path, hostport, key, rq->protocols, rq->tls ? "https" : "http", hostport,
                  rq->user_agent ? "User-Agent: " : "", rq->user_agent ? rq->user_agent : "",
-                 rq->user_agent ? "\r\n" : "", rq->cred_name ? rq->cred_name : "",
-                 rq->cred_name ? ": " : "", rq->cred_name ? rq->cred_value : "",
-                 rq->cred_name ? "\r\n" : "");
+                 rq->user_agent ? "\r\n" : "", rq->features ? "X-Egress-Features: " : "",
+                 rq->features ? rq->features : "", rq->features ? "\r\n" : "",
+                 rq->cred_name ? rq->cred_name : "", rq->cred_name ? ": " : "",
+                 rq->cred_name ? rq->cred_value : "", rq->cred_name ? "\r\n" : "");
     if (n < 0 || (size_t) n >= cap) {
         explicit_bzero(out, cap);
         return egress_error_set(err, EGRESS_ERR_NO_SPACE,

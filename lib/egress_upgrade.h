@@ -23,6 +23,7 @@ typedef struct {
     const char *user_agent; /* may be NULL */
     const char *cred_name;  /* one credential header (e.g. Authorization), may be NULL */
     const char *cred_value;
+    const char *features; /* X-Egress-Features list (e.g. "early-data"), may be NULL */
 } egress_upgrade_req_t;
 
 typedef struct {

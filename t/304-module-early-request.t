@@ -40,7 +40,9 @@ $m->start;
 ok($m->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up');
 my $ht = $c->ticket($tok, $lid, role => 'host', sessionID => $ct->{sessionID},
     allow => ['127.0.0.1']);
-my $h = $c->ws($lid, 'host', ticket => $ht->{ticket});
+# says it holds early data (X-Egress-Features), as our host agent does
+my $h = $c->ws($lid, 'host', ticket => $ht->{ticket},
+    headers => { 'X-Egress-Features' => 'early-data' });
 ok($h && $h->protocol eq 'egress.v2', 'host side joined (v2)');
 is(($h->recv_json(10) // {})->{type}, 'hello', 'hello');
 ok($m->wait_log(qr/egress bridge: host agent connected/), 'module sees the host side');
@@ -229,6 +231,56 @@ $t->stop('nginx');
     $t->stop('nginx-connect');
 }
 $h->close;
+
+# A host that does not say it holds early data (an older egress, crabbox's
+# agent: both drop data for a connection still dialing): the coordinator
+# holds the client's frames until open_ok, then they follow it, in order.
+{
+    my $ht2 = $c->ticket($tok, $lid, role => 'host', sessionID => $ct->{sessionID},
+        allow => ['127.0.0.1']);
+    $h = $c->ws($lid, 'host', ticket => $ht2->{ticket});
+    ok($h && $h->protocol eq 'egress.v2', 'a host without early-data joined');
+    is(($h->recv_json(10) // {})->{type}, 'hello', 'hello');
+    my $m = Test::Egress::Module->new($t, name => 'nginx-held', bridge => $c->ws_url($lid, 'client'),
+        ticket => $ct->{ticket}, server => 'egress_open_timeout 120s;');
+    $m->start;
+    ok($m->wait_log(qr/egress bridge: session ".+" ready/), 'its bridge is up');
+    my $b = $m->client;
+    $b->send($head . $body);
+    my $open;
+    while (my $f = host_next(10)) {
+        next unless $f->{type} eq 'open';
+        $open = $f;
+        last;
+    }
+    ok($open, 'open arrives');
+    is(host_collect($open->{id}, 1, 2), '', 'no data before open_ok: the coordinator holds it');
+    $h->send_json({ type => 'open_ok', id => $open->{id}, window => $WINDOW });
+    my $got = host_collect($open->{id}, length($body) + 200, 5);
+    my ($rh, $rb) = split /\r\n\r\n/, $got, 2;
+    like($rh // '', qr{^POST /up HTTP/1\.1\r\n}, 'after open_ok: the request head');
+    is(sha1_hex($rb // ''), sha1_hex($body), '... and the whole body, intact');
+    $h->send_binary(pack('N', $open->{id}) . "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nheld");
+    $h->send_json({ type => 'close', id => $open->{id} });
+    like($b->read_until(qr/held/, 10), qr/\r\n\r\nheld$/, 'the response reaches the browser');
+
+    # refused after holding: the held bytes are dropped, the page still comes
+    $b = $m->client;
+    $b->send($head . $body);
+    undef $open;
+    while (my $f = host_next(10)) {
+        next unless $f->{type} eq 'open';
+        $open = $f;
+        last;
+    }
+    $h->send_json({ type => 'error', id => $open->{id}, message => 'not allowed: 127.0.0.1:9' });
+    like($b->read_all(10), qr/^HTTP\/1\.1 403 /, 'refused: the browser gets the 403 page');
+    is(host_collect($open->{id}, 1, 2), '', '... and the held bytes never reach the host');
+    like(($c->api(GET => "/metrics"))[2] // "", qr/^egress_early_data_held_bytes_total [1-9]/m,
+        'the coordinator counts what it held');
+    $h->close;
+    $t->stop('nginx-held');
+}
 
 # ---- 2. end to end with the real host agent ---------------------------------
 
