@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "start_install.h"
 
 #define START_MAX_ALLOW 64
 #define START_WAIT_MS   20000
@@ -29,12 +30,15 @@ static void start_usage(FILE *out)
             "                    [--listen 127.0.0.1:3128] [--daemon] [--ssh TARGET]\n"
             "                    [--ssh-config FILE] [--remote-egress PATH]\n"
             "                    [--lease-coordinator URL] [--ports LIST] [--allow-private]\n"
+            "                    [--install [--packages DIR]]\n"
             "\n"
             "Start mediated egress for LEASE in one step:\n"
             "  1. check the allowlist (no allowlist, no proxy);\n"
             "  2. resolve the lease through the coordinator (its SSH target, unless --ssh);\n"
             "  3. over SSH (BatchMode), check that nginx and the egress module are\n"
-            "     installed on the lease (`egress client --check`);\n"
+            "     installed on the lease (`egress client --check`); with --install,\n"
+            "     first install or update them from Debian packages (copied and\n"
+            "     installed over one SSH session);\n"
             "  4. mint a client ticket, which starts a new egress session, and start\n"
             "     `egress client --daemon` on the lease with the ticket on its standard\n"
             "     input (never in an argument or a file name);\n"
@@ -56,6 +60,13 @@ static void start_usage(FILE *out)
             "  --ssh TARGET            SSH destination of the lease (default: lease record)\n"
             "  --ssh-config FILE       OpenSSH client configuration (ssh -F)\n"
             "  --remote-egress PATH    the egress program on the lease (default: egress)\n"
+            "  --install               install egress and the nginx module on the lease\n"
+            "                          with apt-get (nginx comes from the lease's mirror);\n"
+            "                          refused when the lease's nginx ABI differs from\n"
+            "                          the module's; a failed install is undone\n"
+            "  --packages DIR          where --install finds egress_*.deb and\n"
+            "                          libnginx-mod-stream-egress_*.deb (default: deb/\n"
+            "                          next to this program, where make deb writes)\n"
             "  --coordinator URL       coordinator base URL, as this machine reaches it\n"
             "  --lease-coordinator URL the coordinator as the lease reaches it (default:\n"
             "                          the same); it must carry no credentials\n"
@@ -112,8 +123,9 @@ typedef struct {
     const char *listen, *ports, *lease_url;
     const char *profiles[START_MAX_ALLOW], *allows[START_MAX_ALLOW];
     size_t nprofiles, nallows;
-    int daemon, allow_private;
-    char *target; /* the SSH target from the lease record */
+    int daemon, allow_private, install;
+    const char *packages; /* --packages DIR */
+    char *target;         /* the SSH target from the lease record */
     char session[EGRESS_MAX_TOKEN_TEXT + 1];
     struct timespec t0; /* when `egress start` began, for the progress lines */
     int step;           /* the step under way, 1..START_STEPS; 0 before the first */
@@ -198,6 +210,8 @@ static int start_parse(start_t *st, int argc, char **argv)
         {"ssh-config", required_argument, NULL, 'F'},
         {"remote-egress", required_argument, NULL, 'R'},
         {"lease-coordinator", required_argument, NULL, 'L'},
+        {"install", no_argument, NULL, 'I'},
+        {"packages", required_argument, NULL, 'K'},
         CLI_OPTIONS_COMMON,
     };
     int opt;
@@ -239,6 +253,12 @@ static int start_parse(start_t *st, int argc, char **argv)
             break;
         case 'L':
             st->lease_url = optarg;
+            break;
+        case 'I':
+            st->install = 1;
+            break;
+        case 'K':
+            st->packages = optarg;
             break;
         default: /* CLI_OPT_EXIT */
             return -1;
@@ -349,9 +369,26 @@ static int start_find_lease(start_t *st)
 static int start_preflight(start_t *st)
 {
     const char *args[] = {"client", "--id", st->c.id, "--check", NULL};
-    char ssh[512];
+    char ssh[512], dir[4096];
+    start_install_t res;
     int status;
 
+    if (st->install) {
+        if (!st->packages)
+            st->packages = start_install_default_dir(dir, sizeof(dir));
+        start_step(st, 3, "installing egress and the module on the lease (%s) from %s",
+                   st->ssh.target, st->packages);
+        start_install(&st->ssh, st->packages, &res);
+        if (res.rc != 0) {
+            start_cause(st, "%s", res.msg);
+            start_next(st, "%s",
+                       res.rc == 6 ? "build the packages for the lease's nginx (make deb "
+                                     "where its nginx-dev is installed), then --packages DIR"
+                                   : "egress start ... --install again (the lease is "
+                                     "unchanged unless said otherwise above)");
+            return res.rc;
+        }
+    }
     start_step(st, 3, "checking nginx and the egress module on the lease (%s)", st->ssh.target);
     status = cli_ssh_run(&st->ssh, args, NULL);
     start_ssh_cmd(st, ssh, sizeof(ssh));
@@ -362,11 +399,10 @@ static int start_preflight(start_t *st)
         else
             start_cause(st, "the lease lacks what the proxy needs (above)");
         start_next(st,
-                   "install the packages on the lease (make deb builds them): scp "
-                   "build/deb/egress_*.deb build/deb/libnginx-mod-stream-egress_*.deb "
-                   "%s:/tmp/ && %s apt-get install -y /tmp/egress_*.deb "
-                   "/tmp/libnginx-mod-stream-egress_*.deb",
-                   st->ssh.target, ssh);
+                   "egress start --id %s ... --install (installs the packages make deb built "
+                   "on the lease with apt-get; or by hand: scp them to the lease and %s "
+                   "apt-get install -y ./egress_*.deb ./libnginx-mod-stream-egress_*.deb)",
+                   st->c.id, ssh);
         return 6;
     }
     if (status == 255 || status < 0) {

@@ -63,9 +63,13 @@ EOF2
 my ($rc, $out) = $t->run([ 'nginx', '-t', '-c', "$dir/nginx.conf" ]);
 isnt($rc, 0, 'before: nginx -t does not know egress_bridge');
 
-# Build.
-($rc, $out) = $t->run([ 'make', '-s', '-C', $root, 'deb' ], timeout => 1800);
-is($rc, 0, 'make deb') or diag($out);
+# Build (EGRESS_DEB_REUSE=1 takes build/deb as it is, to iterate on the rest).
+if ($ENV{EGRESS_DEB_REUSE} && glob("$debs/egress_*.changes")) {
+    pass('make deb (reused build/deb)');
+} else {
+    ($rc, $out) = $t->run([ 'make', '-s', '-C', $root, 'deb' ], timeout => 1800);
+    is($rc, 0, 'make deb') or diag($out);
+}
 my %deb;
 for my $p (@PKGS) {
     ($deb{$p}) = glob("$debs/${p}_*_*.deb");
@@ -167,6 +171,129 @@ ok(!-e '/etc/egress/coordinator.conf', 'the conffile is gone');
 ok(!-e '/usr/lib/nginx/modules/ngx_stream_egress_module.so', 'the module is gone');
 system('userdel', 'egress-coordinator') if !$user_existed && getpwnam('egress-coordinator');
 system('groupdel', 'egress-coordinator') if !$user_existed && getgrnam('egress-coordinator');
+
+# --- egress start --install -------------------------------------------------
+# The lease is this machine reached over a real sshd on loopback; after the
+# purge above it has neither egress nor the module, like a fresh lease (the
+# operator's egress is the build's, the lease's the packaged one).
+SKIP: {
+    skip 'needs sshd', 1 unless -x '/usr/sbin/sshd';
+    my $egress = $t->bin('egress');
+    -x $egress or skip 'egress not built', 1;
+    chmod 0711, $dir;
+    my $c     = $t->coordinator;
+    my $token = $c->token(owner => 'ida', org => 'qa');
+    my $sport = $t->port;
+    mkdir '/run/sshd' unless -d '/run/sshd';
+    system("ssh-keygen -q -t ed25519 -N '' -f $dir/host_key && ssh-keygen -q -t ed25519 -N '' "
+        . "-f $dir/id_ed25519 && cp $dir/id_ed25519.pub $dir/authorized_keys") == 0 or die;
+    Test::Egress::spew("$dir/sshd_config", <<"EOF2");
+ListenAddress 127.0.0.1
+Port $sport
+HostKey $dir/host_key
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $dir/sshd.pid
+EOF2
+    $t->spawn('sshd', cmd => [ '/usr/sbin/sshd', '-D', '-e', '-f', "$dir/sshd_config" ],
+        wait_log => qr/Server listening on 127\.0\.0\.1 port $sport/);
+    Test::Egress::spew("$dir/ssh_config", <<"EOF2");
+Host lease
+    HostName 127.0.0.1
+    Port $sport
+    User root
+    IdentityFile $dir/id_ed25519
+    UserKnownHostsFile /dev/null
+    StrictHostKeyChecking no
+    LogLevel ERROR
+EOF2
+    my %env = (HOME => "$dir/home", XDG_STATE_HOME => "$dir/state", XDG_CONFIG_HOME => "$dir/config",
+        EGRESS_COORDINATOR => $c->url, EGRESS_TOKEN => $token);
+    mkdir "$dir/$_" for qw(home state config);
+    my $pport = $t->port;
+    my @start = ('start', '--id', 'install-lease', '--ssh-config', "$dir/ssh_config",
+        '--allow', 'localhost', '--allow-private', '--listen', "127.0.0.1:$pport", '--daemon');
+    my $op = sub { $t->run([ $egress, @_ ], env => \%env, timeout => 600) };
+    my $ours = sub {
+        join ' ', map { `dpkg-query -W -f='\${db:Status-Status}' $_ 2>/dev/null` || 'not-installed' }
+            qw(egress libnginx-mod-stream-egress);
+    };
+    my $before = `dpkg-query -W -f='\${Package} \${db:Status-Status}\n' | sort`;
+
+    ($rc, $out) = $op->('lease', 'create', '--slug', 'install-lease', '--ssh', 'lease');
+    is($rc, 0, 'lease created') or diag($out);
+
+    ($rc, $out) = $op->(@start);
+    is($rc, 6, 'without --install: exit 6, egress is missing on the lease');
+    like($out, qr/next: egress start --id install-lease \.\.\. --install/, '... and the hint names --install')
+        or diag($out);
+
+    # An nginx ABI the lease does not have: a copy of the module package that says so.
+    mkdir "$dir/badabi";
+    system("cp $deb{egress} $dir/badabi/ && dpkg-deb -R $deb{'libnginx-mod-stream-egress'} $dir/x "
+        . "&& sed -i 's/nginx-abi-[^ ,]*/nginx-abi-0.0.1-1/' $dir/x/DEBIAN/control "
+        . "&& dpkg-deb -b $dir/x $dir/badabi/libnginx-mod-stream-egress_0.1.0_amd64.deb >/dev/null") == 0
+        or die 'cannot make the mismatching package';
+    ($rc, $out) = $op->(@start, '--install', '--packages', "$dir/badabi");
+    is($rc, 6, 'a module for another nginx ABI: exit 6');
+    like($out, qr/nginx ABI mismatch: the module was built for nginx-abi-0\.0\.1-1, the lease has nginx-abi-[\d.]+-\d+ \(its installed nginx [^)]+\); build the packages/,
+        '... naming both ABIs and how to build for the lease');
+    is($ours->(), 'not-installed not-installed', '... and installing nothing');
+
+    # A failure in the middle of apt-get: another package owns /usr/bin/egress,
+    # so dpkg refuses to unpack egress after apt has started.
+    mkdir "$dir/blocker";
+    mkdir "$dir/blocker/$_" for qw(DEBIAN usr usr/bin);
+    Test::Egress::spew("$dir/blocker/DEBIAN/control", "Package: egress-t601-blocker\nVersion: 1\n"
+        . "Architecture: all\nMaintainer: t601 <t601\@localhost>\nDescription: test blocker\n");
+    Test::Egress::spew("$dir/blocker/usr/bin/egress", "#!/bin/sh\nexit 1\n");
+    chmod 0755, "$dir/blocker/usr/bin/egress";
+    system("dpkg-deb -b $dir/blocker $dir/blocker.deb >/dev/null && dpkg -i $dir/blocker.deb >/dev/null") == 0
+        or die 'cannot install the blocker package';
+    $before = `dpkg-query -W -f='\${Package} \${db:Status-Status}\n' | sort`;
+    ($rc, $out) = $op->(@start, '--install', '--packages', $debs);
+    my $after = `dpkg-query -W -f='\${Package} \${db:Status-Status}\n' | sort`;
+    system('dpkg --purge egress-t601-blocker >/dev/null');
+    is($rc, 1, 'apt-get fails in the middle: exit 1') or diag($out);
+    like($out, qr/apt-get install failed; undone, the lease is as it was/, '... undone');
+    is($ours->(), 'not-installed not-installed', '... neither package is left installed')
+        or system('dpkg', '--purge', 'egress', 'libnginx-mod-stream-egress');
+    ok($after eq $before, '... and the lease\'s package list is as before');
+    ok(!-l $link, '... nor the module enabled');
+    ($rc, $out) = $op->('status', '--id', 'install-lease');
+    like($out, qr/host=false client=false/, '... and no session runs');
+
+    # The real thing.
+    ($rc, $out) = $op->(@start, '--install', '--packages', $debs);
+    $installed = 1;
+    is($rc, 0, 'egress start --install') or diag($out);
+    like($out, qr/lease: installed: egress 0\.1\.0 libnginx-mod-stream-egress 0\.1\.0$/m,
+        '... installs both packages on the lease');
+    is($ours->(), 'installed installed', '... which dpkg has');
+    ok(Test::Egress::wait_until(sub { ($op->('status', '--id', 'install-lease'))[0] == 0 }, 30),
+        '... and the packaged lease proxy connects');
+    ($rc, $out) = $t->run([ 'curl', '-sS', '--proxy', "http://127.0.0.1:$pport",
+        "http://localhost:" . $c->port . '/healthz' ]);
+    is($rc, 0, 'a request goes through the packaged module') or diag($out);
+
+    ($rc, $out) = $op->('stop', '--id', 'install-lease', '--ssh-config', "$dir/ssh_config");
+    is($rc, 0, 'egress stop') or diag($out);
+    my @list = stat('/var/lib/dpkg/info/egress.list');
+    ($rc, $out) = $op->(@start, '--install', '--packages', $debs);
+    is($rc, 0, 'egress start --install again') or diag($out);
+    like($out, qr/lease: already installed: nothing to do/, '... changes nothing');
+    is((stat('/var/lib/dpkg/info/egress.list'))[9], $list[9], '... dpkg did not run');
+    ($rc, $out) = $op->('stop', '--id', 'install-lease', '--ssh-config', "$dir/ssh_config");
+    is($rc, 0, 'egress stop') or diag($out);
+
+    ($rc, $out) = $t->run([ 'dpkg', '--purge', 'egress', 'libnginx-mod-stream-egress' ], timeout => 300);
+    is($rc, 0, 'purged again') or diag($out);
+    $installed = 0;
+}
 
 $t->done;
 done_testing;

@@ -114,7 +114,7 @@ like($out, qr/^egress start: next: ssh -F \Q$dir\E\/ssh_config deadlease true/m,
 is($rc, 6, 'egress missing on the lease: exit 6');
 like($out, qr/^egress start: failed at step 3\/6 .* exit 6: \/nonexistent\/egress is not installed on the lease/m,
     '... the failure names the step and the cause');
-like($out, qr/^egress start: next: install the packages on the lease .*apt-get install -y/m,
+like($out, qr/^egress start: next: egress start --id \Q$lease\E \.\.\. --install .*apt-get install -y/m,
     '... and how to install the lease side');
 ($rc, $out) = op('status', '--id', $lease);
 like($out, qr/host=false client=false/, 'the failed starts left no session running');
