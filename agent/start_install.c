@@ -35,32 +35,43 @@
 static const char install_script[] =
     "cd \"$d\" || exit 1\n"
     "command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || {\n"
-    "    say \"the lease has no apt-get/dpkg (a Debian or Ubuntu lease is needed)\"; exit 20; }\n"
+    "    say \"the lease has no apt-get/dpkg (a Debian or Ubuntu lease is needed)\"; exit 20; "
+    "}\n"
     "for f in *.deb; do dpkg-deb -f \"$f\" Package </dev/null >/dev/null 2>&1 || {\n"
-    "    say \"$f did not arrive intact\"; exit 24; }; done\n"
+    "    say \"$f is not a Debian package (damaged on the way, or not one)\"; exit 24; }; "
+    "done\n"
     "abi() { tr ',' '\\n' | sed -n 's/^ *\\(nginx-abi-[^ ]*\\).*/\\1/p' | head -n 1; }\n"
     "want=$(dpkg-deb -f libnginx-mod-stream-egress_*.deb Depends </dev/null | abi)\n"
     "have=$(dpkg-query -W -f='${Provides}' nginx 2>/dev/null </dev/null | abi)\n"
     "if [ -n \"$have\" ]; then\n"
     "    where=\"its installed nginx $(dpkg-query -W -f='${Version}' nginx </dev/null)\"\n"
     "else\n"
-    "    have=$(apt-cache show --no-all-versions nginx 2>/dev/null </dev/null | sed -n 's/^Provides: //p' | abi)\n"
-    "    where=\"the nginx $(apt-cache policy nginx 2>/dev/null </dev/null | sed -n 's/^ *Candidate: //p') its apt would install\"\n"
+    "    have=$(apt-cache show --no-all-versions nginx 2>/dev/null </dev/null | sed -n "
+    "'s/^Provides: //p' | abi)\n"
+    "    where=\"the nginx $(apt-cache policy nginx 2>/dev/null </dev/null | sed -n 's/^ "
+    "*Candidate: //p') its apt would install\"\n"
     "fi\n"
     "if [ \"$have\" != \"$want\" ]; then\n"
-    "    say \"nginx ABI mismatch: the module was built for $want, the lease has ${have:-no nginx ABI} ($where); build the packages against the lease's nginx (make deb on a machine with its nginx-dev version) or install the nginx that provides $want\"\n"
+    "    say \"nginx ABI mismatch: the module was built for $want, the lease has ${have:-no "
+    "nginx ABI} ($where); build the packages against the lease's nginx (make deb on a machine "
+    "with its nginx-dev version) or install the nginx that provides $want\"\n"
     "    exit 21\n"
     "fi\n"
     "same=1\n"
     "for f in *.deb; do\n"
-    "    p=$(dpkg-deb -f \"$f\" Package </dev/null); v=$(dpkg-deb -f \"$f\" Version </dev/null)\n"
-    "    [ \"$(dpkg-query -W -f='${db:Status-Status} ${Version}' \"$p\" 2>/dev/null </dev/null)\" = \"installed $v\" ] || same=0\n"
+    "    p=$(dpkg-deb -f \"$f\" Package </dev/null); v=$(dpkg-deb -f \"$f\" Version "
+    "</dev/null)\n"
+    "    [ \"$(dpkg-query -W -f='${db:Status-Status} ${Version}' \"$p\" 2>/dev/null "
+    "</dev/null)\" = \"installed $v\" ] || same=0\n"
     "done\n"
     "if [ $same = 1 ]; then say \"already installed: nothing to do\"; exit 0; fi\n"
-    "present() { dpkg-query -W -f='${Package} ${db:Status-Status}\\n' </dev/null | awk '$2 != \"not-installed\" && $2 != \"config-files\" {print $1}' | sort; }\n"
+    "present() { dpkg-query -W -f='${Package} ${db:Status-Status}\\n' </dev/null | awk '$2 != "
+    "\"not-installed\" && $2 != \"config-files\" {print $1}' | sort; }\n"
     "present > before\n"
-    "if $SUDO apt-get install -y -q --no-install-recommends ./*.deb </dev/null >apt.log 2>&1; then\n"
-    "    say \"installed:$(for f in *.deb; do printf ' %s %s' \"$(dpkg-deb -f \"$f\" Package </dev/null)\" \"$(dpkg-deb -f \"$f\" Version </dev/null)\"; done)\"\n"
+    "if $SUDO apt-get install -y -q --no-install-recommends ./*.deb </dev/null >apt.log 2>&1; "
+    "then\n"
+    "    say \"installed:$(for f in *.deb; do printf ' %s %s' \"$(dpkg-deb -f \"$f\" Package "
+    "</dev/null)\" \"$(dpkg-deb -f \"$f\" Version </dev/null)\"; done)\"\n"
     "    exit 0\n"
     "fi\n"
     "tail -n 15 apt.log\n"
@@ -69,9 +80,11 @@ static const char install_script[] =
     "[ -z \"$new\" ] || $SUDO dpkg --purge --force-depends $new </dev/null >purge.log 2>&1\n"
     "present > again\n"
     "if cmp -s before again; then\n"
-    "    say \"apt-get install failed; undone, the lease is as it was (removed: ${new:-nothing})\"; exit 22\n"
+    "    say \"apt-get install failed; undone, the lease is as it was (removed: "
+    "${new:-nothing})\"; exit 22\n"
     "fi\n"
-    "say \"apt-get install failed and undoing it did not finish: still there: $(comm -13 before again | tr '\\n' ' ')\"\n"
+    "say \"apt-get install failed and undoing it did not finish: still there: $(comm -13 "
+    "before again | tr '\\n' ' ')\"\n"
     "exit 23\n";
 
 const char *start_install_default_dir(char *buf, size_t len)
@@ -152,14 +165,13 @@ out:
 
 void start_install(const cli_ssh_t *ssh, const char *dir, start_install_t *res)
 {
-    static const char head[] =
-        "set -u\n"
-        "umask 022\n"
-        "export DEBIAN_FRONTEND=noninteractive\n"
-        "SUDO=; [ \"$(id -u)\" = 0 ] || SUDO='sudo -n'\n"
-        "say() { printf 'egress start: lease: %s\\n' \"$*\"; }\n"
-        "d=$(mktemp -d /tmp/egress-install.XXXXXX) || exit 1\n"
-        "trap 'rm -rf \"$d\"' EXIT\n";
+    static const char head[] = "set -u\n"
+                               "umask 022\n"
+                               "export DEBIAN_FRONTEND=noninteractive\n"
+                               "SUDO=; [ \"$(id -u)\" = 0 ] || SUDO='sudo -n'\n"
+                               "say() { printf 'egress start: lease: %s\\n' \"$*\"; }\n"
+                               "d=$(mktemp -d /tmp/egress-install.XXXXXX) || exit 1\n"
+                               "trap 'rm -rf \"$d\"' EXIT\n";
     const char *args[] = {"-s", NULL};
     cli_ssh_t sh = *ssh;
     char *egress = NULL, *module = NULL, *script = NULL, *tail;
@@ -188,6 +200,7 @@ void start_install(const cli_ssh_t *ssh, const char *dir, start_install_t *res)
         break;
     case INSTALL_NO_APT:
     case INSTALL_ABI:
+    case INSTALL_BAD_DEBS:
         res->rc = 6;
         snprintf(res->msg, sizeof(res->msg), "the lease cannot take the packages (above)");
         break;
@@ -201,10 +214,12 @@ void start_install(const cli_ssh_t *ssh, const char *dir, start_install_t *res)
         break;
     case 255:
     case -1:
-        snprintf(res->msg, sizeof(res->msg), "cannot reach the lease over SSH (%s)", ssh->target);
+        snprintf(res->msg, sizeof(res->msg), "cannot reach the lease over SSH (%s)",
+                 ssh->target);
         break;
     default:
-        snprintf(res->msg, sizeof(res->msg), "installing on the lease failed (exit %d)", status);
+        snprintf(res->msg, sizeof(res->msg), "installing on the lease failed (exit %d)",
+                 status);
         break;
     }
 out:

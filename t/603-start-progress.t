@@ -15,8 +15,6 @@ plan(skip_all => 'needs root (sshd, nginx as the lease proxy)') if $> != 0;
 plan(skip_all => 'needs sshd') unless -x '/usr/sbin/sshd';
 my $t = Test::Egress->new->require_bins('egress', 'egress-coordinator',
     'ngx_stream_egress_module.so');
-plan(skip_all => 'the lease proxy is started through sshd, which cannot preload the '
-    . 'sanitizer runtimes into nginx; covered by the plain pass') if $t->san;
 
 my $dir    = $t->dir;
 my $egress = $t->bin('egress');
@@ -119,6 +117,24 @@ like($out, qr/^egress start: next: egress start --id \Q$lease\E \.\.\. --install
 ($rc, $out) = op('status', '--id', $lease);
 like($out, qr/host=false client=false/, 'the failed starts left no session running');
 
+# --install: no packages where it looks, then files that are no packages
+# (they travel over SSH and the lease refuses them; nothing is installed).
+($rc, $out) = op('start', '--id', $lease, @common, '--install', '--packages', "$dir/none");
+is($rc, 1, '--install without packages: exit 1');
+like($out, qr/^egress start: no egress_\*_\*\.deb in \Q$dir\E\/none \(make deb builds them/m, '... saying where it looked');
+mkdir "$dir/pk";
+spew("$dir/pk/egress_0.0_amd64.deb", "not a package\n" x 5000);
+spew("$dir/pk/libnginx-mod-stream-egress_0.0_amd64.deb", join('', map { chr } 0 .. 255) x 64);
+($rc, $out) = op('start', '--id', $lease, @common, '--install', '--packages', "$dir/pk");
+is($rc, 6, '--install with files that are no packages: exit 6');
+like($out, qr/^egress start: lease: egress_0\.0_amd64\.deb is not a Debian package/m,
+    '... the lease names the file it refused');
+like($out, qr/^egress start: failed at step 3\/6 \(installing egress and the module on the lease \(lease\)/m,
+    '... and the step');
+
+SKIP: {
+skip 'the lease proxy is started through sshd, which cannot preload the sanitizer runtimes '
+    . 'into nginx; covered by the plain pass', 9 if $t->san;
 # The whole way, to a host agent in the background.
 ($rc, $out) = op('start', '--id', $lease, @common, '--daemon');
 is($rc, 0, 'egress start --daemon') or diag($out);
@@ -136,6 +152,7 @@ ok(wait_until(sub { (op('status', '--id', $lease))[0] == 0 }, 20), 'both sides c
 ($rc, $out) = op('stop', '--id', $lease, '--ssh-config', "$dir/ssh_config", '--remote-egress', $egress);
 is($rc, 0, 'egress stop') or diag($out);
 ok(wait_until(sub { !$t->port_open($pport) }, 20), 'the lease proxy is gone');
+}
 
 $t->done;
 done_testing;
