@@ -18,6 +18,12 @@ my $t = Test::Egress->new->require_bins('egress', 'egress-coordinator',
 plan(skip_all => 'the demo runs uninstrumented nginx; covered by the plain pass') if $t->san;
 
 my $dir = $t->dir;
+
+# t/601 installs and purges the packages on this machine: not while the
+# printed commands (which prefer installed programs) run.
+use Fcntl qw(:flock);
+open(my $lock, '>>', $t->root . '/build/.system-packages.lock') or die "lock: $!";
+flock($lock, LOCK_SH) or die "flock: $!";
 my ($rc, $out) = $t->run([ 'sh', $t->root . '/tools/demo.sh' ],
     env => { EGRESS_BUILD => $t->build_dir }, timeout => 120);
 is($rc, 0, 'demo exits 0') or diag($out);
