@@ -127,6 +127,7 @@ NGX_MODCONF_DIR ?= $(PREFIX)/share/nginx/modules-available
 SYSUSERS_DIR    ?= $(PREFIX)/lib/sysusers.d
 UNIT_DIR        ?= $(PREFIX)/lib/systemd/system
 USER_UNIT_DIR   ?= $(PREFIX)/lib/systemd/user
+BASHCOMP_DIR    ?= $(PREFIX)/share/bash-completion/completions
 ifeq ($(PREFIX),/usr)
 SYSCONFDIR      ?= /etc
 else
@@ -143,7 +144,7 @@ install: programs
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(NGX_MODULES_DIR) \
 	    $(DESTDIR)$(NGX_MODCONF_DIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/egress $(DESTDIR)$(SYSUSERS_DIR) \
-	    $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(USER_UNIT_DIR)
+	    $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(USER_UNIT_DIR) $(DESTDIR)$(BASHCOMP_DIR)
 	$(INSTALL) -m 0755 $(AGENT_BIN) $(DESTDIR)$(BINDIR)/egress
 	$(INSTALL) -m 0755 $(COORD_BIN) $(DESTDIR)$(SBINDIR)/egress-coordinator
 	$(INSTALL) -m 0644 $(MODULE_SO) $(DESTDIR)$(NGX_MODULES_DIR)/ngx_stream_egress_module.so
@@ -157,6 +158,7 @@ install: programs
 	@# an administrator's edited config survives a reinstall
 	[ -e $(DESTDIR)$(SYSCONFDIR)/egress/coordinator.conf ] || \
 	    $(UNIT_SUBST) conf/coordinator.conf > $(DESTDIR)$(SYSCONFDIR)/egress/coordinator.conf
+	$(INSTALL) -m 0644 conf/egress.bash-completion $(DESTDIR)$(BASHCOMP_DIR)/egress
 	$(INSTALL) -m 0644 conf/egress-coordinator.sysusers \
 	    $(DESTDIR)$(SYSUSERS_DIR)/egress-coordinator.conf
 	$(UNIT_SUBST) conf/egress-coordinator.service > \

@@ -99,6 +99,22 @@ for my $p ('egress.1', 'egress.5', 'egress-coordinator.8') {
     unlink "$man/$p.err";
 }
 
+# bash completion: commands, and options read from the program's --help.
+SKIP: {
+    skip 'no bash', 3 unless -x '/bin/bash';
+    my $complete = sub {
+        my ($cword, @words) = @_;
+        my $script = 'source "$1"; shift; COMP_CWORD=$1; shift; COMP_WORDS=("$@"); _egress; '
+            . 'printf "%s\\n" "${COMPREPLY[@]}"';
+        my ($crc, $cout) = $t->run([ '/bin/bash', '-c', $script, 'x',
+            "$root/conf/egress.bash-completion", $cword, $egress, @words ]);
+        return join ' ', sort split /\n/, $cout;
+    };
+    is($complete->(1, 'st'), 'start status stop', 'bash completes commands');
+    like($complete->(2, 'start', '--ins'), qr/^--install$/, 'bash completes egress start --install');
+    is($complete->(2, 'lease', 're'), 'release', 'bash completes lease subcommands');
+}
+
 # make install into a DESTDIR (the packaging's own step), from the built tree.
 SKIP: {
     skip 'make install is checked on the plain build', 1 if $t->san;
@@ -113,7 +129,8 @@ SKIP: {
                   usr/share/man/man8/egress-coordinator.8 etc/egress/coordinator.conf
                   usr/lib/systemd/system/egress-coordinator.service
                   usr/lib/systemd/user/egress-host@.service
-                  usr/lib/sysusers.d/egress-coordinator.conf)) {
+                  usr/lib/sysusers.d/egress-coordinator.conf
+                  usr/share/bash-completion/completions/egress)) {
         ok(-f "$dest/$f", "installs /$f");
     }
     ok(-x "$dest/usr/bin/egress" && -x "$dest/usr/sbin/egress-coordinator",

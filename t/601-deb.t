@@ -99,6 +99,7 @@ like($files{egress}, qr{^\./usr/bin/egress$}m, 'egress has the program');
 like($files{egress}, qr{^\./usr/share/man/man1/egress\.1\.gz$}m, '... egress(1)');
 like($files{egress}, qr{^\./usr/share/man/man5/egress\.5\.gz$}m, '... egress(5)');
 like($files{egress}, qr{^\./usr/lib/systemd/user/egress-host\@\.service$}m, '... the user unit');
+like($files{egress}, qr{^\./usr/share/bash-completion/completions/egress$}m, '... bash completion');
 like($files{'egress-coordinator'}, qr{^\./usr/sbin/egress-coordinator$}m, 'egress-coordinator has the daemon');
 like($files{'egress-coordinator'}, qr{^\./lib/systemd/system/egress-coordinator\.service$}m, '... its unit');
 like($files{'egress-coordinator'}, qr{^\./etc/egress/coordinator\.conf$}m, '... its config');
