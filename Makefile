@@ -6,6 +6,9 @@
 #   make check   the same tests without installing packages or the sanitizer pass
 #   make demo    the end-to-end demo on local defaults
 #   make bench   benchmarks (not part of make test)
+#   make install install the programs, module, man pages and units
+#                (PREFIX=/usr/local, DESTDIR= for staging)
+#   make deb     Debian packages into build/deb/ (dpkg-buildpackage)
 #
 # SAN=1 builds into build/asan with AddressSanitizer + UBSan.
 
@@ -37,7 +40,7 @@ CFLAGS    += $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -Ilib $(PKG_CFLAGS)
 LDFLAGS   += $(SANFLAGS)
 
 .PHONY: all deps test check check-unit check-fuzz check-t check-san fuzz demo bench \
-        format format-check clean
+        format format-check clean programs install deb
 
 all:
 
@@ -45,6 +48,8 @@ include lib/lib.mk
 include coordinator/coordinator.mk
 include agent/agent.mk
 include ngx_egress_module/module.mk
+include docs/man/man.mk
+include debian/deb.mk
 
 # Benchmark load tools: built with everything so they cannot rot unnoticed.
 BENCH_TOOLS := $(BUILD)/bench/origin $(BUILD)/bench/loadgen $(BUILD)/bench/wsbridge $(BUILD)/bench/delayrelay
@@ -108,6 +113,60 @@ demo: deps
 bench:
 	-$(MAKE) all
 	@sh bench/run.sh
+
+# What `make install` puts where. The Debian packaging runs it with
+# PREFIX=/usr into its staging DESTDIR; units and the config file name the
+# installed paths (substituted below).
+PREFIX          ?= /usr/local
+DESTDIR         ?=
+BINDIR          ?= $(PREFIX)/bin
+SBINDIR         ?= $(PREFIX)/sbin
+MANDIR          ?= $(PREFIX)/share/man
+NGX_MODULES_DIR ?= $(PREFIX)/lib/nginx/modules
+NGX_MODCONF_DIR ?= $(PREFIX)/share/nginx/modules-available
+SYSUSERS_DIR    ?= $(PREFIX)/lib/sysusers.d
+UNIT_DIR        ?= $(PREFIX)/lib/systemd/system
+USER_UNIT_DIR   ?= $(PREFIX)/lib/systemd/user
+BASHCOMP_DIR    ?= $(PREFIX)/share/bash-completion/completions
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR      ?= /etc
+else
+SYSCONFDIR      ?= $(PREFIX)/etc
+endif
+INSTALL         ?= install
+UNIT_SUBST       = sed -e 's|/usr/sbin/egress-coordinator|$(SBINDIR)/egress-coordinator|' \
+                       -e 's|/usr/bin/egress|$(BINDIR)/egress|' \
+                       -e 's|/etc/egress/|$(SYSCONFDIR)/egress/|'
+
+programs: $(AGENT_BIN) $(COORD_BIN) $(MODULE_SO) $(MAN_PAGES)
+
+install: programs
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(NGX_MODULES_DIR) \
+	    $(DESTDIR)$(NGX_MODCONF_DIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/egress $(DESTDIR)$(SYSUSERS_DIR) \
+	    $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(USER_UNIT_DIR) $(DESTDIR)$(BASHCOMP_DIR)
+	$(INSTALL) -m 0755 $(AGENT_BIN) $(DESTDIR)$(BINDIR)/egress
+	$(INSTALL) -m 0755 $(COORD_BIN) $(DESTDIR)$(SBINDIR)/egress-coordinator
+	$(INSTALL) -m 0644 $(MODULE_SO) $(DESTDIR)$(NGX_MODULES_DIR)/ngx_stream_egress_module.so
+	echo 'load_module $(NGX_MODULES_DIR)/ngx_stream_egress_module.so;' \
+	    > $(DESTDIR)$(NGX_MODCONF_DIR)/mod-stream-egress.conf
+	chmod 0644 $(DESTDIR)$(NGX_MODCONF_DIR)/mod-stream-egress.conf
+	$(INSTALL) -m 0644 $(BUILD)/man/egress.1 $(DESTDIR)$(MANDIR)/man1/egress.1
+	$(INSTALL) -m 0644 $(BUILD)/man/egress.5 $(DESTDIR)$(MANDIR)/man5/egress.5
+	$(INSTALL) -m 0644 $(BUILD)/man/egress-coordinator.8 \
+	    $(DESTDIR)$(MANDIR)/man8/egress-coordinator.8
+	@# an administrator's edited config survives a reinstall
+	[ -e $(DESTDIR)$(SYSCONFDIR)/egress/coordinator.conf ] || \
+	    $(UNIT_SUBST) conf/coordinator.conf > $(DESTDIR)$(SYSCONFDIR)/egress/coordinator.conf
+	$(INSTALL) -m 0644 conf/egress.bash-completion $(DESTDIR)$(BASHCOMP_DIR)/egress
+	$(INSTALL) -m 0644 conf/egress-coordinator.sysusers \
+	    $(DESTDIR)$(SYSUSERS_DIR)/egress-coordinator.conf
+	$(UNIT_SUBST) conf/egress-coordinator.service > \
+	    $(DESTDIR)$(UNIT_DIR)/egress-coordinator.service
+	$(UNIT_SUBST) conf/egress-host@.service > $(DESTDIR)$(USER_UNIT_DIR)/egress-host@.service
+	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/egress/coordinator.conf \
+	    $(DESTDIR)$(UNIT_DIR)/egress-coordinator.service \
+	    $(DESTDIR)$(USER_UNIT_DIR)/egress-host@.service
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

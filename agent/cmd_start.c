@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "start_install.h"
 
 #define START_MAX_ALLOW 64
 #define START_WAIT_MS   20000
+#define START_STEPS     6
 
 static void start_usage(FILE *out)
 {
@@ -27,20 +30,24 @@ static void start_usage(FILE *out)
             "                    [--listen 127.0.0.1:3128] [--daemon] [--ssh TARGET]\n"
             "                    [--ssh-config FILE] [--remote-egress PATH]\n"
             "                    [--lease-coordinator URL] [--ports LIST] [--allow-private]\n"
+            "                    [--install [--packages DIR]]\n"
             "\n"
             "Start mediated egress for LEASE in one step:\n"
             "  1. check the allowlist (no allowlist, no proxy);\n"
             "  2. resolve the lease through the coordinator (its SSH target, unless --ssh);\n"
             "  3. over SSH (BatchMode), check that nginx and the egress module are\n"
-            "     installed on the lease (`egress client --check`);\n"
+            "     installed on the lease (`egress client --check`); with --install,\n"
+            "     first install or update them from Debian packages (copied and\n"
+            "     installed over one SSH session);\n"
             "  4. mint a client ticket, which starts a new egress session, and start\n"
             "     `egress client --daemon` on the lease with the ticket on its standard\n"
             "     input (never in an argument or a file name);\n"
             "  5. wait until the coordinator sees the lease proxy connected;\n"
             "  6. run the host agent for the same session, in the foreground or with\n"
             "     --daemon in the background (it mints its own host ticket).\n"
-            "If a step before 6 fails, the lease proxy is stopped and the session\n"
-            "deleted again.\n"
+            "Each step is reported as it starts, with the time since the start; a\n"
+            "failure names the step, its cause and the command to run next. If a step\n"
+            "before 6 fails, the lease proxy is stopped and the session deleted again.\n"
             "\n"
             "Options:\n"
             "  --id LEASE              lease id or slug\n"
@@ -53,6 +60,13 @@ static void start_usage(FILE *out)
             "  --ssh TARGET            SSH destination of the lease (default: lease record)\n"
             "  --ssh-config FILE       OpenSSH client configuration (ssh -F)\n"
             "  --remote-egress PATH    the egress program on the lease (default: egress)\n"
+            "  --install               install egress and the nginx module on the lease\n"
+            "                          with apt-get (nginx comes from the lease's mirror);\n"
+            "                          refused when the lease's nginx ABI differs from\n"
+            "                          the module's; a failed install is undone\n"
+            "  --packages DIR          where --install finds egress_*.deb and\n"
+            "                          libnginx-mod-stream-egress_*.deb (default: deb/\n"
+            "                          next to this program, where make deb writes)\n"
             "  --coordinator URL       coordinator base URL, as this machine reaches it\n"
             "  --lease-coordinator URL the coordinator as the lease reaches it (default:\n"
             "                          the same); it must carry no credentials\n"
@@ -109,10 +123,78 @@ typedef struct {
     const char *listen, *ports, *lease_url;
     const char *profiles[START_MAX_ALLOW], *allows[START_MAX_ALLOW];
     size_t nprofiles, nallows;
-    int daemon, allow_private;
-    char *target; /* the SSH target from the lease record */
+    int daemon, allow_private, install;
+    const char *packages; /* --packages DIR */
+    char *target;         /* the SSH target from the lease record */
     char session[EGRESS_MAX_TOKEN_TEXT + 1];
+    struct timespec t0; /* when `egress start` began, for the progress lines */
+    int step;           /* the step under way, 1..START_STEPS; 0 before the first */
+    char what[256];     /* what that step does, as reported */
+    char cause[512];    /* why it failed */
+    char next[768];     /* the command to run next */
 } start_t;
+
+/* Seconds since `egress start` began. */
+static double start_elapsed(const start_t *st)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double) (now.tv_sec - st->t0.tv_sec) + (now.tv_nsec - st->t0.tv_nsec) / 1e9;
+}
+
+/* Reports step n as it begins: "egress start: [  1.2s] 3/6 checking ...". */
+static void start_step(start_t *st, int n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st->what, sizeof(st->what), fmt, ap);
+    va_end(ap);
+    st->step = n;
+    st->cause[0] = st->next[0] = '\0';
+    fprintf(stderr, "egress start: [%6.1fs] %d/%d %s\n", start_elapsed(st), n, START_STEPS,
+            st->what);
+}
+
+/* Prints why the step failed (the line tests and people read) and keeps it for the summary. */
+static void start_cause(start_t *st, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st->cause, sizeof(st->cause), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "egress start: %s\n", st->cause);
+}
+
+/* The command to run next, for the failure summary. */
+static void start_next(start_t *st, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st->next, sizeof(st->next), fmt, ap);
+    va_end(ap);
+}
+
+/* "ssh [-F FILE] TARGET": how the operator reaches the lease by hand. */
+static const char *start_ssh_cmd(const start_t *st, char *buf, size_t len)
+{
+    snprintf(buf, len, "ssh%s%s %s", st->ssh.config ? " -F " : "",
+             st->ssh.config ? st->ssh.config : "", st->ssh.target ? st->ssh.target : "TARGET");
+    return buf;
+}
+
+/* The failure summary: step, time, cause, next command. */
+static void start_summary(const start_t *st, int rc)
+{
+    fprintf(stderr, "egress start: failed at step %d/%d (%s) after %.1fs, exit %d: %s\n",
+            st->step, START_STEPS, st->what, start_elapsed(st), rc,
+            st->cause[0] ? st->cause : "see the message above");
+    if (st->next[0])
+        fprintf(stderr, "egress start: next: %s\n", st->next);
+}
 
 /* The options. Returns 0, or -1 to end with the exit code in st->c.rc (--help, bad flags). */
 static int start_parse(start_t *st, int argc, char **argv)
@@ -128,6 +210,8 @@ static int start_parse(start_t *st, int argc, char **argv)
         {"ssh-config", required_argument, NULL, 'F'},
         {"remote-egress", required_argument, NULL, 'R'},
         {"lease-coordinator", required_argument, NULL, 'L'},
+        {"install", no_argument, NULL, 'I'},
+        {"packages", required_argument, NULL, 'K'},
         CLI_OPTIONS_COMMON,
     };
     int opt;
@@ -170,6 +254,12 @@ static int start_parse(start_t *st, int argc, char **argv)
         case 'L':
             st->lease_url = optarg;
             break;
+        case 'I':
+            st->install = 1;
+            break;
+        case 'K':
+            st->packages = optarg;
+            break;
         default: /* CLI_OPT_EXIT */
             return -1;
         }
@@ -187,9 +277,15 @@ static int start_check_allowlist(start_t *st)
     size_t i;
     int ok = 1;
 
+    start_step(st, 1, "checking the allowlist");
+    start_next(st,
+               "egress start --id %s --profile discord (or --allow PATTERNS); see egress "
+               "start --help",
+               st->c.id);
     if (st->nprofiles == 0 && st->nallows == 0) {
-        fprintf(stderr, "egress start: refusing to start without an allowlist: pass --profile "
-                        "NAME or --allow PATTERNS\n");
+        start_cause(st,
+                    "refusing to start without an allowlist: pass --profile NAME or --allow "
+                    "PATTERNS");
         return EXIT_USAGE;
     }
     if ((al = egress_allow_new()) == NULL)
@@ -202,13 +298,13 @@ static int start_check_allowlist(start_t *st)
         ok = egress_allow_set_ports_list(al, st->ports, &e) == 0;
     egress_allow_free(al);
     if (!ok) {
-        fprintf(stderr, "egress start: %s\n", e.message);
+        start_cause(st, "%s", e.message);
         return EXIT_USAGE;
     }
     if (egress_hostport_parse(host, &port, st->listen, strlen(st->listen), 0, &e) < 0 ||
         !egress_host_is_loopback(host, strlen(host))) {
-        fprintf(stderr, "egress start: --listen %s must be a loopback address and port\n",
-                st->listen);
+        start_cause(st, "--listen %s must be a loopback address and port", st->listen);
+        start_next(st, "egress start --id %s ... --listen 127.0.0.1:3128", st->c.id);
         return EXIT_USAGE;
     }
     return 0;
@@ -224,30 +320,46 @@ static int start_find_lease(start_t *st)
     json_t *resp = NULL;
     int rc, status;
 
-    if ((rc = cli_open(&st->c, 1)) != 0)
+    start_step(st, 2, "looking up lease %s on the coordinator", id);
+    start_next(st, "egress lease show --id %s", id);
+    if ((rc = cli_open(&st->c, 1)) != 0) {
+        start_next(st, "set EGRESS_COORDINATOR and EGRESS_TOKEN (or ~/.config/egress/config), "
+                       "see egress(5)");
         return rc;
+    }
     if (!st->lease_url)
         st->lease_url = st->c.cfg.coordinator;
     if (url_parse(&lu, st->lease_url, &e) < 0) {
         /* url_parse also refuses user:password@ URLs: no credential goes to the lease */
-        fprintf(stderr, "egress start: --lease-coordinator: %s\n", e.message);
+        start_cause(st, "--lease-coordinator: %s", e.message);
+        start_next(st, "egress start ... --lease-coordinator http://HOST:PORT (no user or "
+                       "password in it)");
         return EXIT_USAGE;
     }
     snprintf(path, sizeof(path), "/v1/leases/%s", id);
     status = cli_api(&st->c, "GET", path, NULL, &resp);
     if (status < 0) {
+        snprintf(st->cause, sizeof(st->cause), "the coordinator %s is unreachable",
+                 st->c.cfg.coordinator);
+        start_next(st, "egress status --id %s (checks the coordinator)", id);
         rc = EXIT_RUNTIME;
     } else if (status != 200) {
         rc = cli_api_fail(&st->c, status, resp, "lease");
+        snprintf(st->cause, sizeof(st->cause), "the coordinator answered %d for lease %s",
+                 status, id);
+        start_next(st, status == 401 ? "check EGRESS_TOKEN (egress-coordinator token list)"
+                                     : "egress lease list");
     } else if (strcmp(cli_str(resp, "state"), "active") != 0) {
-        fprintf(stderr, "egress start: lease %s is %s\n", id, cli_str(resp, "state"));
+        start_cause(st, "lease %s is %s", id, cli_str(resp, "state"));
+        start_next(st, "egress lease create --slug NEW-SLUG --ssh user@host");
         rc = EXIT_FATAL;
     } else if (!st->ssh.target && *cli_str(resp, "ssh")) {
         st->ssh.target = st->target = strdup(cli_str(resp, "ssh"));
     }
     json_decref(resp);
     if (rc == 0 && !st->ssh.target) {
-        fprintf(stderr, "egress start: lease %s has no SSH target; pass --ssh user@host\n", id);
+        start_cause(st, "lease %s has no SSH target; pass --ssh user@host", id);
+        start_next(st, "egress start --id %s ... --ssh user@host", id);
         rc = EXIT_USAGE;
     }
     return rc;
@@ -257,20 +369,46 @@ static int start_find_lease(start_t *st)
 static int start_preflight(start_t *st)
 {
     const char *args[] = {"client", "--id", st->c.id, "--check", NULL};
-    int status = cli_ssh_run(&st->ssh, args, NULL);
+    char ssh[512], dir[4096];
+    start_install_t res;
+    int status;
 
-    if (status == 127) {
-        fprintf(stderr, "egress start: %s is not installed on the lease (%s)\n", st->ssh.remote,
-                st->ssh.target);
+    if (st->install) {
+        if (!st->packages)
+            st->packages = start_install_default_dir(dir, sizeof(dir));
+        start_step(st, 3, "installing egress and the module on the lease (%s) from %s",
+                   st->ssh.target, st->packages);
+        start_install(&st->ssh, st->packages, &res);
+        if (res.rc != 0) {
+            start_cause(st, "%s", res.msg);
+            start_next(st, "%s",
+                       res.rc == 6 ? "build the packages for the lease's nginx (make deb "
+                                     "where its nginx-dev is installed), then --packages DIR"
+                                   : "egress start ... --install again (the lease is "
+                                     "unchanged unless said otherwise above)");
+            return res.rc;
+        }
+    }
+    start_step(st, 3, "checking nginx and the egress module on the lease (%s)", st->ssh.target);
+    status = cli_ssh_run(&st->ssh, args, NULL);
+    start_ssh_cmd(st, ssh, sizeof(ssh));
+    if (status == 127 || (status != 0 && status != 255 && status > 0)) {
+        if (status == 127)
+            start_cause(st, "%s is not installed on the lease (%s)", st->ssh.remote,
+                        st->ssh.target);
+        else
+            start_cause(st, "the lease lacks what the proxy needs (above)");
+        start_next(st,
+                   "egress start --id %s ... --install (installs the packages make deb built "
+                   "on the lease with apt-get; or by hand: scp them to the lease and %s "
+                   "apt-get install -y ./egress_*.deb ./libnginx-mod-stream-egress_*.deb)",
+                   st->c.id, ssh);
         return 6;
     }
     if (status == 255 || status < 0) {
-        fprintf(stderr, "egress start: cannot reach the lease over SSH (%s)\n", st->ssh.target);
+        start_cause(st, "cannot reach the lease over SSH (%s)", st->ssh.target);
+        start_next(st, "%s true (must log in without a password prompt; BatchMode)", ssh);
         return EXIT_RUNTIME;
-    }
-    if (status != 0) {
-        fprintf(stderr, "egress start: the lease lacks what the proxy needs (above)\n");
-        return 6;
     }
     return 0;
 }
@@ -281,13 +419,19 @@ static int start_lease_proxy(start_t *st)
     const char *id = st->c.id;
     char path[256], *ticket = NULL;
     json_t *body = json_pack("{s:s}", "role", "client"), *resp = NULL;
+    char ssh[512];
     int rc = EXIT_RUNTIME, status;
 
+    start_step(st, 4, "starting the lease proxy on %s (%s)", st->ssh.target, st->listen);
+    start_ssh_cmd(st, ssh, sizeof(ssh));
+    start_next(st, "egress status --id %s", id);
     snprintf(path, sizeof(path), "/v1/leases/%s/egress/ticket", id);
     status = cli_api(&st->c, "POST", path, body, &resp);
     json_decref(body);
     if (status != 201 && status != 200) {
         rc = status < 0 ? EXIT_RUNTIME : cli_api_fail(&st->c, status, resp, "client ticket");
+        snprintf(st->cause, sizeof(st->cause), "no client ticket from the coordinator (%d)",
+                 status);
         goto out;
     }
     if (strlen(cli_str(resp, "sessionID")) >= sizeof(st->session))
@@ -303,7 +447,9 @@ static int start_lease_proxy(start_t *st)
     status = cli_ssh_run(&st->ssh, args, ticket);
     explicit_bzero(ticket, strlen(ticket));
     if (status != 0) {
-        fprintf(stderr, "egress start: starting the lease proxy failed (exit %d)\n", status);
+        start_cause(st, "starting the lease proxy failed (exit %d)", status);
+        start_next(st, "%s %s client --id %s --print-config (and its log in /run/egress/%s)",
+                   ssh, st->ssh.remote, id, id);
         start_undo(&st->c, &st->ssh, id, 1);
         goto out;
     }
@@ -355,6 +501,7 @@ int cmd_start(int argc, char **argv)
     int rc;
 
     memset(&st, 0, sizeof(st));
+    clock_gettime(CLOCK_MONOTONIC, &st.t0);
     st.c.prog = "egress start";
     st.c.usage = start_usage;
     st.ssh.remote = "egress";
@@ -371,9 +518,14 @@ int cmd_start(int argc, char **argv)
         goto done;
 
     /* 5. the lease proxy's bridge is up */
+    start_step(&st, 5, "waiting for the lease proxy to connect to %s", st.lease_url);
     if (start_wait_client(&st.c, st.c.id) < 0) {
-        fprintf(stderr, "egress start: the lease proxy did not connect to the coordinator "
-                        "within 20 s (is --lease-coordinator reachable from the lease?)\n");
+        char ssh[512];
+
+        start_cause(&st, "the lease proxy did not connect to the coordinator within 20 s (is "
+                         "--lease-coordinator reachable from the lease?)");
+        start_next(&st, "%s curl -sS %s/healthz", start_ssh_cmd(&st, ssh, sizeof(ssh)),
+                   st.lease_url);
         start_undo(&st.c, &st.ssh, st.c.id, 1);
         rc = EXIT_RUNTIME;
         goto done;
@@ -381,10 +533,24 @@ int cmd_start(int argc, char **argv)
     fprintf(stderr, "egress start: lease proxy on %s:%s is connected (session %s)\n",
             st.ssh.target, st.listen, st.session);
 
+    start_step(&st, 6, "starting the host agent%s", st.daemon ? " in the background" : "");
+    start_next(&st,
+               "egress status --id %s; the agent's log is in ~/.local/state/egress/%s.host.log",
+               st.c.id, st.c.id);
     rc = start_host(&st);
     if (st.daemon && rc != EXIT_OK)
         start_undo(&st.c, &st.ssh, st.c.id, 1);
+    if (st.daemon && rc == EXIT_OK)
+        fprintf(stderr,
+                "egress start: [%6.1fs] done: egress status --id %s; egress stop --id %s\n",
+                start_elapsed(&st), st.c.id, st.c.id);
+    /* the foreground agent's own exit (a signal, a lease ended) is no failed start */
+    if (!st.daemon)
+        goto out;
 done:
+    if (rc != 0 && st.step > 0)
+        start_summary(&st, rc);
+out:
     free(st.target);
     cli_close(&st.c);
     return rc;

@@ -107,16 +107,47 @@ curl -sS --proxy "http://127.0.0.1:$PPORT" -w 'HTTP %{http_code}\n' \
     "http://not-allowed.example:$OPORT/" || true
 
 say "done; tearing down"
-cat <<EOF
+cleanup
+trap - EXIT INT TERM
 
-Try next (see README.md and docs/operations.md):
-  egress-coordinator --listen 127.0.0.1:8080 --db ./egress.db &
-  export EGRESS_COORDINATOR=http://127.0.0.1:8080
-  export EGRESS_TOKEN=$(egress-coordinator --db ./egress.db token add --owner you --org yours)
-  egress lease create --slug my-lease --ssh root@LEASE-HOST
-  egress start --id my-lease --profile discord --daemon
-  chromium --proxy-server=http://127.0.0.1:3128 https://discord.com    # on the lease
-  egress status --id my-lease
-  egress stop --id my-lease
-See README.md and docs/ for the full tour.
+# The next steps, printed so that they work as they are: installed programs
+# when they are on the PATH, else this build's; free ports (the defaults
+# when nothing listens there). The heredoc is quoted: nothing in it runs now.
+prog() {
+    if command -v "$1" >/dev/null 2>&1; then echo "$1"; else echo "$2"; fi
+}
+port_or_free() {
+    if perl -MIO::Socket::IP -e 'exit !IO::Socket::IP->new(PeerHost=>"127.0.0.1",PeerPort=>$ARGV[0])' "$1"; then
+        free_port
+    else
+        echo "$1"
+    fi
+}
+TRY_EGRESS=$(prog egress "$EGRESS")
+TRY_COORD=$(prog egress-coordinator "$COORD")
+TRY_CPORT=$(port_or_free 8080)
+TRY_PPORT=$(port_or_free 3128)
+LISTEN_OPT=""
+[ "$TRY_PPORT" = 3128 ] || LISTEN_OPT=" --listen 127.0.0.1:$TRY_PPORT"
+sed -e "s|@EGRESS@|$TRY_EGRESS|g" -e "s|@COORD@|$TRY_COORD|g" -e "s|@CPORT@|$TRY_CPORT|g" \
+    -e "s|@PPORT@|$TRY_PPORT|g" -e "s|@LISTEN@|$LISTEN_OPT|g" <<'EOF'
+
+Try next, on this machine (each line as printed; README.md and docs/operations.md explain them):
+  cd "$(mktemp -d /tmp/egress-try.XXXXXX)"
+  @COORD@ --listen 127.0.0.1:@CPORT@ --db ./egress.db 2>coordinator.log &
+  export EGRESS_COORDINATOR=http://127.0.0.1:@CPORT@
+  export EGRESS_TOKEN="$(@COORD@ --db ./egress.db token add --owner you --org yours)"
+  @EGRESS@ lease create --slug my-lease
+  @EGRESS@ ticket --id my-lease --role client --out client.ticket --session-out session
+  @EGRESS@ client --id my-lease --ticket-file client.ticket@LISTEN@ --daemon
+  @EGRESS@ host --id my-lease --session "$(cat session)" --profile discord --daemon
+  @EGRESS@ status --id my-lease
+  curl -sS --proxy http://127.0.0.1:@PPORT@ -o /dev/null -w '%{http_code}\n' https://discord.com/
+  curl -sS --proxy http://127.0.0.1:@PPORT@ http://example.com/    # 403: not on the allowlist
+  @EGRESS@ stop --id my-lease
+  kill $!    # the coordinator (the last job started with &)
+
+With a lease of your own (reachable over SSH, with egress and the module installed):
+  @EGRESS@ lease create --slug swift-crab --ssh root@LEASE-HOST
+  @EGRESS@ start --id swift-crab --profile discord --daemon
 EOF

@@ -9,6 +9,7 @@ nginx nginx-dev libnginx-mod-stream libpcre2-dev zlib1g-dev libssl-dev
 libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libsqlite3-dev sqlite3
 libpq-dev postgresql
 libwslay-dev libcmocka-dev publicsuffix
+scdoc debhelper lintian dpkg-dev man-db
 curl openssl ca-certificates openssh-server openssh-client iproute2 procps psmisc
 chromium
 perl libio-socket-ssl-perl libprotocol-websocket-perl libjson-pp-perl libhttp-tiny-perl
