@@ -192,8 +192,7 @@ uint32_t egress_idmap_lookup(const egress_idmap_t *m, const char *text, size_t l
     return pos == (size_t) -1 ? 0 : m->ent[m->by_text[pos] - 1].id;
 }
 
-static uint32_t idmap_add(egress_idmap_t *m, const char *text, size_t len,
-                          egress_error_t *err)
+static uint32_t idmap_add(egress_idmap_t *m, const char *text, size_t len, egress_error_t *err)
 {
     egress_idmap_entry_t *e;
     uint32_t slot, id;

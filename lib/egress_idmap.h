@@ -27,20 +27,20 @@
 #include "egress_frame.h"
 
 typedef struct {
-    uint32_t id;  /* 0: free entry */
-    uint8_t len;  /* bytes of text */
+    uint32_t id; /* 0: free entry */
+    uint8_t len; /* bytes of text */
     char text[EGRESS_WIRE_ID_MAX + 1];
 } egress_idmap_entry_t;
 
 typedef struct {
     egress_idmap_entry_t *ent; /* nent entries, free ones chained through free_next */
     uint32_t *free_next;
-    uint32_t *by_id;   /* open addressing, entry index + 1 (0 empty) */
-    uint32_t *by_text; /* same, keyed by text */
-    size_t nent;       /* entries allocated */
-    size_t mask;       /* index tables have mask + 1 slots */
-    size_t count;      /* live entries */
-    size_t max;        /* bound on live entries */
+    uint32_t *by_id;    /* open addressing, entry index + 1 (0 empty) */
+    uint32_t *by_text;  /* same, keyed by text */
+    size_t nent;        /* entries allocated */
+    size_t mask;        /* index tables have mask + 1 slots */
+    size_t count;       /* live entries */
+    size_t max;         /* bound on live entries */
     uint32_t free_head; /* entry index + 1, 0 none */
     uint32_t next;      /* next internal id to try */
 } egress_idmap_t;

@@ -33,7 +33,8 @@ static void test_peer_ids(void **state)
 
     (void) state;
     egress_idmap_init(&m, 8);
-    decode(&f, "{\"type\":\"open\",\"id\":\"conn_lr3x9k2a1q\",\"host\":\"a.b\",\"port\":\"443\"}");
+    decode(&f,
+           "{\"type\":\"open\",\"id\":\"conn_lr3x9k2a1q\",\"host\":\"a.b\",\"port\":\"443\"}");
     assert_int_equal(egress_idmap_resolve(&m, &f, &err), 0);
     a = f.id;
     assert_true(a != 0);
