@@ -21,6 +21,9 @@
 #define BRIDGE_CONNECT_TIMEOUT_MS 20000
 /* below this much staging room, with a write in flight, wait for it */
 #define BRIDGE_ROOM_MIN 64
+
+/* live v1 streams whose string ids we map (more opens are refused) */
+#define BRIDGE_V1_IDS_MAX 65536
 /*
  * Liveness: a ping after each quiet interval; three quiet intervals in a row
  * (two pings unanswered) end the socket. Counting ticks, not elapsed time,
@@ -89,14 +92,21 @@ static int bridge_queue_empty(const agent_t *ag)
     return !ag->queue.head && !ag->queue.urgent_head;
 }
 
-int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
+int bridge_send_frame(agent_t *ag, const egress_frame_t *frame)
 {
-    size_t max = egress_frame_encoded_max(f, ag->bridge.proto);
+    size_t max = egress_frame_encoded_max(frame, ag->bridge.proto);
+    egress_frame_t v1 = *frame;
+    const egress_frame_t *f = frame;
     egress_error_t err;
     wsmsg_t *m;
     int binary = 0;
     size_t n;
 
+    if (ag->bridge.proto == EGRESS_PROTO_V1) {
+        /* back with the text the client chose for the stream */
+        egress_idmap_label(&ag->bridge.v1ids, &v1);
+        f = &v1;
+    }
     if (max == 0) /* not expressible in this version (window on v1) */
         return 0;
     if ((m = bridge_msg_new(ag, max)) == NULL)
@@ -110,6 +120,9 @@ int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
     m->len = (uint32_t) n;
     m->binary = (uint8_t) binary;
     m->stream_id = f->id;
+    if (ag->bridge.proto == EGRESS_PROTO_V1 &&
+        ((f->type == EGRESS_FRAME_CLOSE && !f->half) || f->type == EGRESS_FRAME_ERROR))
+        egress_idmap_forget(&ag->bridge.v1ids, f->id); /* the stream is over */
     /*
      * open_ok and window jump queued data (no head-of-line blocking behind
      * megabytes of other streams); close and error stay behind their
@@ -190,20 +203,40 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     if (egress_frame_decode(&f, ag->bridge.proto, msg, len, binary, &err) < 0) {
         agent_log("undecodable message from coordinator (%s): %s", egress_err_name(err.code),
                   err.message);
+        if (f.wire_id.len) { /* v1: a live stream's text, else answer with the text itself */
+            uint32_t id = egress_idmap_lookup(&ag->bridge.v1ids, f.wire_id.data, f.wire_id.len);
+            f.id = id ? id : f.id;
+        }
         if (f.id && ag->bridge.ops->reset_stream(ag, f.id)) {
             egress_frame_t c = {0};
             c.type = EGRESS_FRAME_CLOSE;
             c.id = f.id;
             bridge_send_frame(ag, &c);
-        } else if (f.id && err.code != EGRESS_ERR_TOO_LARGE) {
+        } else if ((f.id || f.wire_id.len) && err.code != EGRESS_ERR_TOO_LARGE) {
             /* a bad open: answer it so the client's request fails cleanly */
             egress_frame_t e = {0};
             e.type = EGRESS_FRAME_ERROR;
             e.id = f.id;
+            e.wire_id = f.wire_id;
             e.message.data = "host agent rejected the request: malformed open";
             e.message.len = strlen(e.message.data);
             bridge_send_frame(ag, &e);
         }
+        return;
+    }
+    if (ag->bridge.proto == EGRESS_PROTO_V1 && f.wire_id.len &&
+        egress_idmap_resolve(&ag->bridge.v1ids, &f, &err) < 0) {
+        egress_frame_t e = {0}; /* too many streams: refuse this open only */
+        e.type = EGRESS_FRAME_ERROR;
+        e.wire_id = f.wire_id;
+        e.message.data = "host agent has too many streams";
+        e.message.len = strlen(e.message.data);
+        bridge_send_frame(ag, &e);
+        egress_frame_release(&f);
+        return;
+    }
+    if (f.type != EGRESS_FRAME_HELLO && f.type != EGRESS_FRAME_PEER && f.id == 0) {
+        egress_frame_release(&f); /* v1: an id no live stream has, a late frame */
         return;
     }
     switch (f.type) {
@@ -233,6 +266,7 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
             agent_log("lease client disconnected; closing its %zu streams", ag->streams.n);
             ag->bridge.ops->end_streams(ag, 0);
             bridge_purge_streams(ag);
+            egress_idmap_clear(&ag->bridge.v1ids);
         } else if (f.connected && !ag->bridge.peer) {
             agent_log("lease client connected");
         }
@@ -241,6 +275,9 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     case EGRESS_FRAME_OPEN_OK:
         break; /* only the host sends it */
     }
+    if (ag->bridge.proto == EGRESS_PROTO_V1 &&
+        ((f.type == EGRESS_FRAME_CLOSE && !f.half) || f.type == EGRESS_FRAME_ERROR))
+        egress_idmap_forget(&ag->bridge.v1ids, f.id); /* the client ended the stream */
     egress_frame_release(&f);
 }
 
@@ -802,6 +839,7 @@ static void bridge_on_down(agent_t *ag, const char *why)
     ag->bridge.peer = 0;
     ag->bridge.ops->end_streams(ag, 0);
     bridge_queue_clear(ag);
+    egress_idmap_clear(&ag->bridge.v1ids);
     ag->bridge.proto = 0;
     if (ag->life.finished)
         return;
@@ -933,6 +971,7 @@ int bridge_connect(agent_t *ag)
 int bridge_init(agent_t *ag, const bridge_ops_t *ops)
 {
     ag->bridge.ops = ops;
+    egress_idmap_init(&ag->bridge.v1ids, BRIDGE_V1_IDS_MAX);
     uv_timer_init(&ag->loop, &ag->bridge.retry_timer);
     ag->bridge.retry_timer.data = ag;
     uv_idle_init(&ag->loop, &ag->bridge.pump_idle);
@@ -964,6 +1003,7 @@ void bridge_free(agent_t *ag)
     }
     ag->pool.msgs = NULL;
     ag->pool.nmsgs = 0;
+    egress_idmap_free(&ag->bridge.v1ids);
     free(ag->rx.buf);
     ag->rx.buf = NULL;
     if (ag->bridge.tls)

@@ -17,6 +17,7 @@
 #include <wslay/wslay.h>
 
 #include "agent.h"
+#include "egress_idmap.h"
 #include "egress_upgrade.h"
 #include "egress_wsframe.h"
 #include "ws_sock.h"
@@ -156,6 +157,7 @@ struct agent_s {
         int ping_quiet;        /* ticks in a row without a byte */
         int close_queued;      /* our close frame is queued (stopping) */
         int proto;             /* negotiated version once established, else 0 */
+        egress_idmap_t v1ids;  /* v1: the client's string ids <-> our stream ids */
         int established;       /* WebSocket open */
         int ever_connected;
         int peer;        /* client leg attached (v2 peer/hello) */

@@ -126,6 +126,7 @@ session_t *session_get(const char *lease_id, const char *session_id)
     }
     snprintf(s->lease_id, sizeof(s->lease_id), "%s", lease_id);
     snprintf(s->session_id, sizeof(s->session_id), "%s", session_id);
+    egress_idmap_init(&s->v1ids, STREAMS_MAX);
     s->next = sessions;
     sessions = s;
     session_stats.sessions_live++;
@@ -150,6 +151,7 @@ void session_maybe_free(session_t *s)
     if (s->conn[0] == NULL && s->conn[1] == NULL) {
         stream_clear_all(s);
         session_unlink(s);
+        egress_idmap_free(&s->v1ids);
         free(s);
     }
 }
@@ -292,13 +294,15 @@ static int frame_allowed(int role, egress_frame_type_e t)
     }
 }
 
-static void answer_error(conn_t *c, uint32_t id, const char *msg)
+/* Answers the open of f with error (v1: under the open's own string id). */
+static void answer_error(conn_t *c, const egress_frame_t *open, const char *msg)
 {
     egress_frame_t f;
 
     memset(&f, 0, sizeof(f));
     f.type = EGRESS_FRAME_ERROR;
-    f.id = id;
+    f.id = open->id;
+    f.wire_id = open->wire_id;
     f.message.data = msg;
     f.message.len = strlen(msg);
     conn_send_frame(c, &f);
@@ -395,7 +399,20 @@ int session_on_message(conn_t *c, msg_t *m)
         if (peer == NULL) {
             session_stats.opens_no_host++;
         }
-        answer_error(c, f.id, peer == NULL ? "host agent not connected" : "too many streams");
+        answer_error(c, &f, peer == NULL ? "host agent not connected" : "too many streams");
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    if (c->version == EGRESS_PROTO_V1 && f.wire_id.len != 0 &&
+        egress_idmap_resolve(&s->v1ids, &f, &err) < 0) {
+        answer_error(c, &f, "too many streams");
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    if (f.id == 0) {
+        /* v1: an id no live stream has (a late frame): drop */
         egress_frame_release(&f);
         free(m);
         return 0;

@@ -22,6 +22,7 @@
 #include <libwebsockets.h>
 
 #include "conn.h"
+#include "egress_idmap.h"
 
 typedef struct stream_s {
     struct stream_s *next;
@@ -49,7 +50,8 @@ typedef struct session_s {
     uint64_t bytes_up;    /* client -> host payload bytes */
     uint64_t bytes_down;  /* host -> client */
     uint64_t frames;
-    int64_t since[2]; /* when each role last connected or disconnected (unix s; 0 never) */
+    int64_t since[2];     /* when each role last connected or disconnected (unix s; 0 never) */
+    egress_idmap_t v1ids; /* string ids a v1 client chose <-> the session's stream ids */
 } session_t;
 
 /* Live session of a lease, or NULL. */

@@ -38,6 +38,7 @@ static int data_to_v1(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
     memset(&out, 0, sizeof(out));
     out.type = EGRESS_FRAME_DATA;
     out.id = f->id;
+    egress_idmap_label(&s->v1ids, &out);
     do {
         size_t n = f->body_len - off;
         size_t max;

@@ -506,6 +506,21 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
         return;
     }
 
+    if (f.id == 0 && f.type != EGRESS_FRAME_HELLO
+        && f.type != EGRESS_FRAME_PEER)
+    {
+        /*
+         * v1: a string id that is not one of ours ("conn_<base36>"), so
+         * no stream of ours has it: a late or foreign frame, ignored
+         */
+        ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                      "egress bridge: %s frame for unknown stream \"%s\" "
+                      "ignored", egress_frame_type_name(f.type),
+                      f.wire_id.data);
+        egress_frame_release(&f);
+        return;
+    }
+
     switch (f.type) {
 
     case EGRESS_FRAME_HELLO:
