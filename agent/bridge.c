@@ -302,6 +302,10 @@ static const char *bridge_status_text(int status)
         return "lease released or expired (egress_lease_gone)";
     case EGRESS_CLOSE_SESSION_STOPPED:
         return "session stopped (egress_session_stopped)";
+    case EGRESS_CLOSE_SERVICE_RESTART:
+        return "replaced by a newer egress agent (1012, crabbox's coordinator)";
+    case EGRESS_CLOSE_POLICY:
+        return "lease ended, access revoked or a frame refused (1008)";
     }
     return "error";
 }
@@ -547,6 +551,11 @@ static void bridge_ws_frame_start(wslay_event_context_ptr ctx,
     agent_t *ag = user;
 
     ag->rx.ctrl = (a->opcode & 0x8) != 0;
+    if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+        ag->rx.close_frame = 1;
+        ag->rx.close_got = 0;
+        ag->rx.close_len = a->payload_length;
+    }
     if (ag->rx.ctrl)
         return;
     if (a->opcode != WSLAY_CONTINUATION_FRAME) {
@@ -567,6 +576,11 @@ static void bridge_ws_frame_chunk(wslay_event_context_ptr ctx,
 {
     agent_t *ag = user;
 
+    if (ag->rx.ctrl && ag->rx.close_frame) {
+        for (size_t i = 0; i < a->data_length && ag->rx.close_got < 2; i++)
+            ag->rx.close_hdr[ag->rx.close_got++] = a->data[i];
+        return;
+    }
     if (ag->rx.ctrl || ag->rx.too_large)
         return;
     if (ag->rx.len == 0 && ag->rx.fin && ag->rx.frame_off == 0 &&
@@ -660,6 +674,22 @@ static void bridge_ws_feed(agent_t *ag, const unsigned char *p, size_t n)
             snprintf(why, sizeof(why), "connection lost");
         bridge_on_down(ag, why);
         return;
+    }
+    if (!wslay_event_get_read_enabled(ag->bridge.wsl) && ag->rx.close_frame &&
+        ag->rx.close_got == 2 && ag->rx.close_len >= 2) {
+        /*
+         * wslay (1.1) refuses the RFC 6455 registry's 1012-1014 as invalid;
+         * crabbox's coordinator sends 1012 when a newer agent replaced this
+         * one. Read the code ourselves and act on it like any close.
+         */
+        int code = ag->rx.close_hdr[0] << 8 | ag->rx.close_hdr[1];
+        if (code >= 1012 && code <= 1014) {
+            ag->bridge.close_code = code;
+            bridge_pump(ag);
+            snprintf(why, sizeof(why), "close code %d", code);
+            bridge_on_down(ag, why);
+            return;
+        }
     }
     if (!wslay_event_get_read_enabled(ag->bridge.wsl)) {
         /* a protocol error: wslay queued a close with its code */
@@ -956,6 +986,7 @@ int bridge_connect(agent_t *ag)
     ag->rx.len = 0;
     ag->rx.too_large = 0;
     ag->rx.ctrl = ag->rx.fin = ag->rx.done = 0;
+    ag->rx.close_frame = 0;
     ag->bridge.active = 1;
     ag->bridge.ws = ws_sock_open(&ag->loop, o->url.tls ? ag->bridge.tls : NULL, o->url.host,
                                  o->url.port, BRIDGE_CONNECT_TIMEOUT_MS, &bridge_sock_cb, ag);

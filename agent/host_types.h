@@ -196,6 +196,11 @@ struct agent_s {
         size_t len, cap;
         int binary;
         int ctrl, fin, done, too_large;
+        /* a close frame's status, read before wslay judges it (1012-1014) */
+        int close_frame;
+        unsigned char close_hdr[2];
+        size_t close_got;
+        uint64_t close_len;
         uint64_t frame_len, frame_off;
     } rx;
 

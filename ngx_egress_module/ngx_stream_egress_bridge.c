@@ -37,7 +37,8 @@ static ngx_int_t ngx_stream_egress_bridge_ws_init(
     ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_read_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_write_handler(ngx_event_t *ev);
-static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b,
+    uint16_t code);
 static void ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b,
     ngx_uint_t retry);
@@ -300,6 +301,8 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
     b->failed = 0;
     b->eof = 0;
     b->close_reason_len = 0;
+    b->close_frame = 0;
+    b->close_got = 0;
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_CONNECTING;
 
@@ -689,6 +692,7 @@ static void
 ngx_stream_egress_bridge_read_handler(ngx_event_t *ev)
 {
     int                          rc;
+    uint16_t                     code;
     ngx_connection_t            *c;
     ngx_stream_egress_bridge_t  *b;
 
@@ -714,8 +718,21 @@ ngx_stream_egress_bridge_read_handler(ngx_event_t *ev)
             (void) ngx_stream_egress_bridge_flush(b);
         }
 
-        ngx_stream_egress_bridge_closed(b);
+        ngx_stream_egress_bridge_closed(b,
+                                    wslay_event_get_status_code_received(b->ws));
         return;
+    }
+
+    if (!wslay_event_get_read_enabled(b->ws) && b->close_frame
+        && b->close_got == 2)
+    {
+        /* a close code wslay refused (see ngx_stream_egress_ws_frame_start) */
+        code = (uint16_t) (b->close_hdr[0] << 8 | b->close_hdr[1]);
+
+        if (code >= 1012 && code <= 1014) {
+            ngx_stream_egress_bridge_closed(b, code);
+            return;
+        }
     }
 
     if (rc != 0) {
@@ -794,12 +811,9 @@ failed:
 /* the coordinator sent a close frame: the socket is done */
 
 static void
-ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
+ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b, uint16_t code)
 {
-    uint16_t    code;
     ngx_uint_t  fatal, level;
-
-    code = wslay_event_get_status_code_received(b->ws);
 
     fatal = egress_close_is_fatal(code);
 
@@ -817,8 +831,9 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
 
     if (fatal) {
         /*
-         * The session is over (4001, 4003, 4004) or a newer socket took it
-         * over (4002, e.g. our successor after a reload): do not fight.
+         * The session is over (4001, 4003, 4004; crabbox: 1008) or a newer
+         * socket took it over (4002, e.g. our successor after a reload;
+         * crabbox: 1012): do not fight.
          */
         ngx_stream_egress_bridge_end_session(b, code);
 

@@ -80,6 +80,10 @@ typedef struct {
     size_t                          reason_len;
     u_char                          close_reason[128];
     size_t                          close_reason_len;
+    /* a close frame's status read before wslay judges it (1012-1014) */
+    u_char                          close_hdr[2];
+    ngx_uint_t                      close_got;
+    unsigned                        close_frame:1;
 
     u_char                          resume[EGRESS_MAX_TOKEN_TEXT + 1];
     size_t                          resume_len;

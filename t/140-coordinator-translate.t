@@ -87,14 +87,16 @@ while (length $got < length $down) {
 ok($got eq $down, 'held-back data arrives after the grant, intact');
 is_deeply($cl->recv_json(5), { type => 'close', id => 1 }, 'then the close');
 
-# half close toward v1 is dropped, full close passes
+# a half close toward v1 becomes the full close v1 has (crabbox waits for it);
+# the v2 side is told the stream is over
 $cl->send_json({ type => 'open', id => 2, host => 'example.com', port => 80 });
 $ho->recv_json(5);
 $ho->send_json({ type => 'open_ok', id => 'conn_2' });
 $cl->recv_json(5);
 $cl->send_json({ type => 'close', id => 2, half => JSON::PP::true });
 $cl->send_json({ type => 'close', id => 2 });
-is_deeply($ho->recv_json(5), { type => 'close', id => 'conn_2' }, 'v1 host sees only the full close');
+is_deeply($ho->recv_json(5), { type => 'close', id => 'conn_2' }, 'v1 host sees one full close');
+is_deeply($cl->recv_json(5), { type => 'close', id => 2 }, 'v2 client is told the stream is over');
 $cl->send_json({ type => 'open', id => 3, host => 'example.com', port => 1 });
 $ho->recv_json(5);
 $ho->send_json({ type => 'error', id => 'conn_3', error => 'connection refused by example.com:1' });
@@ -136,6 +138,7 @@ is($w->{type}, 'window', 'coordinator grants credit to the v2 host on behalf of 
 $ho->send_json({ type => 'close', id => 1, half => JSON::PP::true });
 $ho->send_json({ type => 'close', id => 1 });
 is_deeply($cl->recv_json(5), { type => 'close', id => $cid }, 'v1 client sees one close');
+is_deeply($ho->recv_json(5), { type => 'close', id => 1 }, 'v2 host is told the stream is over');
 
 $cl->send_binary(pack('N', 1) . 'x');
 $m = $cl->recv_until(sub { $_[0]{type} eq 'close' }, 5);

@@ -1,0 +1,91 @@
+#!/usr/bin/perl
+# Our module and host agent through a coordinator that behaves like
+# crabbox's (Test::Egress::CrabCoord: opaque relay, no hello, echoes the
+# first offered subprotocol, no DELETE), v1 forced on both ends (issue 15):
+# a checksummed download and upload, then a second host agent takes the
+# session over and crabbox's "replaced by a newer egress host" close (1012,
+# which wslay refuses as a code) ends the first agent for good instead of
+# letting the two fight over the slot.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Digest::SHA qw(sha1_hex);
+use Test::Egress qw(wait_until);
+use Test::Egress::CrabCoord;
+use Test::Egress::Origin;
+
+$SIG{PIPE} = 'IGNORE';
+
+my $t = Test::Egress->new->require_bins('egress', 'ngx_stream_egress_module.so');
+my $d   = Test::Egress::CrabCoord->start($t);
+my $o   = $t->origin;
+my $op  = $o->port;
+my $dir = $t->dir;
+my $L   = 'swift-crab';
+
+my $size = 4 * 1024 * 1024 + 3;
+my $want = Test::Egress::Origin::pattern($size);
+my $upload = join('', map { chr(($_ * 11) % 256) } 0 .. 3 * 1024 * 1024);
+Test::Egress::spew("$dir/upload.bin", $upload);
+
+sub status {
+    my ($rc, $out) = $t->run([ 'curl', '-sS', '--max-time', '10', $d->url . "/v1/leases/$L/egress/status" ]);
+    return eval { JSON::PP->new->decode($out) } // {};
+}
+
+Test::Egress::spew("$dir/client.ticket", 'egress_' . ('cd' x 16) . "\n", 0600);
+my $pp = $t->port;
+$t->nginx(name => 'nginx', wait_port => $pp, main => "user root;\n", stream => <<"EOF");
+    egress_bridge ${\ $d->ws_url($L, 'client')};
+    egress_bridge_ticket_file $dir/client.ticket;
+    egress_bridge_state_file $dir/client.state;
+    egress_bridge_protocol v1;
+    server {
+        listen 127.0.0.1:$pp;
+        egress_proxy on;
+    }
+EOF
+
+sub start_agent {
+    my ($name) = @_;
+    Test::Egress::spew("$dir/$name.ticket", 'egress_' . ('ef' x 16) . "\n", 0600);
+    $t->spawn($name, cmd => [ $t->bin('egress'), 'host', '--id', $L, '--session', 'egress_double',
+            '--coordinator', $d->url, '--ticket-file', "$dir/$name.ticket", '--allow',
+            "localhost:$op", '--allow-private', '--protocol', 'v1' ],
+        env => { $t->san_env, HOME => $dir, XDG_STATE_HOME => "$dir/state-$name",
+            EGRESS_TOKEN => 'unused' },
+        wait_log => qr/connected: lease=/);
+}
+
+start_agent('host-a');
+ok(wait_until(sub { my $s = status(); $s->{hostConnected} && $s->{clientConnected} }),
+    'module and agent both attached to the crabbox-like coordinator');
+like($d->log, qr/client connected lease=\Q$L\E protocol=egress\.v1/, 'module offered v1 and got it echoed');
+
+sub transfers {
+    my ($name) = @_;
+    my ($rc, $body) = $t->run([ 'curl', '-sS', '--max-time', '60', '--proxy', "http://127.0.0.1:$pp",
+            "http://localhost:$op/bytes/$size" ], timeout => 90);
+    ok($body eq $want, "$name: 4 MiB download intact");
+    ($rc, $body) = $t->run([ 'curl', '-sS', '--max-time', '60', '-p', '--proxy',
+            "http://127.0.0.1:$pp", '--data-binary', "\@$dir/upload.bin",
+            "http://localhost:$op/echo" ], timeout => 90);
+    is($body, sprintf("len=%d sha1=%s\n", length $upload, sha1_hex($upload)), "$name: 3 MiB upload intact");
+}
+transfers('first agent');
+
+# A second daemon for the same session: crabbox closes the first with 1012.
+start_agent('host-b');
+my $st = $t->wait_exit('host-a', 30);
+is(defined $st ? $st >> 8 : undef, 3, 'the replaced agent exits as fatal (3), it does not reconnect');
+like($t->log_of('host-a'), qr/fatal: coordinator closed the bridge: replaced by a newer egress agent \(1012/,
+    'and says why');
+unlike($t->log_of('host-a'), qr/protocol error/, 'no WebSocket protocol error over the 1012');
+ok(wait_until(sub { my $s = status(); $s->{hostConnected} && $s->{clientConnected} }),
+    'the newer agent holds the session');
+transfers('second agent');
+
+$t->done;
+done_testing;
