@@ -12,6 +12,7 @@ use warnings;
 
 use Test::More;
 use Digest::SHA qw(sha1_hex);
+use JSON::PP;
 use Test::Egress qw(wait_until);
 use Test::Egress::Crab;
 use Test::Egress::Origin;
@@ -138,8 +139,18 @@ for my $ap ('v1', 'auto') {
     my $ht    = $c->ticket($token, $lease, role => 'host', sessionID => $ct->{sessionID});
     my $ws    = Test::Egress::Crab->client($c->ws_url($lease, 'client'), $ct->{ticket});
     my $h     = Test::Egress::Crab->start_host($t, name => "crabhost-$n",
-        url => $c->ws_url($lease, 'host'), ticket => $ht->{ticket});
+        url => $c->ws_url($lease, 'host'), ticket => $ht->{ticket},
+        ticket_header => 'X-Crabbox-Bridge-Ticket');
     ok(both_connected($lease), "$name: both sides connected");
+    # every member crabbox's status has, with crabbox's JSON types
+    my $st = $c->status($token, $lease);
+    my %type = (leaseID => 's', slug => 's', active => 'b', sessionID => 's', profile => 's',
+        allow => 'a', hostConnected => 'b', clientConnected => 'b', createdAt => 's', updatedAt => 's');
+    my @bad = grep {
+        my $v = $st->{$_};
+        !defined $v || ($type{$_} eq 'b' ? !JSON::PP::is_bool($v) : $type{$_} eq 'a' ? ref $v ne 'ARRAY' : ref $v)
+    } sort keys %type;
+    is("@bad", '', "$name: status carries crabbox's members (leaseID slug active sessionID ...)");
     my ($ans, $got) = Test::Egress::Crab::request($ws, 'localhost', $op,
         "GET /bytes/$size HTTP/1.1\r\nHost: localhost:$op\r\nConnection: close\r\n\r\n");
     is($ans && $ans->{type}, 'open_ok', "$name: open_ok");
