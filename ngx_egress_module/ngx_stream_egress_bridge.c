@@ -642,6 +642,7 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_OPEN;
     b->last_recv = ngx_current_msec;
+    b->opened = ngx_current_msec;
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -679,7 +680,12 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
         ngx_del_timer(&b->ping);
     }
 
-    ngx_add_timer(&b->ping, b->conf->ping_interval);
+    /* in auto mode the first tick also ends the wait for hello */
+    ngx_add_timer(&b->ping, (b->version == EGRESS_PROTO_V2
+                             && b->conf->protocol == 0)
+                            ? ngx_min(b->conf->ping_interval,
+                                      NGX_STREAM_EGRESS_HELLO_WAIT)
+                            : b->conf->ping_interval);
 
     /* frames may already sit behind the response head */
     ngx_post_event(c->read, &ngx_posted_events);
@@ -859,6 +865,17 @@ ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev)
         return;
     }
 
+    if (b->version == EGRESS_PROTO_V2 && !b->hello && b->conf->protocol == 0)
+    {
+        if (ngx_current_msec - b->opened < NGX_STREAM_EGRESS_HELLO_WAIT) {
+            ngx_add_timer(&b->ping, NGX_STREAM_EGRESS_HELLO_WAIT
+                                    - (ngx_current_msec - b->opened));
+            return;
+        }
+
+        ngx_stream_egress_bridge_fall_back_v1(b, "no hello");
+    }
+
     idle = ngx_current_msec - b->last_recv;
 
     if (idle >= 3 * b->conf->ping_interval) {
@@ -964,4 +981,37 @@ ngx_stream_egress_bridge_close_connection(ngx_stream_egress_bridge_t *b)
 
     ngx_memzero(&b->hs, sizeof(ngx_buf_t));
     ngx_memzero(&b->out, sizeof(ngx_buf_t));
+}
+
+
+/*
+ * auto: the coordinator echoed egress.v2 but behaves as a v1 relay (no
+ * hello in time, or a v1 frame first): crabbox's does. Speak v1 on this
+ * socket; the same happens on every reconnect, logged once.
+ */
+
+void
+ngx_stream_egress_bridge_fall_back_v1(ngx_stream_egress_bridge_t *b,
+    const char *why)
+{
+    ngx_uint_t  level;
+
+    b->version = EGRESS_PROTO_V1;
+    b->hello = 1;
+    b->peer_connected = 1;
+    b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+
+    level = b->fallback_logged ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, b->log, 0,
+                  "egress bridge: coordinator selected %s but sent %s; "
+                  "speaking %s (a crabbox-style coordinator)",
+                  EGRESS_SUBPROTO_V2, why, EGRESS_SUBPROTO_V1);
+
+    b->fallback_logged = 1;
+
+    ngx_stream_egress_bridge_set_reason(b, "connected (%s after no hello)",
+                                        EGRESS_SUBPROTO_V1);
+
+    ngx_stream_egress_bridge_wake(b);
 }

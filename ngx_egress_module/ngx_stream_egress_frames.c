@@ -489,6 +489,21 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
 
     ngx_memzero(&f, sizeof(egress_frame_t));
 
+    if (b->version == EGRESS_PROTO_V2 && !b->hello && b->conf->protocol == 0) {
+        /* auto, waiting for hello: anything else first means a v1 relay */
+        if (binary
+            || egress_frame_decode(&f, EGRESS_PROTO_V2, msg, len, 0, &err) != 0
+            || f.type != EGRESS_FRAME_HELLO)
+        {
+            egress_frame_release(&f);
+            ngx_stream_egress_bridge_fall_back_v1(b, "a v1 frame first");
+        } else {
+            egress_frame_release(&f);
+        }
+
+        ngx_memzero(&f, sizeof(egress_frame_t));
+    }
+
     if (egress_frame_decode(&f, b->version, msg, len, binary, &err) != 0) {
 
         ctx = f.id ? ngx_stream_egress_bridge_find(b, f.id) : NULL;

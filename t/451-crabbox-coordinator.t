@@ -87,5 +87,26 @@ ok(wait_until(sub { my $s = status(); $s->{hostConnected} && $s->{clientConnecte
     'the newer agent holds the session');
 transfers('second agent');
 
+# The module in auto offers egress.v2 first; the double echoes it and never
+# says hello: after a short wait the module speaks v1, and says so once.
+$t->stop('nginx');
+Test::Egress::spew("$dir/client.ticket", 'egress_' . ('12' x 16) . "\n", 0600);
+unlink "$dir/client.state";
+$t->nginx(name => 'nginx-auto', wait_port => $pp, main => "user root;\n", stream => <<"EOF");
+    egress_bridge ${\ $d->ws_url($L, 'client')};
+    egress_bridge_ticket_file $dir/client.ticket;
+    egress_bridge_state_file $dir/client.state;
+    server {
+        listen 127.0.0.1:$pp;
+        egress_proxy on;
+    }
+EOF
+ok(wait_until(sub { $t->nginx_error_log('nginx-auto') =~ /speaking egress\.v1/ }, 20),
+    'auto: no hello after egress.v2 was echoed, so v1');
+like($d->log, qr/client connected lease=\Q$L\E protocol=egress\.v2/, 'auto: the double echoed egress.v2');
+transfers('auto module');
+my @notes = $t->nginx_error_log('nginx-auto') =~ /(\[notice\].*speaking egress\.v1)/g;
+is(scalar @notes, 1, 'auto: the fallback is logged once');
+
 $t->done;
 done_testing;
