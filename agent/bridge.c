@@ -190,9 +190,39 @@ static void bridge_on_hello(agent_t *ag, const egress_frame_t *f)
     }
     ag->bridge.peer = f->peer_connected;
     ag->bridge.ever_connected = 1;
+    ag->bridge.hello = 1;
     agent_log("%s: lease=%s session=%s protocol=egress.v2 client=%s",
               first ? "connected" : "reconnected", ag->o->lease, ag->cred.session,
               ag->bridge.peer ? "connected" : "not connected");
+}
+
+/*
+ * auto: the coordinator selected egress.v2 but its first message is not a
+ * hello: a relay that does not speak v2 (crabbox's echoes the first offered
+ * subprotocol and passes the client's v1 frames through). Speak v1.
+ */
+static void bridge_maybe_fall_back(agent_t *ag, const unsigned char *msg, size_t len,
+                                   int binary)
+{
+    egress_frame_t f;
+    egress_error_t err;
+    int hello;
+
+    if (ag->bridge.proto != EGRESS_PROTO_V2 || ag->bridge.hello || ag->o->protocol != 0)
+        return;
+    hello = !binary && egress_frame_decode(&f, EGRESS_PROTO_V2, msg, len, 0, &err) == 0 &&
+            f.type == EGRESS_FRAME_HELLO;
+    if (!binary)
+        egress_frame_release(&f);
+    if (hello)
+        return;
+    ag->bridge.proto = EGRESS_PROTO_V1;
+    ag->bridge.peer = 1; /* v1 has no peer notices */
+    ag->bridge.ever_connected = 1;
+    agent_log("%s: lease=%s protocol=egress.v1: the coordinator selected egress.v2 but sent "
+              "a v1 frame instead of hello (a crabbox-style coordinator)",
+              ag->bridge.fallback_logged ? "reconnected" : "connected", ag->o->lease);
+    ag->bridge.fallback_logged = 1;
 }
 
 static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, int binary)
@@ -200,6 +230,7 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     egress_frame_t f;
     egress_error_t err;
 
+    bridge_maybe_fall_back(ag, msg, len, binary);
     if (egress_frame_decode(&f, ag->bridge.proto, msg, len, binary, &err) < 0) {
         agent_log("undecodable message from coordinator (%s): %s", egress_err_name(err.code),
                   err.message);
@@ -987,6 +1018,7 @@ int bridge_connect(agent_t *ag)
     ag->rx.too_large = 0;
     ag->rx.ctrl = ag->rx.fin = ag->rx.done = 0;
     ag->rx.close_frame = 0;
+    ag->bridge.hello = 0;
     ag->bridge.active = 1;
     ag->bridge.ws = ws_sock_open(&ag->loop, o->url.tls ? ag->bridge.tls : NULL, o->url.host,
                                  o->url.port, BRIDGE_CONNECT_TIMEOUT_MS, &bridge_sock_cb, ag);

@@ -158,6 +158,8 @@ struct agent_s {
         int close_queued;      /* our close frame is queued (stopping) */
         int proto;             /* negotiated version once established, else 0 */
         egress_idmap_t v1ids;  /* v1: the client's string ids <-> our stream ids */
+        int hello;             /* v2: hello seen on this socket */
+        int fallback_logged;   /* auto fell back to v1 once (logged then) */
         int established;       /* WebSocket open */
         int ever_connected;
         int peer;        /* client leg attached (v2 peer/hello) */

@@ -108,5 +108,30 @@ transfers('auto module');
 my @notes = $t->nginx_error_log('nginx-auto') =~ /(\[notice\].*speaking egress\.v1)/g;
 is(scalar @notes, 1, 'auto: the fallback is logged once');
 
+# The host agent in auto: the double echoes egress.v2 and the first thing
+# the agent hears is the module's v1 open, so it speaks v1 from there.
+Test::Egress::spew("$dir/host-c.ticket", 'egress_' . ('34' x 16) . "\n", 0600);
+$t->spawn('host-c', cmd => [ $t->bin('egress'), 'host', '--id', $L, '--session', 'egress_double',
+        '--coordinator', $d->url, '--ticket-file', "$dir/host-c.ticket", '--allow',
+        "localhost:$op", '--allow-private' ],
+    env => { $t->san_env, HOME => $dir, XDG_STATE_HOME => "$dir/state-host-c", EGRESS_TOKEN => 'unused' },
+    wait_log => qr/host agent/);
+ok(wait_until(sub { $d->log =~ /host connected lease=\Q$L\E protocol=egress\.v2/ }, 20),
+    'auto agent: offered egress.v2 first and got it echoed');
+is(defined $t->wait_exit('host-b', 30) ? 'exited' : 'running', 'exited', 'auto agent replaced the previous one (1012)');
+transfers('auto agent');
+like($t->log_of('host-c'), qr/protocol=egress\.v1: the coordinator selected egress\.v2 but sent a v1 frame/,
+    'auto agent: fell back to v1 and said so');
+
+# `egress client` has the same choice as `egress host`
+my ($rc, $out) = $t->run([ $t->bin('egress'), 'client', '--id', $L, '--coordinator', $d->url,
+        '--protocol', 'v1', '--print-config' ]);
+like($out, qr/^\s*egress_bridge_protocol v1;$/m, 'egress client --protocol v1 reaches the module');
+($rc, $out) = $t->run([ $t->bin('egress'), 'client', '--id', $L, '--coordinator', $d->url,
+        '--print-config' ]);
+like($out, qr/^\s*egress_bridge_protocol auto;$/m, 'egress client: auto by default');
+($rc) = $t->run([ $t->bin('egress'), 'client', '--id', $L, '--protocol', 'v9', '--print-config' ]);
+is($rc, 2, 'egress client --protocol v9: usage error');
+
 $t->done;
 done_testing;
