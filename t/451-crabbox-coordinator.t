@@ -133,5 +133,13 @@ like($out, qr/^\s*egress_bridge_protocol auto;$/m, 'egress client: auto by defau
 ($rc) = $t->run([ $t->bin('egress'), 'client', '--id', $L, '--protocol', 'v9', '--print-config' ]);
 is($rc, 2, 'egress client --protocol v9: usage error');
 
+# `egress stop` against a coordinator without DELETE: stops what runs here,
+# says what the coordinator could not do, and succeeds.
+($rc, $out) = $t->run([ $t->bin('egress'), 'stop', '--id', $L, '--coordinator', $d->url ],
+    env => { $t->san_env, HOME => $dir, XDG_STATE_HOME => "$dir/state-stop", EGRESS_TOKEN => 'unused' });
+is($rc, 0, 'egress stop: exit 0 when the local part succeeded');
+like($out, qr/coordinator cannot stop egress sessions \(answered 404 to DELETE\)/,
+    'egress stop: says the coordinator could not stop the session');
+
 $t->done;
 done_testing;
