@@ -141,5 +141,15 @@ is($rc, 0, 'egress stop: exit 0 when the local part succeeded');
 like($out, qr/coordinator cannot stop egress sessions \(answered 404 to DELETE\)/,
     'egress stop: says the coordinator could not stop the session');
 
+# crabbox closes the host with 1011 when the client leaves: transient, the
+# agent stays and connects again (with a freshly minted ticket).
+sub host_attaches { my @m = $d->log =~ /host connected lease=\Q$L\E/g; scalar @m }
+my $before = host_attaches();
+$t->stop('nginx-auto');
+ok(wait_until(sub { $t->log_of('host-c') =~ /bridge down \(close code 1011\); reconnecting/ }, 20),
+    '1011 from a crabbox-style coordinator: the agent reconnects');
+ok(wait_until(sub { host_attaches() > $before }, 20) && $t->running('host-c'),
+    'it attaches again and keeps running');
+
 $t->done;
 done_testing;
