@@ -192,7 +192,9 @@ uint32_t egress_idmap_lookup(const egress_idmap_t *m, const char *text, size_t l
     return pos == (size_t) -1 ? 0 : m->ent[m->by_text[pos] - 1].id;
 }
 
-static uint32_t idmap_add(egress_idmap_t *m, const char *text, size_t len, egress_error_t *err)
+/* want: our own shape's id, kept when free (ids then match on both legs); 0 allocates */
+static uint32_t idmap_add(egress_idmap_t *m, const char *text, size_t len, uint32_t want,
+                          egress_error_t *err)
 {
     egress_idmap_entry_t *e;
     uint32_t slot, id;
@@ -205,13 +207,16 @@ static uint32_t idmap_add(egress_idmap_t *m, const char *text, size_t len, egres
         egress_error_set(err, EGRESS_ERR_SYSTEM, "open: out of memory");
         return 0;
     }
-    /* the next id not in use; count < max <= 2^32 - 2 guarantees one */
-    do {
-        id = m->next++;
-        if (m->next == 0) {
-            m->next = 1;
-        }
-    } while (id == 0 || find_id_pos(m, id) != (size_t) -1);
+    id = want;
+    if (id == 0 || find_id_pos(m, id) != (size_t) -1) {
+        /* the next id not in use; count < max <= 2^32 - 2 guarantees one */
+        do {
+            id = m->next++;
+            if (m->next == 0) {
+                m->next = 1;
+            }
+        } while (id == 0 || find_id_pos(m, id) != (size_t) -1);
+    }
     slot = m->free_head;
     m->free_head = m->free_next[slot - 1];
     e = &m->ent[slot - 1];
@@ -237,7 +242,7 @@ int egress_idmap_resolve(egress_idmap_t *m, egress_frame_t *f, egress_error_t *e
         if (m == NULL) {
             return egress_error_set(err, EGRESS_ERR_VALUE, "open: no id map on this leg");
         }
-        id = idmap_add(m, f->wire_id.data, f->wire_id.len, err);
+        id = idmap_add(m, f->wire_id.data, f->wire_id.len, f->id, err);
         if (id == 0) {
             f->id = 0;
             return -1;

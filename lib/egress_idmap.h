@@ -11,7 +11,8 @@
  *   - an id the peer chose gets an entry when its open arrives
  *     (egress_idmap_resolve()), is written back with the peer's text
  *     (egress_idmap_label()) and is dropped when the stream ends
- *     (egress_idmap_forget()).
+ *     (egress_idmap_forget()). A text of our own shape keeps its number
+ *     when that is free, so such ids read the same on both legs.
  *
  * The map is bounded: at most max entries live at once; an open beyond that
  * fails with EGRESS_ERR_TOO_LARGE and the caller answers it with an error.

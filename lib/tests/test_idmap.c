@@ -83,6 +83,24 @@ static void test_peer_ids(void **state)
     assert_int_equal(f.id, 723);
     egress_frame_release(&f);
 
+    /* an open in our own shape keeps its number when it is free... */
+    decode(&f, "{\"type\":\"open\",\"id\":\"conn_zz\",\"host\":\"a.b\",\"port\":\"1\"}");
+    assert_int_equal(egress_idmap_resolve(&m, &f, &err), 0);
+    assert_int_equal(f.id, 1295);
+    egress_frame_release(&f);
+    /* ...and gets a fresh one when a peer's text holds it */
+    {
+        char json[128], own[16];
+        egress_wire_id_format(own, b);
+        snprintf(json, sizeof(json),
+                 "{\"type\":\"open\",\"id\":\"%s\",\"host\":\"a.b\",\"port\":\"1\"}", own);
+        decode(&f, json);
+        assert_int_equal(f.id, b);
+        assert_int_equal(egress_idmap_resolve(&m, &f, &err), 0);
+        assert_true(f.id != b && f.id != 0);
+        egress_frame_release(&f);
+    }
+
     egress_idmap_clear(&m);
     assert_int_equal(egress_idmap_lookup(&m, "other", 5), 0);
     egress_idmap_free(&m);
