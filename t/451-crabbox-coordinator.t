@@ -133,6 +133,13 @@ like($out, qr/^\s*egress_bridge_protocol auto;$/m, 'egress client: auto by defau
 ($rc) = $t->run([ $t->bin('egress'), 'client', '--id', $L, '--protocol', 'v9', '--print-config' ]);
 is($rc, 2, 'egress client --protocol v9: usage error');
 
+# `egress status` reads crabbox's status (no "state", an "active" flag)
+($rc, $out) = $t->run([ $t->bin('egress'), 'status', '--id', $L, '--coordinator', $d->url ],
+    env => { $t->san_env, HOME => $dir, EGRESS_TOKEN => 'unused' });
+is($rc, 0, 'egress status against the crabbox-like coordinator: both connected');
+like($out, qr/^lease=\Q$L\E session=egress_double profile=- host=true client=true streams=0 state=active$/m,
+    'egress status: crabbox\'s members read');
+
 # `egress stop` against a coordinator without DELETE: stops what runs here,
 # says what the coordinator could not do, and succeeds.
 ($rc, $out) = $t->run([ $t->bin('egress'), 'stop', '--id', $L, '--coordinator', $d->url ],
