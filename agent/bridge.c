@@ -21,6 +21,9 @@
 #define BRIDGE_CONNECT_TIMEOUT_MS 20000
 /* below this much staging room, with a write in flight, wait for it */
 #define BRIDGE_ROOM_MIN 64
+
+/* live v1 streams whose string ids we map (more opens are refused) */
+#define BRIDGE_V1_IDS_MAX 65536
 /*
  * Liveness: a ping after each quiet interval; three quiet intervals in a row
  * (two pings unanswered) end the socket. Counting ticks, not elapsed time,
@@ -89,14 +92,21 @@ static int bridge_queue_empty(const agent_t *ag)
     return !ag->queue.head && !ag->queue.urgent_head;
 }
 
-int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
+int bridge_send_frame(agent_t *ag, const egress_frame_t *frame)
 {
-    size_t max = egress_frame_encoded_max(f, ag->bridge.proto);
+    size_t max = egress_frame_encoded_max(frame, ag->bridge.proto);
+    egress_frame_t v1 = *frame;
+    const egress_frame_t *f = frame;
     egress_error_t err;
     wsmsg_t *m;
     int binary = 0;
     size_t n;
 
+    if (ag->bridge.proto == EGRESS_PROTO_V1) {
+        /* back with the text the client chose for the stream */
+        egress_idmap_label(&ag->bridge.v1ids, &v1);
+        f = &v1;
+    }
     if (max == 0) /* not expressible in this version (window on v1) */
         return 0;
     if ((m = bridge_msg_new(ag, max)) == NULL)
@@ -110,6 +120,9 @@ int bridge_send_frame(agent_t *ag, const egress_frame_t *f)
     m->len = (uint32_t) n;
     m->binary = (uint8_t) binary;
     m->stream_id = f->id;
+    if (ag->bridge.proto == EGRESS_PROTO_V1 &&
+        ((f->type == EGRESS_FRAME_CLOSE && !f->half) || f->type == EGRESS_FRAME_ERROR))
+        egress_idmap_forget(&ag->bridge.v1ids, f->id); /* the stream is over */
     /*
      * open_ok and window jump queued data (no head-of-line blocking behind
      * megabytes of other streams); close and error stay behind their
@@ -177,9 +190,39 @@ static void bridge_on_hello(agent_t *ag, const egress_frame_t *f)
     }
     ag->bridge.peer = f->peer_connected;
     ag->bridge.ever_connected = 1;
+    ag->bridge.hello = 1;
     agent_log("%s: lease=%s session=%s protocol=egress.v2 client=%s",
               first ? "connected" : "reconnected", ag->o->lease, ag->cred.session,
               ag->bridge.peer ? "connected" : "not connected");
+}
+
+/*
+ * auto: the coordinator selected egress.v2 but its first message is not a
+ * hello: a relay that does not speak v2 (crabbox's echoes the first offered
+ * subprotocol and passes the client's v1 frames through). Speak v1.
+ */
+static void bridge_maybe_fall_back(agent_t *ag, const unsigned char *msg, size_t len,
+                                   int binary)
+{
+    egress_frame_t f;
+    egress_error_t err;
+    int hello;
+
+    if (ag->bridge.proto != EGRESS_PROTO_V2 || ag->bridge.hello || ag->o->protocol != 0)
+        return;
+    hello = !binary && egress_frame_decode(&f, EGRESS_PROTO_V2, msg, len, 0, &err) == 0 &&
+            f.type == EGRESS_FRAME_HELLO;
+    if (!binary)
+        egress_frame_release(&f);
+    if (hello)
+        return;
+    ag->bridge.proto = EGRESS_PROTO_V1;
+    ag->bridge.peer = 1; /* v1 has no peer notices */
+    ag->bridge.ever_connected = 1;
+    agent_log("%s: lease=%s protocol=egress.v1: the coordinator selected egress.v2 but sent "
+              "a v1 frame instead of hello (a crabbox-style coordinator)",
+              ag->bridge.fallback_logged ? "reconnected" : "connected", ag->o->lease);
+    ag->bridge.fallback_logged = 1;
 }
 
 static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, int binary)
@@ -187,23 +230,44 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     egress_frame_t f;
     egress_error_t err;
 
+    bridge_maybe_fall_back(ag, msg, len, binary);
     if (egress_frame_decode(&f, ag->bridge.proto, msg, len, binary, &err) < 0) {
         agent_log("undecodable message from coordinator (%s): %s", egress_err_name(err.code),
                   err.message);
+        if (f.wire_id.len) { /* v1: a live stream's text, else answer with the text itself */
+            uint32_t id = egress_idmap_lookup(&ag->bridge.v1ids, f.wire_id.data, f.wire_id.len);
+            f.id = id ? id : f.id;
+        }
         if (f.id && ag->bridge.ops->reset_stream(ag, f.id)) {
             egress_frame_t c = {0};
             c.type = EGRESS_FRAME_CLOSE;
             c.id = f.id;
             bridge_send_frame(ag, &c);
-        } else if (f.id && err.code != EGRESS_ERR_TOO_LARGE) {
+        } else if ((f.id || f.wire_id.len) && err.code != EGRESS_ERR_TOO_LARGE) {
             /* a bad open: answer it so the client's request fails cleanly */
             egress_frame_t e = {0};
             e.type = EGRESS_FRAME_ERROR;
             e.id = f.id;
+            e.wire_id = f.wire_id;
             e.message.data = "host agent rejected the request: malformed open";
             e.message.len = strlen(e.message.data);
             bridge_send_frame(ag, &e);
         }
+        return;
+    }
+    if (ag->bridge.proto == EGRESS_PROTO_V1 && f.wire_id.len &&
+        egress_idmap_resolve(&ag->bridge.v1ids, &f, &err) < 0) {
+        egress_frame_t e = {0}; /* too many streams: refuse this open only */
+        e.type = EGRESS_FRAME_ERROR;
+        e.wire_id = f.wire_id;
+        e.message.data = "host agent has too many streams";
+        e.message.len = strlen(e.message.data);
+        bridge_send_frame(ag, &e);
+        egress_frame_release(&f);
+        return;
+    }
+    if (f.type != EGRESS_FRAME_HELLO && f.type != EGRESS_FRAME_PEER && f.id == 0) {
+        egress_frame_release(&f); /* v1: an id no live stream has, a late frame */
         return;
     }
     switch (f.type) {
@@ -233,6 +297,7 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
             agent_log("lease client disconnected; closing its %zu streams", ag->streams.n);
             ag->bridge.ops->end_streams(ag, 0);
             bridge_purge_streams(ag);
+            egress_idmap_clear(&ag->bridge.v1ids);
         } else if (f.connected && !ag->bridge.peer) {
             agent_log("lease client connected");
         }
@@ -241,6 +306,9 @@ static void bridge_dispatch(agent_t *ag, const unsigned char *msg, size_t len, i
     case EGRESS_FRAME_OPEN_OK:
         break; /* only the host sends it */
     }
+    if (ag->bridge.proto == EGRESS_PROTO_V1 &&
+        ((f.type == EGRESS_FRAME_CLOSE && !f.half) || f.type == EGRESS_FRAME_ERROR))
+        egress_idmap_forget(&ag->bridge.v1ids, f.id); /* the client ended the stream */
     egress_frame_release(&f);
 }
 
@@ -265,6 +333,10 @@ static const char *bridge_status_text(int status)
         return "lease released or expired (egress_lease_gone)";
     case EGRESS_CLOSE_SESSION_STOPPED:
         return "session stopped (egress_session_stopped)";
+    case EGRESS_CLOSE_SERVICE_RESTART:
+        return "replaced by a newer egress agent (1012, crabbox's coordinator)";
+    case EGRESS_CLOSE_POLICY:
+        return "lease ended, access revoked or a frame refused (1008)";
     }
     return "error";
 }
@@ -510,6 +582,11 @@ static void bridge_ws_frame_start(wslay_event_context_ptr ctx,
     agent_t *ag = user;
 
     ag->rx.ctrl = (a->opcode & 0x8) != 0;
+    if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+        ag->rx.close_frame = 1;
+        ag->rx.close_got = 0;
+        ag->rx.close_len = a->payload_length;
+    }
     if (ag->rx.ctrl)
         return;
     if (a->opcode != WSLAY_CONTINUATION_FRAME) {
@@ -530,6 +607,11 @@ static void bridge_ws_frame_chunk(wslay_event_context_ptr ctx,
 {
     agent_t *ag = user;
 
+    if (ag->rx.ctrl && ag->rx.close_frame) {
+        for (size_t i = 0; i < a->data_length && ag->rx.close_got < 2; i++)
+            ag->rx.close_hdr[ag->rx.close_got++] = a->data[i];
+        return;
+    }
     if (ag->rx.ctrl || ag->rx.too_large)
         return;
     if (ag->rx.len == 0 && ag->rx.fin && ag->rx.frame_off == 0 &&
@@ -623,6 +705,22 @@ static void bridge_ws_feed(agent_t *ag, const unsigned char *p, size_t n)
             snprintf(why, sizeof(why), "connection lost");
         bridge_on_down(ag, why);
         return;
+    }
+    if (!wslay_event_get_read_enabled(ag->bridge.wsl) && ag->rx.close_frame &&
+        ag->rx.close_got == 2 && ag->rx.close_len >= 2) {
+        /*
+         * wslay (1.1) refuses the RFC 6455 registry's 1012-1014 as invalid;
+         * crabbox's coordinator sends 1012 when a newer agent replaced this
+         * one. Read the code ourselves and act on it like any close.
+         */
+        int code = ag->rx.close_hdr[0] << 8 | ag->rx.close_hdr[1];
+        if (code >= 1012 && code <= 1014) {
+            ag->bridge.close_code = code;
+            bridge_pump(ag);
+            snprintf(why, sizeof(why), "close code %d", code);
+            bridge_on_down(ag, why);
+            return;
+        }
     }
     if (!wslay_event_get_read_enabled(ag->bridge.wsl)) {
         /* a protocol error: wslay queued a close with its code */
@@ -805,6 +903,7 @@ static void bridge_on_down(agent_t *ag, const char *why)
     ag->bridge.peer = 0;
     ag->bridge.ops->end_streams(ag, 0);
     bridge_queue_clear(ag);
+    egress_idmap_clear(&ag->bridge.v1ids);
     ag->bridge.proto = 0;
     if (ag->life.finished)
         return;
@@ -921,6 +1020,8 @@ int bridge_connect(agent_t *ag)
     ag->rx.len = 0;
     ag->rx.too_large = 0;
     ag->rx.ctrl = ag->rx.fin = ag->rx.done = 0;
+    ag->rx.close_frame = 0;
+    ag->bridge.hello = 0;
     ag->bridge.active = 1;
     ag->bridge.ws = ws_sock_open(&ag->loop, o->url.tls ? ag->bridge.tls : NULL, o->url.host,
                                  o->url.port, BRIDGE_CONNECT_TIMEOUT_MS, &bridge_sock_cb, ag);
@@ -936,6 +1037,7 @@ int bridge_connect(agent_t *ag)
 int bridge_init(agent_t *ag, const bridge_ops_t *ops)
 {
     ag->bridge.ops = ops;
+    egress_idmap_init(&ag->bridge.v1ids, BRIDGE_V1_IDS_MAX);
     uv_timer_init(&ag->loop, &ag->bridge.retry_timer);
     ag->bridge.retry_timer.data = ag;
     uv_idle_init(&ag->loop, &ag->bridge.pump_idle);
@@ -967,6 +1069,7 @@ void bridge_free(agent_t *ag)
     }
     ag->pool.msgs = NULL;
     ag->pool.nmsgs = 0;
+    egress_idmap_free(&ag->bridge.v1ids);
     free(ag->rx.buf);
     ag->rx.buf = NULL;
     if (ag->bridge.tls)

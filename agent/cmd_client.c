@@ -31,7 +31,8 @@ static void client_usage(FILE *out)
     fprintf(
         out,
         "usage: egress client --id LEASE [--listen 127.0.0.1:3128] [--ticket-file FILE]\n"
-        "                     [--coordinator URL] [--daemon] [--print-config] [--stop]\n"
+        "                     [--coordinator URL] [--protocol auto|v1|v2] [--daemon]\n"
+        "                     [--print-config] [--stop]\n"
         "\n"
         "Run the lease-side proxy: nginx with ngx_stream_egress_module listening on a\n"
         "loopback address, its bridge connected to the coordinator as the lease's\n"
@@ -45,6 +46,9 @@ static void client_usage(FILE *out)
         "                        else EGRESS_TICKET; not needed to restart with a\n"
         "                        resume secret saved by an earlier run\n"
         "  --coordinator URL     coordinator base URL (http:// or https://)\n"
+        "  --protocol auto|v1|v2 bridge protocol (default auto: egress.v2, falling back\n"
+        "                        to egress.v1 when the coordinator sends no hello);\n"
+        "                        v1 is crabbox's format\n"
         "  --trusted-certificate FILE\n"
         "                        CA bundle that verifies an https:// coordinator\n"
         "  --module FILE         the module to load (default: next to this program,\n"
@@ -108,7 +112,7 @@ static const char *client_module(const char *flag, char *buf, size_t cap)
 
 static char *client_config(const char *lease, const egress_url_t *u, const char *listen,
                            const char *module, const char *dir, const char *trusted,
-                           const char *user, int daemon)
+                           const char *user, int daemon, const char *protocol)
 {
     char *conf = NULL, hostport[300], tls_line[PATH_MAX + 64] = "";
 
@@ -135,6 +139,7 @@ static char *client_config(const char *lease, const egress_url_t *u, const char 
                  "    egress_bridge %s://%s%s/v1/leases/%s/egress/client;\n"
                  "    egress_bridge_ticket_file %s/client.ticket;\n"
                  "    egress_bridge_state_file %s/client.state;\n"
+                 "    egress_bridge_protocol %s;\n"
                  "%s"
                  "    server {\n"
                  "        listen %s;\n"
@@ -143,7 +148,7 @@ static char *client_config(const char *lease, const egress_url_t *u, const char 
                  "}\n",
                  lease, CLIENT_STREAM_MODULE, module, user, "off", dir,
                  daemon ? "logs/error.log" : "stderr", u->tls ? "wss" : "ws", hostport,
-                 u->prefix, lease, dir, dir, tls_line, listen) < 0)
+                 u->prefix, lease, dir, dir, protocol, tls_line, listen) < 0)
         return NULL;
     return conf;
 }
@@ -481,7 +486,7 @@ static int client_supervise(const char *nginx, char *const *nargv, const char *s
 /* One `egress client`: its options and where it keeps its files. */
 typedef struct {
     cli_t c; /* --id, --coordinator, --help; then the coordinator's URL */
-    const char *listen, *ticket_file, *module_flag, *dir_flag, *trusted;
+    const char *listen, *ticket_file, *module_flag, *dir_flag, *trusted, *protocol;
     int daemon, print, stop, check;
     char dir[PATH_MAX];
     char modbuf[PATH_MAX];
@@ -500,6 +505,7 @@ static int client_parse(client_t *cl, int argc, char **argv)
         {"print-config", no_argument, NULL, 'p'},
         {"stop", no_argument, NULL, 's'},
         {"check", no_argument, NULL, 'k'},
+        {"protocol", required_argument, NULL, 'P'},
         CLI_OPTIONS_COMMON,
     };
     int opt;
@@ -532,6 +538,15 @@ static int client_parse(client_t *cl, int argc, char **argv)
             break;
         case 'k':
             cl->check = 1;
+            break;
+        case 'P':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "v1") != 0 &&
+                strcmp(optarg, "v2") != 0) {
+                fprintf(stderr, "egress client: --protocol must be auto, v1 or v2\n");
+                cl->c.rc = EXIT_USAGE;
+                return -1;
+            }
+            cl->protocol = optarg;
             break;
         default: /* CLI_OPT_EXIT */
             return -1;
@@ -677,6 +692,7 @@ int cmd_client(int argc, char **argv)
     cl.c.prog = "egress client";
     cl.c.usage = client_usage;
     cl.listen = CLIENT_DEFAULT_LISTEN;
+    cl.protocol = "auto";
     if (client_parse(&cl, argc, argv) < 0) {
         rc = cl.c.rc;
         goto out;
@@ -696,7 +712,7 @@ int cmd_client(int argc, char **argv)
         goto out;
     }
     conf = client_config(cl.c.id, &cl.c.url, cl.listen, module, cl.dir, cl.trusted, user,
-                         cl.daemon);
+                         cl.daemon, cl.protocol);
     if (!conf)
         goto out;
     if (cl.print) {

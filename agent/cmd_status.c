@@ -122,7 +122,11 @@ int cmd_status(int argc, char **argv)
                *cli_str(resp, "profile") ? cli_str(resp, "profile") : "-",
                host ? "true" : "false", client ? "true" : "false",
                (long long) json_integer_value(json_object_get(resp, "streams")),
-               cli_str(resp, "state"));
+               *cli_str(resp, "state") ? cli_str(resp, "state")
+               /* crabbox's coordinator answers "active" instead of "state" */
+               : json_is_true(json_object_get(resp, "active"))  ? "active"
+               : json_is_false(json_object_get(resp, "active")) ? "stopped"
+                                                                : "-");
     }
     rc = host && client ? EXIT_OK : EXIT_RUNTIME;
 done:

@@ -158,6 +158,12 @@ int cmd_stop(int argc, char **argv)
         printf("lease %s has no egress session\n", id);
     } else if (status == 410) {
         printf("lease %s is released or expired; its session is gone\n", id);
+    } else if ((status == 404 && !strstr(cli_str(resp, "message"), "no such lease")) ||
+               status == 405 || status == 501) {
+        /* a coordinator without our DELETE (crabbox's): what runs here is stopped */
+        printf("the coordinator cannot stop egress sessions (answered %d to DELETE); the "
+               "session of lease %s ends when the lease is released or expires\n",
+               status, id);
     } else {
         rc = cli_api_fail(&c, status, resp, "stop");
         goto done;

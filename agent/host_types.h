@@ -17,6 +17,7 @@
 #include <wslay/wslay.h>
 
 #include "agent.h"
+#include "egress_idmap.h"
 #include "egress_upgrade.h"
 #include "egress_wsframe.h"
 #include "ws_sock.h"
@@ -167,6 +168,9 @@ struct agent_s {
         int ping_quiet;        /* ticks in a row without a byte */
         int close_queued;      /* our close frame is queued (stopping) */
         int proto;             /* negotiated version once established, else 0 */
+        egress_idmap_t v1ids;  /* v1: the client's string ids <-> our stream ids */
+        int hello;             /* v2: hello seen on this socket */
+        int fallback_logged;   /* auto fell back to v1 once (logged then) */
         int established;       /* WebSocket open */
         int ever_connected;
         int peer;        /* client leg attached (v2 peer/hello) */
@@ -205,6 +209,11 @@ struct agent_s {
         size_t len, cap;
         int binary;
         int ctrl, fin, done, too_large;
+        /* a close frame's status, read before wslay judges it (1012-1014) */
+        int close_frame;
+        unsigned char close_hdr[2];
+        size_t close_got;
+        uint64_t close_len;
         uint64_t frame_len, frame_off;
     } rx;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "session.h"
 
 /* Largest piece of a message handed to lws_write() at once, and the most
  * bytes written per writable callback so one busy socket cannot starve others. */
@@ -95,12 +96,20 @@ void conn_enqueue(conn_t *c, msg_t *m)
     }
 }
 
-int conn_send_frame(conn_t *c, const egress_frame_t *f)
+int conn_send_frame(conn_t *c, const egress_frame_t *frame)
 {
     egress_error_t err;
+    egress_frame_t v1 = *frame;
+    const egress_frame_t *f = frame;
     size_t max = egress_frame_encoded_max(f, c->version), n;
     int binary = 0;
     msg_t *m;
+
+    if (c->version == EGRESS_PROTO_V1 && c->sess != NULL) {
+        /* toward a v1 client: the string id it chose for the stream */
+        egress_idmap_label(&c->sess->v1ids, &v1);
+        f = &v1;
+    }
 
     if (max == 0 || (m = msg_new(max)) == NULL) {
         return -1;

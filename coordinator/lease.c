@@ -113,6 +113,11 @@ int lease_status_json(const store_lease_t *l, json_t **out)
         (json_int_t) (live ? live->nstreams : 0), "bytesUp",
         (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
         (json_int_t) (live ? live->bytes_down : 0));
+    /* crabbox's status names are a subset of ours: its CLI reads this too */
+    if (*out != NULL) {
+        json_object_set_new(*out, "slug", json_string(l->slug));
+        json_object_set_new(*out, "active", json_boolean(active));
+    }
     if (*out != NULL && view_status_add(*out, l->id, live, coord_now()) < 0) {
         json_decref(*out);
         *out = NULL;

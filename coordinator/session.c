@@ -126,6 +126,7 @@ session_t *session_get(const char *lease_id, const char *session_id)
     }
     snprintf(s->lease_id, sizeof(s->lease_id), "%s", lease_id);
     snprintf(s->session_id, sizeof(s->session_id), "%s", session_id);
+    egress_idmap_init(&s->v1ids, STREAMS_MAX);
     s->next = sessions;
     sessions = s;
     session_stats.sessions_live++;
@@ -150,6 +151,7 @@ void session_maybe_free(session_t *s)
     if (s->conn[0] == NULL && s->conn[1] == NULL) {
         stream_clear_all(s);
         session_unlink(s);
+        egress_idmap_free(&s->v1ids);
         free(s);
     }
 }
@@ -186,7 +188,8 @@ static int session_relay(session_t *s, conn_t *c, conn_t *peer, stream_t *st,
                          const egress_frame_t *f, msg_t *m);
 static int early_wanted(const conn_t *c, const conn_t *peer, const stream_t *st,
                         const egress_frame_t *f);
-static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st, msg_t *m);
+static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st,
+                       const egress_frame_t *f, msg_t *m);
 static int early_release(session_t *s, conn_t *client, conn_t *host, uint32_t id);
 
 static void send_peer(conn_t *c, int connected)
@@ -299,13 +302,15 @@ static int frame_allowed(int role, egress_frame_type_e t)
     }
 }
 
-static void answer_error(conn_t *c, uint32_t id, const char *msg)
+/* Answers the open of f with error (v1: under the open's own string id). */
+static void answer_error(conn_t *c, const egress_frame_t *open, const char *msg)
 {
     egress_frame_t f;
 
     memset(&f, 0, sizeof(f));
     f.type = EGRESS_FRAME_ERROR;
-    f.id = id;
+    f.id = open->id;
+    f.wire_id = open->wire_id;
     f.message.data = msg;
     f.message.len = strlen(msg);
     conn_send_frame(c, &f);
@@ -446,7 +451,20 @@ int session_on_message(conn_t *c, msg_t *m)
         if (peer == NULL) {
             session_stats.opens_no_host++;
         }
-        answer_error(c, f.id, peer == NULL ? "host agent not connected" : "too many streams");
+        answer_error(c, &f, peer == NULL ? "host agent not connected" : "too many streams");
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    if (c->version == EGRESS_PROTO_V1 && f.wire_id.len != 0 &&
+        egress_idmap_resolve(&s->v1ids, &f, &err) < 0) {
+        answer_error(c, &f, "too many streams");
+        egress_frame_release(&f);
+        free(m);
+        return 0;
+    }
+    if (f.id == 0) {
+        /* v1: an id no live stream has (a late frame): drop */
         egress_frame_release(&f);
         free(m);
         return 0;
@@ -470,7 +488,7 @@ int session_on_message(conn_t *c, msg_t *m)
         return 0;
     }
     if (st != NULL && early_wanted(c, peer, st, &f)) {
-        early_hold(s, c, peer, st, m);
+        early_hold(s, c, peer, st, &f, m);
         egress_frame_release(&f);
         session_update_flow(s);
         return 0;
@@ -530,7 +548,8 @@ static int early_wanted(const conn_t *c, const conn_t *peer, const stream_t *st,
     return f->type == EGRESS_FRAME_DATA || (f->type == EGRESS_FRAME_CLOSE && f->half);
 }
 
-static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st, msg_t *m)
+static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st,
+                       const egress_frame_t *f, msg_t *m)
 {
     egress_frame_t cl;
     uint32_t id = st->id;
@@ -541,7 +560,7 @@ static void early_hold(session_t *s, conn_t *c, conn_t *peer, stream_t *st, msg_
                   st->early_bytes);
         free(m);
         /* both ends hear the stream is over; it never reached the host's dial */
-        answer_error(c, id, "too much data before the host agent connected");
+        answer_error(c, f, "too much data before the host agent connected");
         memset(&cl, 0, sizeof(cl));
         cl.type = EGRESS_FRAME_CLOSE;
         cl.id = id;
@@ -581,6 +600,12 @@ static int early_release(session_t *s, conn_t *client, conn_t *host, uint32_t id
         if (egress_frame_decode(&f, client->version, MSG_DATA(m), m->len, m->binary, &err) <
             0) {
             free(m); /* it decoded when it arrived */
+            continue;
+        }
+        if (client->version == EGRESS_PROTO_V1 && f.wire_id.len != 0 &&
+            egress_idmap_resolve(&s->v1ids, &f, &err) < 0) {
+            egress_frame_release(&f);
+            free(m); /* its id resolved when it arrived */
             continue;
         }
         rc = session_relay(s, client, host, st, &f, m);

@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "destinations.h"
 #include "traffic.h"
+#include "egress_idmap.h"
 
 typedef struct stream_s {
     struct stream_s *next;
@@ -60,6 +61,7 @@ typedef struct session_s {
     int64_t since[2];   /* when each role last connected or disconnected (unix s; 0 never) */
     dest_table_t dests; /* what the lease asked for (destinations.h) */
     traffic_ring_t traffic; /* the last 15 minutes, a sample per second (traffic.h) */
+    egress_idmap_t v1ids;   /* string ids a v1 client chose <-> the session's stream ids */
 } session_t;
 
 /* Live session of a lease, or NULL. */

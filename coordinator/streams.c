@@ -62,6 +62,7 @@ static void stream_free(session_t *s, stream_t *st)
         s->pend_bytes[to] -=
             st->pend_bytes < s->pend_bytes[to] ? st->pend_bytes : s->pend_bytes[to];
     }
+    egress_idmap_forget(&s->v1ids, st->id);
     free(st);
 }
 
@@ -94,4 +95,5 @@ void stream_clear_all(session_t *s)
     s->nstreams = 0;
     s->pend_bytes[0] = s->pend_bytes[1] = 0;
     s->early_bytes = 0;
+    egress_idmap_clear(&s->v1ids);
 }

@@ -38,6 +38,7 @@ static int data_to_v1(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
     memset(&out, 0, sizeof(out));
     out.type = EGRESS_FRAME_DATA;
     out.id = f->id;
+    egress_idmap_label(&s->v1ids, &out);
     do {
         size_t n = f->body_len - off;
         size_t max;
@@ -185,7 +186,18 @@ int translate_forward(session_t *s, conn_t *src, conn_t *dst, stream_t *st,
     case EGRESS_FRAME_ERROR:
         if (dst->version == EGRESS_PROTO_V1) {
             if (f->type == EGRESS_FRAME_CLOSE && f->half) {
-                return 0; /* v1 cannot express a half-close; the full close follows */
+                /*
+                 * v1 knows only the full close, and a v1 peer (crabbox's
+                 * client) waits for it to end its socket: the stream ends
+                 * here for both sides, and the v2 side is told so.
+                 */
+                out.half = 0;
+                if (forward_copy(dst, &out) < 0) {
+                    return EGRESS_CLOSE_POLICY;
+                }
+                conn_send_frame(src, &out);
+                stream_remove(s, f->id);
+                return 1;
             }
             out.half = 0;
             return forward_copy(dst, &out) < 0 ? EGRESS_CLOSE_POLICY : 0;

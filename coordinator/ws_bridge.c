@@ -262,12 +262,16 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     }
 
     /*
-     * The credential: X-Egress-Ticket, else X-Egress-Resume, else an egt_
-     * ticket in Authorization. The dedicated headers win because an access
-     * proxy in front may own Authorization for its own token.
+     * The credential: X-Egress-Ticket (or crabbox's X-Crabbox-Bridge-Ticket),
+     * else X-Egress-Resume, else an egt_ ticket in Authorization. The
+     * dedicated headers win because an access proxy in front may own
+     * Authorization for its own token.
      */
     via_resume = 0;
     header(wsi, WSI_TOKEN_COUNT, "x-egress-ticket:", cred, sizeof(cred));
+    if (cred[0] == '\0') {
+        header(wsi, WSI_TOKEN_COUNT, "x-crabbox-bridge-ticket:", cred, sizeof(cred));
+    }
     if (cred[0] == '\0') {
         header(wsi, WSI_TOKEN_COUNT, "x-egress-resume:", cred, sizeof(cred));
         via_resume = cred[0] != '\0';

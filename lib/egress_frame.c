@@ -7,6 +7,7 @@
  * buffer and never allocates.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,9 +77,68 @@ void egress_frame_data_header(uint8_t out[EGRESS_V2_DATA_HEADER], uint32_t id)
     out[3] = (uint8_t) id;
 }
 
+uint32_t egress_wire_id_parse(const char *text, size_t len)
+{
+    static const size_t plen = sizeof(EGRESS_WIRE_ID_PREFIX) - 1;
+    uint64_t v = 0;
+    size_t i;
+
+    if (len <= plen || len > plen + 7 || memcmp(text, EGRESS_WIRE_ID_PREFIX, plen) != 0 ||
+        text[plen] == '0') {
+        return 0;
+    }
+    for (i = plen; i < len; i++) {
+        char c = text[i];
+        if (c >= '0' && c <= '9') {
+            v = v * 36 + (uint64_t) (c - '0');
+        } else if (c >= 'a' && c <= 'z') {
+            v = v * 36 + (uint64_t) (c - 'a' + 10);
+        } else {
+            return 0;
+        }
+    }
+    return v <= EGRESS_ID_MAX ? (uint32_t) v : 0;
+}
+
+size_t egress_wire_id_format(char *out, uint32_t id)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    static const size_t plen = sizeof(EGRESS_WIRE_ID_PREFIX) - 1;
+    char tmp[8];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = digits[id % 36];
+        id /= 36;
+    } while (id != 0);
+    memcpy(out, EGRESS_WIRE_ID_PREFIX, plen);
+    for (i = 0; i < n; i++) {
+        out[plen + i] = tmp[n - 1 - i];
+    }
+    out[plen + n] = '\0';
+    return plen + n;
+}
+
+/* 1 when s is a valid v1 string id: 1..EGRESS_WIRE_ID_MAX printable ASCII bytes. */
+static int wire_id_valid(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > EGRESS_WIRE_ID_MAX) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void frame_clear(egress_frame_t *f)
 {
     memset(f, 0, sizeof(*f));
+    f->wire_id.data = f->wire_buf;
     f->host.data = "";
     f->message.data = "";
     f->session_id.data = "";
@@ -144,6 +204,87 @@ static int get_id(json_t *root, const char *tname, egress_frame_t *f, egress_err
         return -1;
     }
     f->id = (uint32_t) v;
+    return 0;
+}
+
+/* Stores a v1 id's text; the id is our own shape's value or 0 (see egress_idmap). */
+static void set_wire_id(egress_frame_t *f, const char *s, size_t len)
+{
+    memcpy(f->wire_buf, s, len);
+    f->wire_buf[len] = '\0';
+    f->wire_id.data = f->wire_buf;
+    f->wire_id.len = len;
+    f->id = egress_wire_id_parse(s, len);
+}
+
+/*
+ * Reads a v1 id without failing: a valid string, or an integer id (older
+ * senders), which stands for itself.
+ */
+static int peek_id_v1(json_t *v, egress_frame_t *f)
+{
+    if (json_is_string(v) && wire_id_valid(json_string_value(v), json_string_length(v))) {
+        set_wire_id(f, json_string_value(v), json_string_length(v));
+        return 0;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 1 &&
+        json_integer_value(v) <= (json_int_t) EGRESS_ID_MAX) {
+        f->id = (uint32_t) json_integer_value(v); /* no wire id: answered in our shape */
+        return 0;
+    }
+    return -1;
+}
+
+static int get_id_v1(json_t *root, const char *tname, egress_frame_t *f, egress_error_t *err)
+{
+    json_t *v = json_object_get(root, "id");
+
+    if (v == NULL) {
+        return field_missing(err, tname, "id");
+    }
+    if (peek_id_v1(v, f) < 0) {
+        return egress_error_set(err,
+                                json_is_string(v) || json_is_integer(v) ? EGRESS_ERR_ID_RANGE
+                                                                        : EGRESS_ERR_FIELD_TYPE,
+                                "%s: field \"id\" must be a string of 1..%d printable "
+                                "characters (or an integer 1..%u)",
+                                tname, EGRESS_WIRE_ID_MAX, EGRESS_ID_MAX);
+    }
+    return 0;
+}
+
+static int get_stream_id(json_t *root, const char *tname, int version, egress_frame_t *f,
+                         egress_error_t *err)
+{
+    return version == EGRESS_PROTO_V1 ? get_id_v1(root, tname, f, err)
+                                      : get_id(root, tname, f, err);
+}
+
+/* v1 port: crabbox sends a decimal string ("443"); a JSON number is accepted too. */
+static int get_port_v1(json_t *root, uint64_t *out, egress_error_t *err)
+{
+    json_t *v = json_object_get(root, "port");
+    const char *s;
+    size_t len, i;
+    uint64_t n = 0;
+
+    if (v == NULL || !json_is_string(v)) {
+        return get_uint(root, "open", "port", 1, 65535, 1, EGRESS_ERR_PORT_RANGE, out, err);
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    for (i = 0; i < len && i < 6; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            break;
+        }
+        n = n * 10 + (uint64_t) (s[i] - '0');
+    }
+    if (len == 0 || i != len || n < 1 || n > 65535) {
+        return egress_error_set(err, EGRESS_ERR_PORT_RANGE,
+                                "open: field \"port\" must be 1..65535 (a decimal string "
+                                "or an integer)");
+    }
+    *out = n;
     return 0;
 }
 
@@ -229,10 +370,14 @@ static int decode_open(egress_frame_t *f, int version, json_t *root, egress_erro
     egress_str_t host = {"", 0};
     uint64_t port;
 
-    if (get_id(root, "open", f, err) < 0 ||
+    if (get_stream_id(root, "open", version, f, err) < 0 ||
         get_string(root, "open", "host", HOST_TEXT_MAX, 1, &host, err) < 0 ||
-        check_host(f, "open", host.data, host.len, err) < 0 ||
-        get_uint(root, "open", "port", 1, 65535, 1, EGRESS_ERR_PORT_RANGE, &port, err) < 0) {
+        check_host(f, "open", host.data, host.len, err) < 0) {
+        return -1;
+    }
+    if (version == EGRESS_PROTO_V1 ? get_port_v1(root, &port, err) < 0
+                                   : get_uint(root, "open", "port", 1, 65535, 1,
+                                              EGRESS_ERR_PORT_RANGE, &port, err) < 0) {
         return -1;
     }
     f->port = (uint16_t) port;
@@ -246,7 +391,7 @@ static int decode_open(egress_frame_t *f, int version, json_t *root, egress_erro
 
 static int decode_open_ok(egress_frame_t *f, int version, json_t *root, egress_error_t *err)
 {
-    if (get_id(root, "open_ok", f, err) < 0) {
+    if (get_stream_id(root, "open_ok", version, f, err) < 0) {
         return -1;
     }
     if (version == EGRESS_PROTO_V2 &&
@@ -262,8 +407,9 @@ static int decode_data_v1(egress_frame_t *f, json_t *root, egress_error_t *err)
     egress_error_t e;
     size_t max, got = 0;
 
-    if (get_id(root, "data", f, err) < 0 ||
-        get_string(root, "data", "body", EGRESS_MAX_MESSAGE, 1, &body, err) < 0) {
+    /* crabbox omits an empty body */
+    if (get_id_v1(root, "data", f, err) < 0 ||
+        get_string(root, "data", "body", EGRESS_MAX_MESSAGE, 0, &body, err) < 0) {
         return -1;
     }
     if (body.len == 0) {
@@ -294,7 +440,7 @@ static int decode_close(egress_frame_t *f, int version, json_t *root, egress_err
 {
     int half = 0;
 
-    if (get_id(root, "close", f, err) < 0) {
+    if (get_stream_id(root, "close", version, f, err) < 0) {
         return -1;
     }
     if (version == EGRESS_PROTO_V2 && get_bool(root, "close", "half", 0, &half, err) < 0) {
@@ -304,13 +450,19 @@ static int decode_close(egress_frame_t *f, int version, json_t *root, egress_err
     return 0;
 }
 
-static int decode_error(egress_frame_t *f, json_t *root, egress_error_t *err)
+static int decode_error(egress_frame_t *f, int version, json_t *root, egress_error_t *err)
 {
-    if (get_id(root, "error", f, err) < 0 ||
-        get_string(root, "error", "message", EGRESS_MAX_ERROR_TEXT, 1, &f->message, err) < 0) {
+    if (get_stream_id(root, "error", version, f, err) < 0) {
         return -1;
     }
-    return 0;
+    if (version == EGRESS_PROTO_V2) {
+        return get_string(root, "error", "message", EGRESS_MAX_ERROR_TEXT, 1, &f->message, err);
+    }
+    /* v1 (crabbox): the text is in "error", may be omitted when empty; "message" accepted */
+    if (json_object_get(root, "error") != NULL) {
+        return get_string(root, "error", "error", EGRESS_MAX_ERROR_TEXT, 0, &f->message, err);
+    }
+    return get_string(root, "error", "message", EGRESS_MAX_ERROR_TEXT, 0, &f->message, err);
 }
 
 static int decode_window(egress_frame_t *f, json_t *root, egress_error_t *err)
@@ -400,8 +552,10 @@ static int decode_json(egress_frame_t *f, int version, const uint8_t *msg, size_
 
     /* Learn the id early so that a failure can still name the stream. */
     jid = json_object_get(root, "id");
-    if (jid != NULL && json_is_integer(jid) && json_integer_value(jid) >= 1 &&
-        json_integer_value(jid) <= (json_int_t) EGRESS_ID_MAX) {
+    if (jid != NULL && version == EGRESS_PROTO_V1) {
+        (void) peek_id_v1(jid, f);
+    } else if (jid != NULL && json_is_integer(jid) && json_integer_value(jid) >= 1 &&
+               json_integer_value(jid) <= (json_int_t) EGRESS_ID_MAX) {
         f->id = (uint32_t) json_integer_value(jid);
     }
 
@@ -424,6 +578,8 @@ static int decode_json(egress_frame_t *f, int version, const uint8_t *msg, size_
     f->type = (egress_frame_type_e) type;
     if (f->type == EGRESS_FRAME_HELLO || f->type == EGRESS_FRAME_PEER) {
         f->id = 0; /* session frames have no stream; an "id" there is an ignored extra */
+        f->wire_id.len = 0;
+        f->wire_buf[0] = '\0';
     }
     switch (f->type) {
     case EGRESS_FRAME_OPEN:
@@ -440,7 +596,7 @@ static int decode_json(egress_frame_t *f, int version, const uint8_t *msg, size_
     case EGRESS_FRAME_CLOSE:
         return decode_close(f, version, root, err);
     case EGRESS_FRAME_ERROR:
-        return decode_error(f, root, err);
+        return decode_error(f, version, root, err);
     case EGRESS_FRAME_WINDOW:
         return decode_window(f, root, err);
     case EGRESS_FRAME_HELLO:
@@ -494,10 +650,19 @@ int egress_frame_decode(egress_frame_t *f, int version, const uint8_t *msg, size
         len = 0;
     }
     if (decode_json(f, version, msg, len, err) < 0) {
+        char wire[EGRESS_WIRE_ID_MAX + 1];
+        size_t wlen = f->wire_id.len;
+
         id = f->id;
+        memcpy(wire, f->wire_buf, wlen);
         egress_frame_release(f);
         frame_clear(f);
         f->id = id;
+        if (wlen) {
+            memcpy(f->wire_buf, wire, wlen);
+            f->wire_buf[wlen] = '\0';
+            f->wire_id.len = wlen;
+        }
         return -1;
     }
     return 0;
@@ -649,10 +814,30 @@ static void put_head(wbuf_t *w, egress_frame_type_e type)
     PUT_LIT(w, "\"");
 }
 
-static void put_id(wbuf_t *w, uint32_t id)
+/* v1 writes the id as a string: the frame's wire id, else our own shape. */
+static int put_id(wbuf_t *w, const egress_frame_t *f, int version, egress_error_t *err)
 {
+    char own[16];
+    const char *text = own;
+    size_t len;
+
     PUT_LIT(w, ",\"id\":");
-    put_uint(w, id);
+    if (version != EGRESS_PROTO_V1) {
+        put_uint(w, f->id);
+        return 0;
+    }
+    if (f->wire_id.len != 0 && f->wire_id.data != NULL) {
+        text = f->wire_id.data;
+        len = f->wire_id.len;
+        if (!wire_id_valid(text, len)) {
+            return egress_error_set(err, EGRESS_ERR_ID_RANGE,
+                                    "%s: wire id is not 1..%d printable characters",
+                                    egress_frame_type_name(f->type), EGRESS_WIRE_ID_MAX);
+        }
+    } else {
+        len = egress_wire_id_format(own, f->id);
+    }
+    return put_jstr(w, text, len, egress_frame_type_name(f->type), "id", err);
 }
 
 static int check_string(const egress_str_t *s, const char *tname, const char *key, size_t max,
@@ -676,11 +861,14 @@ static const char *str_data(const egress_str_t *s)
 size_t egress_frame_encoded_max(const egress_frame_t *f, int version)
 {
     /* Fixed overhead of the longest frame shape plus worst-case "\u00XX" escaping. */
-    const size_t fixed = 128;
+    size_t fixed = 128;
 
     if ((version != EGRESS_PROTO_V1 && version != EGRESS_PROTO_V2) ||
         !type_in_version((int) f->type, version)) {
         return 0;
+    }
+    if (version == EGRESS_PROTO_V1) {
+        fixed += 6 * EGRESS_WIRE_ID_MAX; /* a string id, escaped at worst */
     }
     switch (f->type) {
     case EGRESS_FRAME_DATA:
@@ -703,9 +891,9 @@ size_t egress_frame_encoded_max(const egress_frame_t *f, int version)
 static int encode_data(const egress_frame_t *f, int version, uint8_t *buf, size_t cap,
                        size_t *out_len, egress_error_t *err)
 {
-    static const char head[] = "{\"type\":\"data\",\"id\":";
+    static const char head[] = "{\"type\":\"data\"";
     static const char mid[] = ",\"body\":\"";
-    char idtxt[12];
+    char idtxt[16 + 6 * EGRESS_WIRE_ID_MAX];
     wbuf_t w = {(uint8_t *) idtxt, (uint8_t *) idtxt + sizeof(idtxt), 0};
     size_t idlen, need;
 
@@ -730,7 +918,9 @@ static int encode_data(const egress_frame_t *f, int version, uint8_t *buf, size_
         *out_len = need;
         return 0;
     }
-    put_uint(&w, f->id);
+    if (put_id(&w, f, version, err) < 0) {
+        return -1;
+    }
     idlen = (size_t) (w.p - (uint8_t *) idtxt);
     if (f->body_len > EGRESS_MAX_MESSAGE) {
         return egress_error_set(err, EGRESS_ERR_TOO_LARGE,
@@ -802,7 +992,9 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
         return 0;
     }
     tname = type_names[f->type];
-    if (f->type != EGRESS_FRAME_HELLO && f->type != EGRESS_FRAME_PEER && f->id == 0) {
+    /* v1 may answer a peer's id it could not map (f->wire_id alone) */
+    if (f->type != EGRESS_FRAME_HELLO && f->type != EGRESS_FRAME_PEER && f->id == 0 &&
+        (version != EGRESS_PROTO_V1 || f->wire_id.len == 0)) {
         egress_error_set(err, EGRESS_ERR_ID_RANGE, "%s: field \"id\" must be an integer 1..%u",
                          tname, EGRESS_ID_MAX);
         return 0;
@@ -830,12 +1022,20 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
             return 0;
         }
         put_head(&w, f->type);
-        put_id(&w, f->id);
+        if (put_id(&w, f, version, err) < 0) {
+            return 0;
+        }
         if (f->type == EGRESS_FRAME_OPEN) {
             PUT_LIT(&w, ",\"host\":\"");
             put(&w, host, strlen(host));
             PUT_LIT(&w, "\",\"port\":");
-            put_uint(&w, f->port);
+            if (version == EGRESS_PROTO_V1) {
+                PUT_LIT(&w, "\""); /* crabbox's port is a string */
+                put_uint(&w, f->port);
+                PUT_LIT(&w, "\"");
+            } else {
+                put_uint(&w, f->port);
+            }
         }
         /* window 0 means "not advertised"; v1 has no windows at all. */
         if (version == EGRESS_PROTO_V2 && f->window != 0) {
@@ -851,7 +1051,9 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
             return 0;
         }
         put_head(&w, f->type);
-        put_id(&w, f->id);
+        if (put_id(&w, f, version, err) < 0) {
+            return 0;
+        }
         if (f->half) {
             PUT_LIT(&w, ",\"half\":true");
         }
@@ -862,8 +1064,14 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
             return 0;
         }
         put_head(&w, f->type);
-        put_id(&w, f->id);
-        PUT_LIT(&w, ",\"message\":");
+        if (put_id(&w, f, version, err) < 0) {
+            return 0;
+        }
+        if (version == EGRESS_PROTO_V1) {
+            PUT_LIT(&w, ",\"error\":"); /* crabbox's member for the text */
+        } else {
+            PUT_LIT(&w, ",\"message\":");
+        }
         if (put_jstr(&w, str_data(&f->message), f->message.len, tname, "message", err) < 0) {
             return 0;
         }
@@ -877,7 +1085,9 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
             return 0;
         }
         put_head(&w, f->type);
-        put_id(&w, f->id);
+        if (put_id(&w, f, version, err) < 0) {
+            return 0;
+        }
         PUT_LIT(&w, ",\"increment\":");
         put_uint(&w, f->increment);
         break;

@@ -1,7 +1,8 @@
 /*
  * egress_frame.h: the bridge wire protocol codec (v1 and v2).
  *
- * v1 is JSON text frames only: open, open_ok, data (base64 body), close, error.
+ * v1 is JSON text frames only: open, open_ok, data (base64 body), close, error,
+ * in crabbox's shape: string ids, a string port, the error text in "error".
  * v2 keeps control frames as JSON text, adds window, hello and peer, a "half"
  * flag on close and a "window" field on open/open_ok, and carries data as
  * binary WebSocket messages: a 4-byte big-endian stream id, then the bytes.
@@ -37,6 +38,8 @@
 #define EGRESS_MAX_ERROR_TEXT 512               /* error.message, bytes */
 #define EGRESS_MAX_TOKEN_TEXT 256               /* sessionID, role, resume, bytes */
 #define EGRESS_V2_DATA_HEADER 4
+#define EGRESS_WIRE_ID_MAX    64      /* v1 string ids: 1..64 printable ASCII bytes */
+#define EGRESS_WIRE_ID_PREFIX "conn_" /* our own v1 ids: "conn_" + base36 of the id */
 
 typedef enum {
     EGRESS_FRAME_OPEN = 1, /* client -> host: {id, host, port [, window]} */
@@ -66,7 +69,16 @@ typedef struct {
     unsigned peer_connected : 1; /* hello */
     unsigned connected : 1;      /* peer */
 
-    egress_str_t message;    /* error */
+    /*
+     * v1 only: the stream id as it travels, a string ("conn_k3x9", any short
+     * printable text; an integer id is read as itself, wire_id empty). Decode
+     * fills it and sets id to the value of our own "conn_<base36>" shape, or
+     * 0: egress_idmap_resolve() maps other texts. Encode writes it when set,
+     * else "conn_<base36 id>".
+     */
+    egress_str_t wire_id;
+
+    egress_str_t message;    /* error (v1: the "error" member, "message" accepted) */
     egress_str_t session_id; /* hello */
     egress_str_t role;       /* hello: "host" or "client" */
     egress_str_t resume;     /* hello: may be absent (then empty) */
@@ -78,6 +90,7 @@ typedef struct {
     void *owned_json;
     uint8_t *owned_body;
     char host_buf[256];
+    char wire_buf[EGRESS_WIRE_ID_MAX + 1];
 } egress_frame_t;
 
 /* "open", "open_ok", ...; "?" for an unknown value. */
@@ -117,6 +130,15 @@ size_t egress_frame_encode(const egress_frame_t *f, int version, uint8_t *buf, s
 
 /* Writes the v2 binary data header for id (callers that gather the body themselves). */
 void egress_frame_data_header(uint8_t out[EGRESS_V2_DATA_HEADER], uint32_t id);
+
+/*
+ * The id our own shape "conn_<base36>" (canonical: lower case, no leading
+ * zero) stands for, 0 when text is not of that shape or out of range.
+ */
+uint32_t egress_wire_id_parse(const char *text, size_t len);
+
+/* Writes "conn_<base36 id>" into out (at least 16 bytes); returns its length. */
+size_t egress_wire_id_format(char *out, uint32_t id);
 
 /*
  * Chooses the protocol version from a WebSocket subprotocol value

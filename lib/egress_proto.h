@@ -13,6 +13,11 @@
 #define EGRESS_CLOSE_POLICY     1008 /* a malformed or forbidden frame */
 #define EGRESS_CLOSE_TOO_BIG    1009 /* a message above EGRESS_MAX_MESSAGE */
 #define EGRESS_CLOSE_INTERNAL   1011 /* the receiver cannot go on */
+/* sent by crabbox's coordinator; wslay 1.1 refuses 1012-1014, see agent/bridge.c */
+#define EGRESS_CLOSE_SERVICE_RESTART                                                           \
+    1012 /* crabbox: "replaced by a newer egress host/client" */
+#define EGRESS_CLOSE_TRY_AGAIN   1013
+#define EGRESS_CLOSE_BAD_GATEWAY 1014
 
 /* ours: the session behind the socket is over, or the socket was replaced */
 #define EGRESS_CLOSE_SESSION_REPLACED 4001 /* a newer ticket started another session */
@@ -20,10 +25,17 @@
 #define EGRESS_CLOSE_LEASE_GONE       4003 /* the lease was released or expired */
 #define EGRESS_CLOSE_SESSION_STOPPED  4004 /* the session was stopped */
 
-/* 1 for 4001-4004: reconnecting with the same credential cannot help. */
+/*
+ * 1 for 4001-4004, and for crabbox's 1012 (a newer agent replaced this one:
+ * fighting for the slot would only flap) and 1008 (lease ended or access
+ * revoked there; from our coordinator a frame it refused, which a retry
+ * would only repeat): reconnecting with the same credential cannot help.
+ * 1011 (crabbox: the other side left) stays transient.
+ */
 static inline int egress_close_is_fatal(int code)
 {
-    return code >= EGRESS_CLOSE_SESSION_REPLACED && code <= EGRESS_CLOSE_SESSION_STOPPED;
+    return (code >= EGRESS_CLOSE_SESSION_REPLACED && code <= EGRESS_CLOSE_SESSION_STOPPED) ||
+           code == EGRESS_CLOSE_SERVICE_RESTART || code == EGRESS_CLOSE_POLICY;
 }
 
 /* 1 for 4003 and 4004: the lease or the session is over for good. */

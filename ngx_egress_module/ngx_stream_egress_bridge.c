@@ -38,7 +38,8 @@ static ngx_int_t ngx_stream_egress_bridge_ws_init(
     ngx_stream_egress_bridge_t *b);
 static void ngx_stream_egress_bridge_read_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_write_handler(ngx_event_t *ev);
-static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b);
+static void ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b,
+    uint16_t code);
 static void ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev);
 static void ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b,
     ngx_uint_t retry);
@@ -301,6 +302,8 @@ ngx_stream_egress_bridge_connect(ngx_stream_egress_bridge_t *b)
     b->failed = 0;
     b->eof = 0;
     b->close_reason_len = 0;
+    b->close_frame = 0;
+    b->close_got = 0;
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_CONNECTING;
 
@@ -653,6 +656,7 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
 
     b->state = NGX_STREAM_EGRESS_BRIDGE_OPEN;
     b->last_recv = ngx_current_msec;
+    b->opened = ngx_current_msec;
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -690,7 +694,12 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
         ngx_del_timer(&b->ping);
     }
 
-    ngx_add_timer(&b->ping, b->conf->ping_interval);
+    /* in auto mode the first tick also ends the wait for hello */
+    ngx_add_timer(&b->ping, (b->version == EGRESS_PROTO_V2
+                             && b->conf->protocol == 0)
+                            ? ngx_min(b->conf->ping_interval,
+                                      NGX_STREAM_EGRESS_HELLO_WAIT)
+                            : b->conf->ping_interval);
 
     /* frames may already sit behind the response head */
     ngx_post_event(c->read, &ngx_posted_events);
@@ -703,6 +712,7 @@ static void
 ngx_stream_egress_bridge_read_handler(ngx_event_t *ev)
 {
     int                          rc;
+    uint16_t                     code;
     ngx_connection_t            *c;
     ngx_stream_egress_bridge_t  *b;
 
@@ -728,8 +738,21 @@ ngx_stream_egress_bridge_read_handler(ngx_event_t *ev)
             (void) ngx_stream_egress_bridge_flush(b);
         }
 
-        ngx_stream_egress_bridge_closed(b);
+        ngx_stream_egress_bridge_closed(b,
+                                    wslay_event_get_status_code_received(b->ws));
         return;
+    }
+
+    if (!wslay_event_get_read_enabled(b->ws) && b->close_frame
+        && b->close_got == 2)
+    {
+        /* a close code wslay refused (see ngx_stream_egress_ws_frame_start) */
+        code = (uint16_t) (b->close_hdr[0] << 8 | b->close_hdr[1]);
+
+        if (code >= 1012 && code <= 1014) {
+            ngx_stream_egress_bridge_closed(b, code);
+            return;
+        }
     }
 
     if (rc != 0) {
@@ -800,12 +823,9 @@ failed:
 /* the coordinator sent a close frame: the socket is done */
 
 static void
-ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
+ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b, uint16_t code)
 {
-    uint16_t    code;
     ngx_uint_t  fatal, level;
-
-    code = wslay_event_get_status_code_received(b->ws);
 
     fatal = egress_close_is_fatal(code);
 
@@ -823,8 +843,9 @@ ngx_stream_egress_bridge_closed(ngx_stream_egress_bridge_t *b)
 
     if (fatal) {
         /*
-         * The session is over (4001, 4003, 4004) or a newer socket took it
-         * over (4002, e.g. our successor after a reload): do not fight.
+         * The session is over (4001, 4003, 4004; crabbox: 1008) or a newer
+         * socket took it over (4002, e.g. our successor after a reload;
+         * crabbox: 1012): do not fight.
          */
         ngx_stream_egress_bridge_end_session(b, code);
 
@@ -848,6 +869,17 @@ ngx_stream_egress_bridge_ping_handler(ngx_event_t *ev)
 
     if (b->state != NGX_STREAM_EGRESS_BRIDGE_OPEN) {
         return;
+    }
+
+    if (b->version == EGRESS_PROTO_V2 && !b->hello && b->conf->protocol == 0)
+    {
+        if (ngx_current_msec - b->opened < NGX_STREAM_EGRESS_HELLO_WAIT) {
+            ngx_add_timer(&b->ping, NGX_STREAM_EGRESS_HELLO_WAIT
+                                    - (ngx_current_msec - b->opened));
+            return;
+        }
+
+        ngx_stream_egress_bridge_fall_back_v1(b, "no hello");
     }
 
     idle = ngx_current_msec - b->last_recv;
@@ -952,4 +984,37 @@ ngx_stream_egress_bridge_close_connection(ngx_stream_egress_bridge_t *b)
 
     ngx_memzero(&b->hs, sizeof(ngx_buf_t));
     ngx_memzero(&b->out, sizeof(ngx_buf_t));
+}
+
+
+/*
+ * auto: the coordinator echoed egress.v2 but behaves as a v1 relay (no
+ * hello in time, or a v1 frame first): crabbox's does. Speak v1 on this
+ * socket; the same happens on every reconnect, logged once.
+ */
+
+void
+ngx_stream_egress_bridge_fall_back_v1(ngx_stream_egress_bridge_t *b,
+    const char *why)
+{
+    ngx_uint_t  level;
+
+    b->version = EGRESS_PROTO_V1;
+    b->hello = 1;
+    b->peer_connected = 1;
+    b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+
+    level = b->fallback_logged ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, b->log, 0,
+                  "egress bridge: coordinator selected %s but sent %s; "
+                  "speaking %s (a crabbox-style coordinator)",
+                  EGRESS_SUBPROTO_V2, why, EGRESS_SUBPROTO_V1);
+
+    b->fallback_logged = 1;
+
+    ngx_stream_egress_bridge_set_reason(b, "connected (%s after no hello)",
+                                        EGRESS_SUBPROTO_V1);
+
+    ngx_stream_egress_bridge_wake(b);
 }

@@ -72,6 +72,7 @@ typedef struct {
     ngx_event_t                     ping;
     ngx_msec_t                      backoff;
     ngx_msec_t                      last_recv;
+    ngx_msec_t                      opened;     /* WebSocket open, for the hello wait */
 
     ngx_rbtree_t                    streams;
     ngx_rbtree_node_t               sentinel;
@@ -86,6 +87,10 @@ typedef struct {
     size_t                          reason_len;
     u_char                          close_reason[128];
     size_t                          close_reason_len;
+    /* a close frame's status read before wslay judges it (1012-1014) */
+    u_char                          close_hdr[2];
+    ngx_uint_t                      close_got;
+    unsigned                        close_frame:1;
 
     u_char                          resume[EGRESS_MAX_TOKEN_TEXT + 1];
     size_t                          resume_len;
@@ -104,10 +109,19 @@ typedef struct {
     unsigned                        need_ticket:1;  /* fatal close seen */
     unsigned                        peer_connected:1;
     unsigned                        hello:1;
+    unsigned                        fallback_logged:1;
     unsigned                        failed:1;
     unsigned                        eof:1;
     unsigned                        state_unsaved:1;
 } ngx_stream_egress_bridge_t;
+
+
+/*
+ * With "egress_bridge_protocol auto", a coordinator that selected egress.v2
+ * but sent no hello within this long (crabbox's echoes the first offered
+ * subprotocol and never sends one) is spoken to in v1.
+ */
+#define NGX_STREAM_EGRESS_HELLO_WAIT  2000
 
 
 /* the worker's one bridge, NULL outside a worker */
@@ -134,6 +148,8 @@ void ngx_stream_egress_bridge_abort_all(ngx_stream_egress_bridge_t *b,
 void ngx_stream_egress_bridge_wake(ngx_stream_egress_bridge_t *b);
 ngx_int_t ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b);
 void ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b);
+void ngx_stream_egress_bridge_fall_back_v1(ngx_stream_egress_bridge_t *b,
+    const char *why);
 
 
 /* ngx_stream_egress_state.c */

@@ -79,6 +79,10 @@ static int ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx,
     uint8_t *buf, size_t len, void *user_data);
 static void ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
     const struct wslay_event_on_msg_recv_arg *arg, void *user_data);
+static void ngx_stream_egress_ws_frame_start(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data);
+static void ngx_stream_egress_ws_frame_chunk(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data);
 
 
 /*
@@ -102,6 +106,8 @@ ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b)
     cb.send_callback = ngx_stream_egress_ws_send;
     cb.genmask_callback = ngx_stream_egress_ws_genmask;
     cb.on_msg_recv_callback = ngx_stream_egress_ws_on_msg;
+    cb.on_frame_recv_start_callback = ngx_stream_egress_ws_frame_start;
+    cb.on_frame_recv_chunk_callback = ngx_stream_egress_ws_frame_chunk;
 
     if (wslay_event_context_client_init(&b->ws, &cb, b) != 0) {
         b->ws = NULL;
@@ -756,6 +762,21 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
 
     ngx_memzero(&f, sizeof(egress_frame_t));
 
+    if (b->version == EGRESS_PROTO_V2 && !b->hello && b->conf->protocol == 0) {
+        /* auto, waiting for hello: anything else first means a v1 relay */
+        if (binary
+            || egress_frame_decode(&f, EGRESS_PROTO_V2, msg, len, 0, &err) != 0
+            || f.type != EGRESS_FRAME_HELLO)
+        {
+            egress_frame_release(&f);
+            ngx_stream_egress_bridge_fall_back_v1(b, "a v1 frame first");
+        } else {
+            egress_frame_release(&f);
+        }
+
+        ngx_memzero(&f, sizeof(egress_frame_t));
+    }
+
     if (egress_frame_decode(&f, b->version, msg, len, binary, &err) != 0) {
 
         ctx = f.id ? ngx_stream_egress_bridge_find(b, f.id) : NULL;
@@ -776,6 +797,21 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
         ngx_stream_egress_bridge_set_reason(b, "invalid frame from the "
                                             "coordinator: %s", err.message);
         b->failed = 1;
+        return;
+    }
+
+    if (f.id == 0 && f.type != EGRESS_FRAME_HELLO
+        && f.type != EGRESS_FRAME_PEER)
+    {
+        /*
+         * v1: a string id that is not one of ours ("conn_<base36>"), so
+         * no stream of ours has it: a late or foreign frame, ignored
+         */
+        ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                      "egress bridge: %s frame for unknown stream \"%s\" "
+                      "ignored", egress_frame_type_name(f.type),
+                      f.wire_id.data);
+        egress_frame_release(&f);
         return;
     }
 
@@ -1051,5 +1087,42 @@ ngx_stream_egress_ws_on_msg(wslay_event_context_ptr ctx,
     default:
         /* ping (answered by wslay) and pong: liveness only */
         break;
+    }
+}
+
+
+/*
+ * wslay (1.1) refuses the RFC 6455 registry's 1012-1014 as invalid close
+ * codes; crabbox's coordinator sends 1012 when a newer socket replaced
+ * ours. The close frame's first two bytes are kept here, so that the
+ * bridge can act on the code itself (ngx_stream_egress_bridge_close_code()).
+ */
+
+static void
+ngx_stream_egress_ws_frame_start(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    ngx_stream_egress_bridge_t  *b = user_data;
+
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        b->close_frame = 1;
+        b->close_got = 0;
+    }
+}
+
+
+static void
+ngx_stream_egress_ws_frame_chunk(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    size_t                       i;
+    ngx_stream_egress_bridge_t  *b = user_data;
+
+    if (!b->close_frame) {
+        return;
+    }
+
+    for (i = 0; i < arg->data_length && b->close_got < 2; i++) {
+        b->close_hdr[b->close_got++] = arg->data[i];
     }
 }

@@ -139,8 +139,12 @@ ngx_stream_egress_relay_open_error(ngx_stream_egress_ctx_t *ctx,
         return;
     }
 
-    if (message->len >= 11 && ngx_strncmp(message->data, "not allowed", 11)
-                              == 0)
+    /* ours: "not allowed: ..."; crabbox's host agent: "host not allowed" */
+    if ((message->len >= 11
+         && ngx_strncmp(message->data, "not allowed", 11) == 0)
+        || (message->len == sizeof("host not allowed") - 1
+            && ngx_strncmp(message->data, "host not allowed", message->len)
+               == 0))
     {
         status = NGX_STREAM_FORBIDDEN;
 

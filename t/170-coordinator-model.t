@@ -212,12 +212,21 @@ sub check_msg {
         bad("$what: expected peer connected=$e->{connected}, got $m->{data}")
             unless ($j->{connected} ? 1 : 0) == $e->{connected};
     } else {
-        bad("$what: expected $e->{type} id $e->{id}, got $m->{data}") unless ($j->{id} // -1) == $e->{id};
+        # v1 is crabbox's shape: our ids travel as "conn_<base36>", the text in "error"
+        my $got = $j->{id} // -1;
+        $got = from36($1) if $got =~ /^conn_([0-9a-z]+)$/;
+        bad("$what: expected $e->{type} id $e->{id}, got $m->{data}") unless $got =~ /^\d+$/ && $got == $e->{id};
         bad("$what: expected message '$e->{message}', got $m->{data}")
-            if defined $e->{message} && ($j->{message} // '') ne $e->{message};
+            if defined $e->{message} && ($j->{message} // $j->{error} // '') ne $e->{message};
     }
     return 0;
 }
+
+sub from36 { my $n = 0; $n = $n * 36 + index('0123456789abcdefghijklmnopqrstuvwxyz', $_) for split //, $_[0]; $n }
+sub to36 { my ($n) = @_; my $s = ''; do { $s = substr('0123456789abcdefghijklmnopqrstuvwxyz', $n % 36, 1) . $s; $n = int($n / 36) } while $n; $s }
+
+# A stream id as socket $k writes it: v1 is crabbox's string shape.
+sub wid { my ($k, $id) = @_; $k->{v} == 1 ? 'conn_' . to36($id) : $id }
 
 # Receives every expected message, in order, on every socket.
 sub settle {
@@ -454,8 +463,8 @@ sub drop {
     if ($how eq 'violation') {
         # A frame its role may not send: 1008, and the peer hears at once.
         $k->{ws}->send_json($k->{role} eq 'host'
-            ? { type => 'open', id => 1, host => 'example.com', port => 443 }
-            : { type => 'open_ok', id => 1 });
+            ? { type => 'open', id => wid($k, 1), host => 'example.com', port => 443 }
+            : { type => 'open_ok', id => wid($k, 1) });
         expect($k, { type => 'ws_close', code => 1008 });
     } elsif ($how eq 'handshake') {
         $k->{ws}->send_close(1000);
@@ -563,14 +572,14 @@ sub relay {
         my $i = rnd(scalar @{ $L->{open_ids} });
         my $id = splice(@{ $L->{open_ids} }, $i, 1);
         say_step("$cl->{name} closes stream $id");
-        $cl->{ws}->send_json({ type => 'close', id => $id });
+        $cl->{ws}->send_json({ type => 'close', id => wid($cl, $id) });
         expect($ho, { type => 'close', id => $id });
         $L->{streams}--;
         $cov{'stream closed'}++;
         return;
     }
     my $id = $L->{next_id}++;
-    my %o = (type => 'open', id => $id, host => 'example.com', port => 443);
+    my %o = (type => 'open', id => wid($cl, $id), host => 'example.com', port => ($cl->{v} == 1 ? '443' : 443));
     $o{window} = 65536 if $cl->{v} == 2;
     say_step("$cl->{name} opens $id");
     $cl->{ws}->send_json(\%o);
@@ -586,12 +595,12 @@ sub relay {
     my $r = rnd(10);
     if ($r < 5) {
         say_step("$ho->{name} open_ok");
-        $ho->{ws}->send_json({ type => 'open_ok', id => $id, ($ho->{v} == 2 ? (window => 65536) : ()) });
+        $ho->{ws}->send_json({ type => 'open_ok', id => wid($ho, $id), ($ho->{v} == 2 ? (window => 65536) : ()) });
         expect($cl, { type => 'open_ok', id => $id });
         push @{ $L->{open_ids} }, $id;
     } elsif ($r < 8) {
         say_step("$ho->{name} error");
-        $ho->{ws}->send_json({ type => 'error', id => $id, message => 'refused' });
+        $ho->{ws}->send_json({ type => 'error', id => wid($ho, $id), ($ho->{v} == 1 ? 'error' : 'message') => 'refused' });
         expect($cl, { type => 'error', id => $id, message => 'refused' });
         $L->{streams}--;
     } else {

@@ -11,6 +11,11 @@
 #include <string.h>
 
 #include "egress_frame.h"
+#include "egress_idmap.h"
+
+/* One v1 leg's id map across inputs, so opens, lookups and forgets interleave. */
+static egress_idmap_t idmap;
+static int idmap_ready;
 
 static void same_str(egress_str_t a, egress_str_t b)
 {
@@ -69,6 +74,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     same_str(f.session_id, g.session_id);
     same_str(f.role, g.role);
     same_str(f.resume, g.resume);
+    if (f.wire_id.len != 0) {
+        same_str(f.wire_id, g.wire_id);
+    }
+    if (version == EGRESS_PROTO_V1) {
+        egress_frame_t h = f;
+
+        if (!idmap_ready) {
+            egress_idmap_init(&idmap, 64);
+            idmap_ready = 1;
+        }
+        if (egress_idmap_resolve(&idmap, &h, &err) == 0 && h.wire_id.len != 0 &&
+            h.type == EGRESS_FRAME_OPEN &&
+            egress_idmap_lookup(&idmap, h.wire_id.data, h.wire_id.len) != h.id) {
+            abort();
+        }
+        h.wire_id.len = 0;
+        egress_idmap_label(&idmap, &h);
+        if (h.type == EGRESS_FRAME_CLOSE || h.type == EGRESS_FRAME_ERROR) {
+            egress_idmap_forget(&idmap, h.id);
+        }
+    }
     egress_frame_release(&g);
     egress_frame_release(&f);
     free(buf);

@@ -346,16 +346,43 @@ static void test_decode_errors(void **state)
     /* ids */
     expect_fail(1, "{\"type\":\"close\"}", EGRESS_ERR_MISSING_FIELD,
                 "close: missing field \"id\"", 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":0}", EGRESS_ERR_ID_RANGE,
+    expect_fail(2, "{\"type\":\"close\",\"id\":0}", EGRESS_ERR_ID_RANGE,
                 "close: field \"id\" must be an integer 1..4294967295", 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":-1}", EGRESS_ERR_ID_RANGE, NULL, 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":4294967296}", EGRESS_ERR_ID_RANGE, NULL, 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":1.0}", EGRESS_ERR_FIELD_TYPE,
+    expect_fail(2, "{\"type\":\"close\",\"id\":-1}", EGRESS_ERR_ID_RANGE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":4294967296}", EGRESS_ERR_ID_RANGE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":1.0}", EGRESS_ERR_FIELD_TYPE,
                 "must be an integer", 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":1e2}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":\"1\"}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":1e2}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":\"1\"}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":true}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    expect_fail(2, "{\"type\":\"close\",\"id\":null}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    /* v1 ids are crabbox's strings: 1..64 printable bytes (integers still read) */
+    expect_fail(1, "{\"type\":\"close\",\"id\":\"\"}", EGRESS_ERR_ID_RANGE,
+                "close: field \"id\" must be a string of 1..64 printable characters", 0);
+    expect_fail(1, "{\"type\":\"close\",\"id\":\"a\\u0001\"}", EGRESS_ERR_ID_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"close\",\"id\":\"a\\u00e9\"}", EGRESS_ERR_ID_RANGE, NULL, 0);
+    expect_fail(1,
+                "{\"type\":\"close\",\"id\":"
+                "\"conn_0123456789012345678901234567890123456789012345678901234567890\"}",
+                EGRESS_ERR_ID_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"close\",\"id\":0}", EGRESS_ERR_ID_RANGE, NULL, 0);
     expect_fail(1, "{\"type\":\"close\",\"id\":true}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
-    expect_fail(1, "{\"type\":\"close\",\"id\":null}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    expect_fail(1, "{\"type\":\"close\",\"id\":1.0}", EGRESS_ERR_FIELD_TYPE, NULL, 0);
+    /* a failed frame still names its stream: our own shape reads back as its id */
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"conn_a\",\"host\":\"a..b\",\"port\":\"1\"}",
+                EGRESS_ERR_HOST, NULL, 10);
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"conn_k3\",\"host\":\"a.b\",\"port\":\"0\"}",
+                EGRESS_ERR_PORT_RANGE, "open: field \"port\" must be 1..65535", 723);
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"x\",\"host\":\"a.b\",\"port\":\"80a\"}",
+                EGRESS_ERR_PORT_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"x\",\"host\":\"a.b\",\"port\":\" 80\"}",
+                EGRESS_ERR_PORT_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"x\",\"host\":\"a.b\",\"port\":\"65536\"}",
+                EGRESS_ERR_PORT_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"open\",\"id\":\"x\",\"host\":\"a.b\",\"port\":\"\"}",
+                EGRESS_ERR_PORT_RANGE, NULL, 0);
+    expect_fail(1, "{\"type\":\"error\",\"id\":\"x\",\"error\":5}", EGRESS_ERR_FIELD_TYPE,
+                "error: field \"error\" must be a string", 0);
     expect_fail(2, "{\"type\":\"close\",\"id\":1,\"half\":1}", EGRESS_ERR_FIELD_TYPE,
                 "close: field \"half\" must be a boolean", 1);
 
@@ -374,7 +401,7 @@ static void test_decode_errors(void **state)
                 EGRESS_ERR_PORT_RANGE, "open: field \"port\" must be an integer 1..65535", 1);
     expect_fail(1, "{\"type\":\"open\",\"id\":1,\"host\":\"a.com\",\"port\":65536}",
                 EGRESS_ERR_PORT_RANGE, NULL, 1);
-    expect_fail(1, "{\"type\":\"open\",\"id\":1,\"host\":\"a.com\",\"port\":\"80\"}",
+    expect_fail(2, "{\"type\":\"open\",\"id\":1,\"host\":\"a.com\",\"port\":\"80\"}",
                 EGRESS_ERR_FIELD_TYPE, "open: field \"port\" must be an integer 1..65535", 1);
     expect_fail(1, "{\"type\":\"open\",\"id\":1,\"host\":\"a.com\",\"port\":80.5}",
                 EGRESS_ERR_FIELD_TYPE, NULL, 1);
@@ -388,8 +415,7 @@ static void test_decode_errors(void **state)
                 "open_ok: field \"window\"", 1);
 
     /* data v1 */
-    expect_fail(1, "{\"type\":\"data\",\"id\":2}", EGRESS_ERR_MISSING_FIELD,
-                "data: missing field \"body\"", 2);
+    expect_fail(2, "{\"type\":\"data\",\"id\":2}", EGRESS_ERR_TEXT_DATA_IN_V2, NULL, 2);
     expect_fail(1, "{\"type\":\"data\",\"id\":2,\"body\":null}", EGRESS_ERR_FIELD_TYPE, NULL,
                 2);
     expect_fail(1, "{\"type\":\"data\",\"id\":2,\"body\":\"aGVsbG8\"}", EGRESS_ERR_BASE64,
@@ -402,7 +428,7 @@ static void test_decode_errors(void **state)
                 NULL, 2);
 
     /* error */
-    expect_fail(1, "{\"type\":\"error\",\"id\":2}", EGRESS_ERR_MISSING_FIELD,
+    expect_fail(2, "{\"type\":\"error\",\"id\":2}", EGRESS_ERR_MISSING_FIELD,
                 "error: missing field \"message\"", 2);
     expect_fail(1, "{\"type\":\"error\",\"id\":2,\"message\":[]}", EGRESS_ERR_FIELD_TYPE,
                 "error: field \"message\" must be a string", 2);
@@ -590,18 +616,44 @@ static void test_encode_exact(void **state)
                         "{\"type\":\"open\",\"id\":1,\"host\":\"example.com\",\"port\":443,"
                         "\"window\":262144}",
                         n);
-    /* v1 leaves the window out. */
+    /* v1 leaves the window out and speaks crabbox's shape: string id and port. */
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(n, strlen("{\"type\":\"open\",\"id\":\"conn_1\",\"host\":\"example.com\","
+                               "\"port\":\"443\"}"));
+    assert_memory_equal(buf,
+                        "{\"type\":\"open\",\"id\":\"conn_1\",\"host\":\"example.com\","
+                        "\"port\":\"443\"}",
+                        n);
+    /* a peer's id goes back as it came */
+    f.wire_id = S("conn_lr3x9k2a1q");
     n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
     assert_memory_equal(
-        buf, "{\"type\":\"open\",\"id\":1,\"host\":\"example.com\",\"port\":443}", n);
+        buf,
+        "{\"type\":\"open\",\"id\":\"conn_lr3x9k2a1q\",\"host\":\"example.com\","
+        "\"port\":\"443\"}",
+        n);
+    f.wire_id = S("a\"b");
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_memory_equal(buf, "{\"type\":\"open\",\"id\":\"a\\\"b\",", 22);
+    f.wire_id = S("a\nb");
+    assert_int_equal(egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err), 0);
+    assert_int_equal(err.code, EGRESS_ERR_ID_RANGE);
 
     frame_init(&f, EGRESS_FRAME_ERROR, 4294967295u);
     f.message = S("a\"b\\c\n\x01\x7f\xc3\xa9");
-    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
     assert_int_equal(n, strlen("{\"type\":\"error\",\"id\":4294967295,\"message\":"
                                "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}"));
     assert_memory_equal(buf,
                         "{\"type\":\"error\",\"id\":4294967295,\"message\":"
+                        "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}",
+                        n);
+    /* v1: the text goes in "error" */
+    n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
+    assert_int_equal(n, strlen("{\"type\":\"error\",\"id\":\"conn_1z141z3\",\"error\":"
+                               "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}"));
+    assert_memory_equal(buf,
+                        "{\"type\":\"error\",\"id\":\"conn_1z141z3\",\"error\":"
                         "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"}",
                         n);
 
@@ -610,7 +662,7 @@ static void test_encode_exact(void **state)
     f.body_len = 5;
     n = egress_frame_encode(&f, 1, buf, sizeof(buf), &binary, &err);
     assert_int_equal(binary, 0);
-    assert_memory_equal(buf, "{\"type\":\"data\",\"id\":258,\"body\":\"aGVsbG8=\"}", n);
+    assert_memory_equal(buf, "{\"type\":\"data\",\"id\":\"conn_76\",\"body\":\"aGVsbG8=\"}", n);
     n = egress_frame_encode(&f, 2, buf, sizeof(buf), &binary, &err);
     assert_int_equal(binary, 1);
     assert_int_equal(n, 9);
@@ -643,8 +695,8 @@ static void test_limits(void **state)
     buf = malloc(cap);
     frame_init(&f, EGRESS_FRAME_DATA, 1);
     f.body = body;
-    /* {"type":"data","id":1,"body":"..."}: 32 bytes around the base64. */
-    max_body = (EGRESS_MAX_MESSAGE - 32) / 4 * 3;
+    /* {"type":"data","id":"conn_1","body":"..."}: 39 bytes around the base64. */
+    max_body = (EGRESS_MAX_MESSAGE - 39) / 4 * 3;
     f.body_len = max_body;
     n = egress_frame_encode(&f, 1, buf, cap, &binary, &err);
     assert_true(n > 0 && n <= EGRESS_MAX_MESSAGE);
@@ -728,6 +780,83 @@ static void test_helpers(void **state)
     }
 }
 
+/* Frames exactly as crabbox's Go CLI writes them (encoding/json, omitempty). */
+static void test_decode_crabbox(void **state)
+{
+    egress_frame_t f;
+    egress_error_t err;
+
+    (void) state;
+    assert_int_equal(dec_text(&f, 1,
+                              "{\"type\":\"open\",\"id\":\"conn_1i4kq0x3n2bk\",\"host\":"
+                              "\"example.com\",\"port\":\"443\"}",
+                              &err),
+                     0);
+    assert_int_equal(f.type, EGRESS_FRAME_OPEN);
+    assert_int_equal(f.id, 0); /* not our shape's range: the leg's map decides */
+    assert_string_equal(f.wire_id.data, "conn_1i4kq0x3n2bk");
+    assert_int_equal(f.wire_id.len, 17);
+    assert_int_equal(f.port, 443);
+    egress_frame_release(&f);
+
+    /* a port as a number is accepted too */
+    assert_int_equal(
+        dec_text(&f, 1, "{\"type\":\"open\",\"id\":\"a b\",\"host\":\"a.b\",\"port\":8080}",
+                 &err),
+        0);
+    assert_int_equal(f.port, 8080);
+    assert_string_equal(f.wire_id.data, "a b");
+    egress_frame_release(&f);
+
+    assert_int_equal(dec_text(&f, 1, "{\"type\":\"open_ok\",\"id\":\"conn_k3\"}", &err), 0);
+    assert_int_equal(f.id, 723);
+    egress_frame_release(&f);
+
+    /* an empty body is omitted */
+    assert_int_equal(dec_text(&f, 1, "{\"type\":\"data\",\"id\":\"conn_1\"}", &err), 0);
+    assert_int_equal(f.body_len, 0);
+    assert_non_null(f.body);
+    egress_frame_release(&f);
+
+    /* error text in "error"; "message" accepted; both may be absent */
+    assert_int_equal(
+        dec_text(&f, 1, "{\"type\":\"error\",\"id\":\"conn_2\",\"error\":\"host not allowed\"}",
+                 &err),
+        0);
+    assert_string_equal(f.message.data, "host not allowed");
+    assert_int_equal(f.id, 2);
+    egress_frame_release(&f);
+    assert_int_equal(
+        dec_text(&f, 1, "{\"type\":\"error\",\"id\":\"conn_2\",\"message\":\"m\"}", &err), 0);
+    assert_string_equal(f.message.data, "m");
+    egress_frame_release(&f);
+    assert_int_equal(dec_text(&f, 1, "{\"type\":\"error\",\"id\":\"conn_2\"}", &err), 0);
+    assert_string_equal(f.message.data, "");
+    egress_frame_release(&f);
+
+    /* Go escapes <, > and & in strings */
+    assert_int_equal(dec_text(&f, 1, "{\"type\":\"close\",\"id\":\"x\\u003cy\"}", &err), 0);
+    assert_string_equal(f.wire_id.data, "x<y");
+    egress_frame_release(&f);
+
+    /* our shape is canonical: no leading zero, lower case, at most 2^32 - 1 */
+    assert_int_equal(egress_wire_id_parse("conn_01", 7), 0);
+    assert_int_equal(egress_wire_id_parse("conn_A", 6), 0);
+    assert_int_equal(egress_wire_id_parse("conn_", 5), 0);
+    assert_int_equal(egress_wire_id_parse("conn_1z141z3", 12), 4294967295u);
+    assert_int_equal(egress_wire_id_parse("conn_1z141z4", 12), 0);
+    {
+        char out[16];
+        uint32_t ids[] = {1, 35, 36, 723, 65536, 4294967295u};
+        size_t i, n;
+        for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+            n = egress_wire_id_format(out, ids[i]);
+            assert_int_equal(n, strlen(out));
+            assert_int_equal(egress_wire_id_parse(out, n), ids[i]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +864,7 @@ int main(void)
         cmocka_unit_test(test_decode_binary),  cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_encode_refuses), cmocka_unit_test(test_encode_exact),
         cmocka_unit_test(test_limits),         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_decode_crabbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
