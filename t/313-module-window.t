@@ -39,6 +39,22 @@ my $dir   = $t->dir;
 my $o     = $t->origin;
 my $op    = $o->port;
 
+# ---- configuration ------------------------------------------------------------------
+spew("$dir/t.ticket", "egt_not_a_real_ticket\n", 0600);
+sub conf_with {
+    my ($extra) = @_;
+    return "egress_bridge ws://127.0.0.1:1/x;\negress_bridge_ticket_file $dir/t.ticket;\n"
+        . "egress_bridge_state_file $dir/t.state;\n$extra\n"
+        . "server { listen 127.0.0.1:${\ $t->port}; egress_proxy on; }";
+}
+for my $bad ('egress_window_max 100k;', 'egress_window_max 2g;', 'egress_window_budget lots;') {
+    my ($rc, $out) = $t->nginx_test(stream => conf_with($bad));
+    isnt($rc, 0, "nginx -t refuses '$bad'");
+    like($out, qr/"egress_window_(max|budget)"/, '... naming it') or diag($out);
+}
+my ($trc, $tout) = $t->nginx_test(stream => conf_with('egress_window_max 256k; egress_window_budget 0;'));
+is($trc, 0, 'fixed windows (256k, budget 0) are a valid configuration') or diag($tout);
+
 sub relay {
     my ($name) = @_;
     my $p = $t->port;
@@ -144,7 +160,7 @@ while (time < $dl) {
             $p->{status} = $fast_done;
         }
     }
-    last if defined $fast_done && $slow =~ /\r\n\r\n/ && length($slow) >= $SLOW;
+    last if defined $fast_done && $slow =~ /\r\n\r\n/ && length($slow) - $+[0] >= $SLOW;
     if ($sel->can_read(defined $fast_done ? 1 : 0.05)) {
         my $n = sysread($s, my $buf, 16384);
         last unless $n;
