@@ -194,14 +194,12 @@ static void window_adjust(egress_flow_t *fl, uint64_t now_ms)
         window_resize(fl, (uint32_t) (want > w / 2 ? want : w / 2));
         return;
     }
-    if (fl->epoch_drained < w) {
+    /* A slow reader is judged at once; speed needs a whole window and a round trip. */
+    slow = fl->epoch_backlog >= w / 2;
+    if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
         return;
     }
-    slow = fl->epoch_backlog >= w / 2;
     elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
-    if (fl->rtt_ms == 0 && !slow) {
-        return; /* no round trip measured yet: let the epoch run on */
-    }
     if (slow) {
         if (w > fl->recv_base) {
             window_resize(fl, w / 2 > fl->recv_base ? w / 2 : fl->recv_base);
