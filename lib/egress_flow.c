@@ -175,17 +175,21 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
 }
 
 /*
- * Judged once per window drained (an epoch), like quic-go's auto-tuning:
- * draining a whole window within two round trips means the sender is held
- * back by the window, not by the link or by itself; a reader that let half a
- * window pile up is slow, whatever the clock says.
+ * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
+ * reader that took a whole window within two round trips shows that the
+ * sender is held back by the window, not by the link or by itself. What the
+ * reader took is what drained less what piled up meanwhile in front of it,
+ * so a socket buffer that swallows the first bytes does not look like a fast
+ * reader, and a burst that the reader is still working through does not
+ * look like a slow one. Half a window waiting at some point of an epoch,
+ * taken slowly, is a slow reader: judged at once.
  */
-static void window_adjust(egress_flow_t *fl, uint64_t now_ms)
+static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
 {
     egress_window_pool_t *pool = fl->pool;
-    uint64_t elapsed, share, want, room;
+    uint64_t elapsed, share, want, room, taken;
     uint32_t w = fl->recv_window;
-    int slow;
+    int fast, slow;
 
     share = window_fair_share(fl);
     if (fl->in_pool && w - fl->recv_base > share) {
@@ -194,20 +198,21 @@ static void window_adjust(egress_flow_t *fl, uint64_t now_ms)
         window_resize(fl, (uint32_t) (want > w / 2 ? want : w / 2));
         return;
     }
-    /* A slow reader is judged at once; speed needs a whole window and a round trip. */
-    slow = fl->epoch_backlog >= w / 2;
+    elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
+    taken = fl->epoch_drained + fl->epoch_backlog;
+    taken = taken > backlog ? taken - backlog : 0;
+    fast = fl->rtt_ms && elapsed * w < 2 * (uint64_t) fl->rtt_ms * taken;
+    slow = !fast && fl->epoch_peak >= w / 2;
     if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
         return;
     }
-    elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
     if (slow) {
         if (w > fl->recv_base) {
             window_resize(fl, w / 2 > fl->recv_base ? w / 2 : fl->recv_base);
         } else {
             window_membership(fl, 0);
         }
-    } else if (elapsed * w < 2 * (uint64_t) fl->rtt_ms * fl->epoch_drained &&
-               w < fl->recv_max) {
+    } else if (fast && w < fl->recv_max) {
         want = (uint64_t) w * 2 < fl->recv_max ? (uint64_t) w * 2 : fl->recv_max;
         if (want - fl->recv_base > share) {
             want = fl->recv_base + share;
@@ -225,7 +230,8 @@ static void window_adjust(egress_flow_t *fl, uint64_t now_ms)
     }
     fl->epoch_start_ms = now_ms;
     fl->epoch_drained = 0;
-    fl->epoch_backlog = 0;
+    fl->epoch_backlog = backlog;
+    fl->epoch_peak = backlog;
 }
 
 uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, uint64_t now_ms)
@@ -237,8 +243,8 @@ uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, 
     }
     if (fl->pool) {
         fl->epoch_drained += n;
-        if (fl->epoch_backlog < backlog) {
-            fl->epoch_backlog = backlog;
+        if (fl->epoch_peak < backlog) {
+            fl->epoch_peak = backlog;
         }
         /* The first byte beyond the credit the peer had at a grant was paid by that grant. */
         if (fl->rtt_pending && fl->recv_total > fl->rtt_mark) {
@@ -264,7 +270,7 @@ uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, 
         return 0;
     }
     if (fl->pool) {
-        window_adjust(fl, now_ms);
+        window_adjust(fl, backlog, now_ms);
         if (fl->recv_drained < fl->recv_window / 2) {
             return 0; /* shrunk: still withholding */
         }

@@ -10,9 +10,10 @@
  * On a v1 leg there is no credit: egress_flow_init_unlimited().
  *
  * A receiver may size its window itself (egress_flow_tune()): it starts at
- * the advertised window and doubles, up to a per-stream cap, when a whole
- * window drained within two credit round trips and the reader kept up (less
- * than half a window waiting for our socket). What a process grants above
+ * the advertised window and doubles, up to a per-stream cap, when the
+ * reader took a whole window within two credit round trips (what drained,
+ * less what piled up in front of the reader meanwhile: the caller reports
+ * that backlog). What a process grants above
  * the start windows comes from one egress_window_pool_t shared fairly by its
  * streams. Growth is only ever a larger `window` increment, so the peer needs
  * no support for it; shrinking (over the fair share, or a reader that backs
@@ -56,7 +57,8 @@ typedef struct {
     uint64_t rtt_start_ms;   /* when the grant being timed was sent */
     uint64_t epoch_start_ms; /* growth is judged per window drained */
     uint64_t epoch_drained;
-    uint64_t epoch_backlog; /* most bytes waiting for our socket in the epoch */
+    uint64_t epoch_backlog; /* bytes waiting for the reader when the epoch began */
+    uint64_t epoch_peak;    /* most bytes waiting for the reader in the epoch */
     unsigned rtt_pending : 1;
     unsigned in_pool : 1;
     unsigned unlimited : 1;
