@@ -176,8 +176,9 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
 
 /*
  * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
- * reader that took a whole window within two round trips shows that the
- * sender is held back by the window, not by the link or by itself. What the
+ * reader that took a whole window within four round trips (half a window
+ * per two) shows that the sender is held back by the window, not by the link
+ * or by itself. What the
  * reader took is what drained less what piled up meanwhile in front of it,
  * so a socket buffer that swallows the first bytes does not look like a fast
  * reader, and a burst that the reader is still working through does not
@@ -201,7 +202,8 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
     elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
     taken = fl->epoch_drained + fl->epoch_backlog;
     taken = taken > backlog ? taken - backlog : 0;
-    fast = fl->rtt_ms && elapsed * w < 2 * (uint64_t) fl->rtt_ms * taken;
+    /* half a window per two round trips, as QUICHE and quic-go grow theirs */
+    fast = fl->rtt_ms && elapsed * w < 4 * (uint64_t) fl->rtt_ms * taken;
     slow = !fast && fl->epoch_peak >= w / 2;
     if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
         return;

@@ -11,7 +11,7 @@
  *
  * A receiver may size its window itself (egress_flow_tune()): it starts at
  * the advertised window and doubles, up to a per-stream cap, when the
- * reader took a whole window within two credit round trips (what drained,
+ * reader took a whole window within four credit round trips (what drained,
  * less what piled up in front of the reader meanwhile: the caller reports
  * that backlog). What a process grants above
  * the start windows comes from one egress_window_pool_t shared fairly by its

@@ -145,9 +145,8 @@ $t->spawn('curl-fast', cmd => [ 'curl', '-sS', '--max-time', '180', '-p', '--pro
         "http://127.0.0.1:" . $m->port, '-o', "$dir/fast.bin", "http://127.0.0.1:$op/bytes/$FAST" ],
     allow_exit => 1);
 
-# The slow reader takes 16 KiB every 50 ms (about 320 KiB/s, a tenth of what
-# a 256 KiB window carries per 80 ms) until the fast download is over, then
-# drains the rest.
+# The slow reader takes at most 16 KiB every 50 ms (about 320 KiB/s, a
+# tenth of what a 256 KiB window carries per 80 ms) to the end.
 my $slow = '';
 my $fast_done;
 $dl = time + $t->timeout(240);
@@ -161,11 +160,11 @@ while (time < $dl) {
         }
     }
     last if defined $fast_done && $slow =~ /\r\n\r\n/ && length($slow) - $+[0] >= $SLOW;
-    if ($sel->can_read(defined $fast_done ? 1 : 0.05)) {
+    if ($sel->can_read(0.05)) {
         my $n = sysread($s, my $buf, 16384);
         last unless $n;
         $slow .= $buf;
-        sleep 0.05 unless defined $fast_done;
+        sleep 0.05;
     }
 }
 close $s;
