@@ -5,6 +5,7 @@
  */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,11 @@ static void host_usage(FILE *out)
         "    --dial-timeout SECS   connect timeout per destination, DNS included (default 10)\n"
         "    --protocol auto|v1|v2 bridge protocol to offer (default auto: egress.v2,\n"
         "                          falling back to egress.v1)\n"
+        "    --window-max BYTES    cap of a stream's upload receive window, which grows\n"
+        "                          from 256 KiB while the destination keeps up\n"
+        "                          (default 16M; suffix K, M or G; 256K: fixed windows)\n"
+        "    --window-budget BYTES window above 256 KiB all streams may hold together\n"
+        "                          (default 64M; 0: fixed windows)\n"
         "    --audit-log FILE      append one JSON line per connection to FILE\n"
         "    --metrics ADDR:PORT   serve Prometheus metrics on a loopback address\n"
         "                          (e.g. 127.0.0.1:9464)\n"
@@ -128,7 +134,9 @@ enum {
     OPT_METRICS,
     OPT_DAEMON,
     OPT_ALLOW_FILE,
-    OPT_STRICT_RELOAD
+    OPT_STRICT_RELOAD,
+    OPT_WINDOW_MAX,
+    OPT_WINDOW_BUDGET
 };
 
 static const struct option host_longopts[] = {
@@ -146,8 +154,37 @@ static const struct option host_longopts[] = {
     {"daemon", no_argument, NULL, OPT_DAEMON},
     {"allow-file", required_argument, NULL, OPT_ALLOW_FILE},
     {"strict-reload", no_argument, NULL, OPT_STRICT_RELOAD},
+    {"window-max", required_argument, NULL, OPT_WINDOW_MAX},
+    {"window-budget", required_argument, NULL, OPT_WINDOW_BUDGET},
     {"verbose", no_argument, NULL, 'v'},
     CLI_OPTIONS_COMMON};
+
+/* "N" with an optional K, M or G suffix (powers of 1024). Returns 0 or -1. */
+static int host_parse_bytes(const char *arg, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+    int shift = 0;
+
+    if (*arg < '0' || *arg > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(arg, &end, 10);
+    if (errno)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t) v << shift;
+    return 0;
+}
 
 /* One option of `egress host`'s own. Returns 0, or an exit code. */
 static int host_flag(host_cmd_t *h, int opt)
@@ -156,6 +193,7 @@ static int host_flag(host_cmd_t *h, int opt)
     egress_error_t e;
     char *end;
     double secs;
+    uint64_t bytes;
 
     switch (opt) {
     case OPT_PROFILE:
@@ -243,6 +281,21 @@ static int host_flag(host_cmd_t *h, int opt)
         return 0;
     case OPT_DAEMON:
         o->daemon = 1;
+        return 0;
+    case OPT_WINDOW_MAX:
+        if (host_parse_bytes(optarg, &bytes) < 0 || bytes < EGRESS_INITIAL_WINDOW ||
+            bytes > EGRESS_MAX_WINDOW) {
+            fprintf(stderr, "egress host: --window-max must be 256K <= BYTES < 2G\n");
+            return EXIT_USAGE;
+        }
+        o->window_max = (uint32_t) bytes;
+        return 0;
+    case OPT_WINDOW_BUDGET:
+        if (host_parse_bytes(optarg, &bytes) < 0 || bytes > (1ull << 40)) {
+            fprintf(stderr, "egress host: --window-budget must be 0 <= BYTES <= 1T\n");
+            return EXIT_USAGE;
+        }
+        o->window_budget = bytes;
         return 0;
     case 'v':
         o->verbose++;
@@ -389,6 +442,8 @@ int cmd_host(int argc, char **argv)
     h.c.prog = "egress host";
     h.c.usage = host_usage;
     h.o.dial_timeout_ms = 10000;
+    h.o.window_max = EGRESS_WINDOW_MAX_DEFAULT;
+    h.o.window_budget = EGRESS_WINDOW_BUDGET_DEFAULT;
     if ((h.o.allow = egress_allow_new()) == NULL)
         return EXIT_RUNTIME;
     while ((opt = cli_getopt(&h.c, argc, argv, ":vh", host_longopts)) != -1) {

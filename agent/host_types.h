@@ -17,6 +17,7 @@
 #include <wslay/wslay.h>
 
 #include "agent.h"
+#include "egress_flow.h"
 #include "egress_idmap.h"
 #include "egress_upgrade.h"
 #include "egress_wsframe.h"
@@ -48,7 +49,9 @@ typedef struct {
     int daemon;
     int dial_timeout_ms;
     int verbose;
-    int protocol; /* 0: offer v2 then v1; else only that version */
+    int protocol;           /* 0: offer v2 then v1; else only that version */
+    uint32_t window_max;    /* per-stream receive window cap (v2) */
+    uint64_t window_budget; /* window above the start size, all streams */
     egress_url_t url;
     char coordinator[512];
     char *token;           /* may be NULL */
@@ -232,6 +235,7 @@ struct agent_s {
         size_t nbuckets, n;
         uint64_t total;
         FILE *audit;
+        egress_window_pool_t windows; /* shared by the streams' receive windows */
     } streams;
 
     /* free lists: messages (bridge.c) and TCP write chunks (stream.c) */

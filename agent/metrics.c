@@ -71,11 +71,16 @@ static char *metrics_render(agent_t *ag)
         "# HELP egress_host_bridge_queue_bytes Bytes waiting to be written to the WebSocket.\n"
         "# TYPE egress_host_bridge_queue_bytes gauge\n"
         "egress_host_bridge_queue_bytes %zu\n"
+        "# HELP egress_host_window_extra_bytes Receive window granted above the start size, "
+        "all streams.\n"
+        "# TYPE egress_host_window_extra_bytes gauge\n"
+        "egress_host_window_extra_bytes %llu\n"
         "# HELP egress_host_streams_closed_total Streams ended, by result.\n"
         "# TYPE egress_host_streams_closed_total counter\n",
         ag->bridge.established, ag->bridge.peer, ag->streams.n,
         (unsigned long long) ag->streams.total, (unsigned long long) ag->metrics.bytes_up,
-        (unsigned long long) ag->metrics.bytes_down, ag->queue.bytes);
+        (unsigned long long) ag->metrics.bytes_down, ag->queue.bytes,
+        (unsigned long long) ag->streams.windows.used);
     for (size_t i = 0; metrics_results[i]; i++)
         fprintf(f, "egress_host_streams_closed_total{result=\"%s\"} %llu\n", metrics_results[i],
                 (unsigned long long) ag->metrics.results[i]);

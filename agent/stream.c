@@ -13,6 +13,8 @@
  */
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,11 +168,12 @@ static void stream_audit(stream_t *s, const char *result)
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03ldZ", now.tv_nsec / 1000000);
-    j = json_pack("{s:s, s:I, s:s, s:i, s:s?, s:s, s:I, s:I, s:I}", "time", ts, "stream",
+    j = json_pack("{s:s, s:I, s:s, s:i, s:s?, s:s, s:I, s:I, s:I, s:I}", "time", ts, "stream",
                   (json_int_t) s->id, "host", s->host, "port", (int) s->port, "address",
                   s->addr[0] ? s->addr : NULL, "result", result, "bytesUp",
                   (json_int_t) s->bytes_up, "bytesDown", (json_int_t) s->bytes_down,
-                  "durationMs", (json_int_t) (agent_now_ms(ag) - s->t_start));
+                  "durationMs", (json_int_t) (agent_now_ms(ag) - s->t_start), "windowMax",
+                  (json_int_t) s->flow.recv_peak);
     if (j && (line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL) {
         fprintf(ag->streams.audit, "%s\n", line);
         fflush(ag->streams.audit);
@@ -215,6 +218,7 @@ static void stream_end(stream_t *s, int frame, const char *message, const char *
     if (frame == 2 && ag->o->verbose)
         agent_log("stream %u %s:%u: %s", s->id, s->host, s->port, message);
     stream_audit(s, result);
+    egress_flow_release(&s->flow);
     metrics_count_result(ag, result);
     ag->metrics.bytes_up += s->bytes_up;
     ag->metrics.bytes_down += s->bytes_down;
@@ -366,6 +370,23 @@ static void stream_do_shutdown(stream_t *s)
         stream_end(s, 1, NULL, "reset");
 }
 
+/*
+ * Upload bytes not yet sent to the destination: libuv's queue and the
+ * kernel's unsent bytes. A slow reader shows here, however fast its socket
+ * buffers took the first bytes.
+ */
+static size_t stream_unsent(stream_t *s)
+{
+    size_t n = s->tcp.write_queue_size;
+    uv_os_fd_t fd;
+    int q;
+
+    if (uv_fileno((uv_handle_t *) &s->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQNSD, &q) == 0 &&
+        q > 0)
+        n += (size_t) q;
+    return n;
+}
+
 static void stream_on_write(uv_write_t *req, int status)
 {
     tcpchunk_t *c = req->data;
@@ -379,7 +400,8 @@ static void stream_on_write(uv_write_t *req, int status)
         if (status < 0) {
             stream_end(s, 1, NULL, "reset");
         } else {
-            uint32_t inc = egress_flow_on_drained(&s->flow, n);
+            uint32_t inc =
+                egress_flow_on_drained_at(&s->flow, n, stream_unsent(s), agent_now_ms(ag));
             if (inc && !s->wr_half) {
                 egress_frame_t f = {0};
                 f.type = EGRESS_FRAME_WINDOW;
@@ -733,10 +755,12 @@ static void stream_on_open(agent_t *ag, const egress_frame_t *f)
     s->refs = 1; /* the table */
     s->t_start = agent_now_ms(ag);
     snprintf(s->host, sizeof(s->host), "%s", f->host.data);
-    if (ag->bridge.proto == EGRESS_PROTO_V2)
+    if (ag->bridge.proto == EGRESS_PROTO_V2) {
         egress_flow_init(&s->flow, f->window ? f->window : EGRESS_INITIAL_WINDOW,
                          EGRESS_INITIAL_WINDOW);
-    else
+        ag->streams.windows.budget = o->window_budget;
+        egress_flow_tune(&s->flow, &ag->streams.windows, o->window_max, agent_now_ms(ag));
+    } else
         egress_flow_init_unlimited(&s->flow);
     if (stream_table_add(ag, s) < 0) {
         free(s);

@@ -78,17 +78,191 @@ int egress_flow_on_received(egress_flow_t *fl, size_t n, egress_error_t *err)
                                 (unsigned long long) fl->recv_credit);
     }
     fl->recv_credit -= n;
+    fl->recv_total += n;
     return 0;
 }
 
 uint32_t egress_flow_on_drained(egress_flow_t *fl, size_t n)
 {
-    uint64_t threshold, outstanding, grant;
+    return egress_flow_on_drained_at(fl, n, 0, 0);
+}
+
+void egress_window_pool_init(egress_window_pool_t *pool, uint64_t budget)
+{
+    memset(pool, 0, sizeof(*pool));
+    pool->budget = budget;
+}
+
+void egress_flow_tune(egress_flow_t *fl, egress_window_pool_t *pool, uint32_t max,
+                      uint64_t now_ms)
+{
+    if (fl->unlimited || pool == NULL) {
+        return;
+    }
+    if (max > EGRESS_MAX_WINDOW) {
+        max = EGRESS_MAX_WINDOW;
+    }
+    fl->recv_base = fl->recv_window;
+    fl->recv_peak = fl->recv_window;
+    if (max <= fl->recv_window) {
+        return;
+    }
+    fl->pool = pool;
+    fl->recv_max = max;
+    fl->epoch_start_ms = now_ms;
+}
+
+void egress_flow_release(egress_flow_t *fl)
+{
+    egress_window_pool_t *pool = fl->pool;
+
+    if (pool == NULL) {
+        return;
+    }
+    pool->used -= fl->recv_window - fl->recv_base;
+    if (fl->in_pool) {
+        pool->members--;
+    }
+    fl->in_pool = 0;
+    fl->pool = NULL;
+}
+
+/* What this stream may hold above its start window if it is (or becomes) a member. */
+static uint64_t window_fair_share(const egress_flow_t *fl)
+{
+    const egress_window_pool_t *pool = fl->pool;
+
+    return pool->budget / (pool->members + (fl->in_pool ? 0 : 1));
+}
+
+static void window_membership(egress_flow_t *fl, int member)
+{
+    if (member && !fl->in_pool) {
+        fl->in_pool = 1;
+        fl->pool->members++;
+    } else if (!member && fl->in_pool) {
+        fl->in_pool = 0;
+        fl->pool->members--;
+    }
+}
+
+/* Sets the window to w (recv_base <= w <= recv_max), keeping the pool and the grants true. */
+static void window_resize(egress_flow_t *fl, uint32_t w)
+{
+    egress_window_pool_t *pool = fl->pool;
+    uint64_t add, pay;
+
+    if (w > fl->recv_window) {
+        add = w - fl->recv_window;
+        pool->used += add;
+        /* The extra is credit to hand out now, as if it had drained; a debt is paid first. */
+        pay = add < fl->recv_debt ? add : fl->recv_debt;
+        fl->recv_debt -= pay;
+        fl->recv_drained += add - pay;
+        if (fl->recv_peak < w) {
+            fl->recv_peak = w;
+        }
+    } else {
+        pool->used -= fl->recv_window - w;
+        /* Credit already out cannot be taken back: withhold that much of what drains. */
+        add = fl->recv_window - w;
+        pay = add < fl->recv_drained ? add : fl->recv_drained;
+        fl->recv_drained -= pay;
+        fl->recv_debt += add - pay;
+    }
+    fl->recv_window = w;
+    window_membership(fl, w > fl->recv_base);
+}
+
+/*
+ * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
+ * reader that took a whole window within four round trips (half a window
+ * per two) shows that the sender is held back by the window, not by the link
+ * or by itself. What the
+ * reader took is what drained less what piled up meanwhile in front of it,
+ * so a socket buffer that swallows the first bytes does not look like a fast
+ * reader, and a burst that the reader is still working through does not
+ * look like a slow one. Half a window waiting at some point of an epoch,
+ * taken slowly, is a slow reader: judged at once.
+ */
+static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
+{
+    egress_window_pool_t *pool = fl->pool;
+    uint64_t elapsed, share, want, room, taken;
+    uint32_t w = fl->recv_window;
+    int fast, slow;
+
+    share = window_fair_share(fl);
+    if (fl->in_pool && w - fl->recv_base > share) {
+        /* Others joined the pool: give back down to the fair share. */
+        want = fl->recv_base + share;
+        window_resize(fl, (uint32_t) (want > w / 2 ? want : w / 2));
+        return;
+    }
+    elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
+    taken = fl->epoch_drained + fl->epoch_backlog;
+    taken = taken > backlog ? taken - backlog : 0;
+    /* half a window per two round trips, as QUICHE and quic-go grow theirs */
+    fast = fl->rtt_ms && elapsed * w < 4 * (uint64_t) fl->rtt_ms * taken;
+    slow = !fast && fl->epoch_peak >= w / 2;
+    if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
+        return;
+    }
+    if (slow) {
+        if (w > fl->recv_base) {
+            window_resize(fl, w / 2 > fl->recv_base ? w / 2 : fl->recv_base);
+        } else {
+            window_membership(fl, 0);
+        }
+    } else if (fast && w < fl->recv_max) {
+        want = (uint64_t) w * 2 < fl->recv_max ? (uint64_t) w * 2 : fl->recv_max;
+        if (want - fl->recv_base > share) {
+            want = fl->recv_base + share;
+        }
+        room = pool->budget > pool->used ? pool->budget - pool->used : 0;
+        if (want - w > room) {
+            want = w + room;
+        }
+        if (want > w) {
+            window_resize(fl, (uint32_t) want);
+        } else {
+            /* Refused for lack of budget: counting it makes the others give back. */
+            window_membership(fl, 1);
+        }
+    }
+    fl->epoch_start_ms = now_ms;
+    fl->epoch_drained = 0;
+    fl->epoch_backlog = backlog;
+    fl->epoch_peak = backlog;
+}
+
+uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, uint64_t now_ms)
+{
+    uint64_t threshold, room, grant, pay;
 
     if (fl->unlimited) {
         return 0;
     }
-    fl->recv_drained += n;
+    if (fl->pool) {
+        fl->epoch_drained += n;
+        if (fl->epoch_peak < backlog) {
+            fl->epoch_peak = backlog;
+        }
+        /* The first byte beyond the credit the peer had at a grant was paid by that grant. */
+        if (fl->rtt_pending && fl->recv_total > fl->rtt_mark) {
+            uint64_t rtt = now_ms > fl->rtt_start_ms ? now_ms - fl->rtt_start_ms : 1;
+            if (rtt > UINT32_MAX) {
+                rtt = UINT32_MAX;
+            }
+            if (fl->rtt_ms == 0 || rtt < fl->rtt_ms) {
+                fl->rtt_ms = (uint32_t) rtt;
+            }
+            fl->rtt_pending = 0;
+        }
+    }
+    pay = n < fl->recv_debt ? n : fl->recv_debt;
+    fl->recv_debt -= pay;
+    fl->recv_drained += n - pay;
     /* Batch: one window frame per half window drained, not one per chunk. */
     threshold = fl->recv_window / 2;
     if (threshold == 0) {
@@ -97,10 +271,21 @@ uint32_t egress_flow_on_drained(egress_flow_t *fl, size_t n)
     if (fl->recv_drained < threshold) {
         return 0;
     }
+    if (fl->pool) {
+        window_adjust(fl, backlog, now_ms);
+        if (fl->recv_drained < fl->recv_window / 2) {
+            return 0; /* shrunk: still withholding */
+        }
+    }
     /* Never grant beyond the advertised window, even if a caller over-reports. */
-    outstanding = fl->recv_window - fl->recv_credit;
-    grant = fl->recv_drained < outstanding ? fl->recv_drained : outstanding;
+    room = fl->recv_window > fl->recv_credit ? fl->recv_window - fl->recv_credit : 0;
+    grant = fl->recv_drained < room ? fl->recv_drained : room;
     fl->recv_drained = 0;
     fl->recv_credit += grant;
+    if (fl->pool && grant && !fl->rtt_pending) {
+        fl->rtt_pending = 1;
+        fl->rtt_mark = fl->recv_total + (fl->recv_credit - grant);
+        fl->rtt_start_ms = now_ms;
+    }
     return (uint32_t) grant;
 }

@@ -8,6 +8,17 @@
  * costs one window frame per 128 KiB, never one per chunk).
  *
  * On a v1 leg there is no credit: egress_flow_init_unlimited().
+ *
+ * A receiver may size its window itself (egress_flow_tune()): it starts at
+ * the advertised window and doubles, up to a per-stream cap, when the
+ * reader took a whole window within four credit round trips (what drained,
+ * less what piled up in front of the reader meanwhile: the caller reports
+ * that backlog). What a process grants above
+ * the start windows comes from one egress_window_pool_t shared fairly by its
+ * streams. Growth is only ever a larger `window` increment, so the peer needs
+ * no support for it; shrinking (over the fair share, or a reader that backs
+ * up) withholds grants until the peer's credit fits the smaller window.
+ * Time is the caller's monotonic milliseconds.
  */
 
 #ifndef EGRESS_FLOW_H
@@ -18,11 +29,38 @@
 
 #include "egress_error.h"
 
+/* Window above the start size granted by all tuned streams of a process. */
+typedef struct {
+    uint64_t budget;  /* most it may hold; 0: no stream grows */
+    uint64_t used;    /* held now (sum of the members' recv_window - recv_base) */
+    uint32_t members; /* streams holding some, or refused for lack of it */
+} egress_window_pool_t;
+
+#define EGRESS_WINDOW_MAX_DEFAULT    (16u * 1024 * 1024) /* per-stream cap */
+#define EGRESS_WINDOW_BUDGET_DEFAULT (64u * 1024 * 1024) /* per process */
+
 typedef struct {
     uint64_t send_credit;  /* bytes we may send before the peer grants more */
     uint32_t recv_window;  /* window we advertised to the peer */
     uint64_t recv_credit;  /* bytes the peer may still send us */
     uint64_t recv_drained; /* drained since our last grant */
+    uint64_t recv_total;   /* bytes the peer sent us */
+
+    /* Auto-tuning (egress_flow_tune); pool is NULL when the window is fixed. */
+    egress_window_pool_t *pool;
+    uint64_t recv_debt;      /* drained bytes to withhold after a shrink */
+    uint32_t recv_base;      /* start window: never below it */
+    uint32_t recv_max;       /* per-stream cap */
+    uint32_t recv_peak;      /* largest window so far (for logs and metrics) */
+    uint32_t rtt_ms;         /* smallest credit round trip seen; 0: none yet */
+    uint64_t rtt_mark;       /* the sample ends when recv_total passes this */
+    uint64_t rtt_start_ms;   /* when the grant being timed was sent */
+    uint64_t epoch_start_ms; /* growth is judged per window drained */
+    uint64_t epoch_drained;
+    uint64_t epoch_backlog; /* bytes waiting for the reader when the epoch began */
+    uint64_t epoch_peak;    /* most bytes waiting for the reader in the epoch */
+    unsigned rtt_pending : 1;
+    unsigned in_pool : 1;
     unsigned unlimited : 1;
 } egress_flow_t;
 
@@ -57,5 +95,27 @@ int egress_flow_on_received(egress_flow_t *fl, size_t n, egress_error_t *err);
  * A grant never raises the peer's outstanding credit above recv_window.
  */
 uint32_t egress_flow_on_drained(egress_flow_t *fl, size_t n);
+
+void egress_window_pool_init(egress_window_pool_t *pool, uint64_t budget);
+
+/*
+ * Lets fl's receive window grow from its current size up to max (clamped to
+ * EGRESS_MAX_WINDOW), drawing on pool. Call right after egress_flow_init();
+ * a no-op on an unlimited flow or when max is not above the window.
+ */
+void egress_flow_tune(egress_flow_t *fl, egress_window_pool_t *pool, uint32_t max,
+                      uint64_t now_ms);
+
+/*
+ * egress_flow_on_drained() for a tuned flow: backlog is what we still hold
+ * for our socket after these n bytes (received, not yet accepted by it).
+ * Returns the increment to grant now, or 0. Same as egress_flow_on_drained()
+ * on a flow that is not tuned.
+ */
+uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog,
+                                   uint64_t now_ms);
+
+/* The stream is over: gives its share back to the pool. Safe to call twice. */
+void egress_flow_release(egress_flow_t *fl);
 
 #endif /* EGRESS_FLOW_H */

@@ -9,6 +9,13 @@
 
 #include "ngx_stream_egress_proxy.h"
 
+#if (NGX_LINUX)
+#include <linux/sockios.h>
+#endif
+
+
+static size_t ngx_stream_egress_unsent(ngx_connection_t *c);
+
 
 #define NGX_STREAM_EGRESS_IDLE_TIMEOUT   600000
 
@@ -116,17 +123,51 @@ ngx_stream_egress_flush(ngx_stream_egress_ctx_t *ctx)
 void
 ngx_stream_egress_grant(ngx_stream_egress_ctx_t *ctx, size_t n)
 {
-    uint32_t  inc;
+    size_t    backlog;
+    uint32_t  inc, window;
 
     if (ctx->id == 0 || ctx->flow.unlimited) {
         return;
     }
 
-    inc = egress_flow_on_drained(&ctx->flow, n);
+    window = ctx->flow.recv_window;
+
+    /*
+     * what still waits for the browser, here and in the kernel: a slow
+     * reader shows there, however fast its socket buffer took the first bytes
+     */
+    backlog = ctx->out_bytes
+              + ngx_stream_egress_unsent(ctx->session->connection);
+
+    inc = egress_flow_on_drained_at(&ctx->flow, n, backlog, ngx_current_msec);
+
+    if (ctx->flow.recv_window != window) {
+        ngx_log_error(NGX_LOG_INFO, ctx->session->connection->log, 0,
+                      "egress stream %uD: receive window %uD (was %uD, "
+                      "round trip %uD ms)", ctx->id, ctx->flow.recv_window,
+                      window, ctx->flow.rtt_ms);
+    }
 
     if (inc) {
         (void) ngx_stream_egress_bridge_send_window(ctx->id, inc);
     }
+}
+
+
+/* bytes the kernel holds not yet sent to the browser (0 if unknown) */
+
+static size_t
+ngx_stream_egress_unsent(ngx_connection_t *c)
+{
+#if (NGX_LINUX) && defined(SIOCOUTQNSD)
+    int  n;
+
+    if (ioctl(c->fd, SIOCOUTQNSD, &n) == 0 && n > 0) {
+        return (size_t) n;
+    }
+#endif
+
+    return 0;
 }
 
 
@@ -152,6 +193,7 @@ ngx_stream_egress_release(ngx_stream_egress_ctx_t *ctx)
     }
 
     ngx_stream_egress_bridge_forget(ctx);
+    egress_flow_release(&ctx->flow);
 
     if (ctx->open_timer.timer_set) {
         ngx_del_timer(&ctx->open_timer);

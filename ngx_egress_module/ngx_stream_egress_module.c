@@ -123,6 +123,20 @@ static ngx_command_t  ngx_stream_egress_commands[] = {
       offsetof(ngx_stream_egress_main_conf_t, protocol),
       &ngx_stream_egress_protocols },
 
+    { ngx_string("egress_window_max"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_egress_main_conf_t, window_max),
+      NULL },
+
+    { ngx_string("egress_window_budget"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      offsetof(ngx_stream_egress_main_conf_t, window_budget),
+      NULL },
+
     { ngx_string("egress_proxy"),
       NGX_STREAM_SRV_CONF|NGX_CONF_FLAG,
       ngx_stream_egress_proxy,
@@ -258,6 +272,8 @@ ngx_stream_egress_create_main_conf(ngx_conf_t *cf)
     emcf->reconnect_max = NGX_CONF_UNSET_MSEC;
     emcf->ping_interval = NGX_CONF_UNSET_MSEC;
     emcf->protocol = NGX_CONF_UNSET_UINT;
+    emcf->window_max = NGX_CONF_UNSET_SIZE;
+    emcf->window_budget = NGX_CONF_UNSET_SIZE;
 
     return emcf;
 }
@@ -274,6 +290,19 @@ ngx_stream_egress_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (emcf->reconnect_max < 1000) {
         emcf->reconnect_max = 1000;
+    }
+
+    ngx_conf_init_size_value(emcf->window_max, EGRESS_WINDOW_MAX_DEFAULT);
+    ngx_conf_init_size_value(emcf->window_budget,
+                             EGRESS_WINDOW_BUDGET_DEFAULT);
+
+    if (emcf->window_max < EGRESS_INITIAL_WINDOW
+        || emcf->window_max > EGRESS_MAX_WINDOW)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"egress_window_max\" must be between 256k "
+                           "and 2047m");
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -65,6 +65,8 @@ typedef struct {
     ngx_msec_t                     reconnect_max;
     ngx_msec_t                     ping_interval;
     ngx_uint_t                     protocol;     /* 0: v2 then v1; or v1/v2 */
+    size_t                         window_max;   /* per-stream cap (v2) */
+    size_t                         window_budget; /* above 256 KiB, all */
 
     ngx_ssl_t                     *ssl;
 

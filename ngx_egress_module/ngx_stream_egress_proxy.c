@@ -464,6 +464,8 @@ ngx_stream_egress_start_early(ngx_stream_egress_ctx_t *ctx)
 
     ctx->early = 1;
 
+    /* the previous stream of a keep-alive connection may hold a share */
+    egress_flow_release(&ctx->flow);
     egress_flow_init(&ctx->flow, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
 
     if (ctx->req.connect) {

@@ -26,6 +26,10 @@
 #define NGX_STREAM_EGRESS_UPLOAD_BURST   (512 * 1024)
 
 
+/* the receive windows of this worker's streams share one budget */
+static egress_window_pool_t  ngx_stream_egress_windows;
+
+
 static void ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
     uint32_t window);
 static void ngx_stream_egress_relay_open_error(ngx_stream_egress_ctx_t *ctx,
@@ -68,8 +72,9 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
     static u_char  established[] = "HTTP/1.1 200 Connection Established"
                                    CRLF CRLF;
 
-    size_t             early;
-    ngx_connection_t  *c;
+    size_t                          early;
+    ngx_connection_t               *c;
+    ngx_stream_egress_main_conf_t  *emcf;
 
     c = ctx->session->connection;
 
@@ -83,9 +88,18 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
                                    (size_t) EGRESS_INITIAL_WINDOW)
                        : 0;
 
+    /* a keep-alive connection's previous stream gives its share back */
+    egress_flow_release(&ctx->flow);
+
     if (ngx_stream_egress_bridge_version() == EGRESS_PROTO_V2) {
         egress_flow_init(&ctx->flow, window ? window : EGRESS_INITIAL_WINDOW,
                          EGRESS_INITIAL_WINDOW);
+
+        emcf = ngx_stream_get_module_main_conf(ctx->session,
+                                               ngx_stream_egress_module);
+        ngx_stream_egress_windows.budget = emcf->window_budget;
+        egress_flow_tune(&ctx->flow, &ngx_stream_egress_windows,
+                         (uint32_t) emcf->window_max, ngx_current_msec);
 
     } else {
         egress_flow_init_unlimited(&ctx->flow);

@@ -19,8 +19,10 @@ $t->require_bins('egress-coordinator', 'egress');
 my $o = $t->origin;
 my $P = $o->port;
 my $mp = $t->port;
+# Fixed 256 KiB windows (--window-max 256K): this file checks the credit
+# contract itself; t/222 checks windows that grow.
 my $h = Test::Egress::HostAgent->new($t, allow => "127.0.0.1:$P",
-    args => [ '--allow-private', '--metrics', "127.0.0.1:$mp" ]);
+    args => [ '--allow-private', '--metrics', "127.0.0.1:$mp", '--window-max', '256K' ]);
 
 # ---- slow reader: stream 1 gets no grants, stream 2 must still complete ------------
 my $big = 4_000_000;

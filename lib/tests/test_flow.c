@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -140,6 +141,275 @@ static void test_unlimited(void **state)
     assert_int_equal(egress_flow_send_room(&fl), SIZE_MAX);
 }
 
+/*
+ * A stream over a link with a one-way delay of owd ms, in 1 ms steps: the
+ * sender is an untuned flow (an older v2 peer: it only ever sees window
+ * increments), the receiver a tuned one whose reader takes read_rate bytes
+ * per ms. Any flow-control violation fails the test.
+ */
+#define SIM_RING 256
+
+typedef struct {
+    egress_flow_t snd, rcv;
+    uint64_t data_at[SIM_RING];  /* bytes arriving at the receiver at t % SIM_RING */
+    uint64_t grant_at[SIM_RING]; /* increments arriving at the sender */
+    uint64_t backlog;            /* received, not yet read */
+    uint64_t delivered;
+    uint64_t read_rate;
+} sim_stream_t;
+
+static void sim_init(sim_stream_t *ss, egress_window_pool_t *pool, uint32_t max,
+                     uint64_t read_rate)
+{
+    memset(ss, 0, sizeof(*ss));
+    egress_flow_init(&ss->snd, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
+    egress_flow_init(&ss->rcv, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
+    egress_flow_tune(&ss->rcv, pool, max, 1000);
+    ss->read_rate = read_rate;
+}
+
+static void sim_step(sim_stream_t *ss, uint64_t t, unsigned owd)
+{
+    egress_error_t err;
+    uint64_t n, room, budget;
+    uint32_t inc;
+
+    if (ss->grant_at[t % SIM_RING]) {
+        assert_int_equal(
+            egress_flow_on_window(&ss->snd, (uint32_t) ss->grant_at[t % SIM_RING], &err), 0);
+        ss->grant_at[t % SIM_RING] = 0;
+    }
+    /* The link carries up to 1 GiB/s; the sender always has data. */
+    room = egress_flow_send_room(&ss->snd);
+    n = room < 1024 * 1024 ? room : 1024 * 1024;
+    egress_flow_on_sent(&ss->snd, n);
+    ss->data_at[(t + owd) % SIM_RING] += n;
+
+    n = ss->data_at[t % SIM_RING];
+    ss->data_at[t % SIM_RING] = 0;
+    budget = ss->read_rate;
+    do {
+        uint64_t c = n < EGRESS_DATA_CHUNK ? n : EGRESS_DATA_CHUNK;
+        if (c) {
+            assert_int_equal(egress_flow_on_received(&ss->rcv, c, &err), 0);
+            ss->backlog += c;
+            n -= c;
+        }
+        /* The reader takes each message as it comes, as far as its rate allows. */
+        c = ss->backlog < budget ? ss->backlog : budget;
+        if (c > EGRESS_DATA_CHUNK) {
+            c = EGRESS_DATA_CHUNK;
+        }
+        while (c) {
+            ss->backlog -= c;
+            ss->delivered += c;
+            budget -= c;
+            inc = egress_flow_on_drained_at(&ss->rcv, c, ss->backlog, 1000 + t);
+            if (inc) {
+                ss->grant_at[(t + owd) % SIM_RING] += inc;
+            }
+            c = ss->backlog < budget ? ss->backlog : budget;
+            if (c > EGRESS_DATA_CHUNK) {
+                c = EGRESS_DATA_CHUNK;
+            }
+            if (n) {
+                break;
+            }
+        }
+    } while (n);
+    assert_true(ss->rcv.recv_credit <= ss->rcv.recv_window);
+    assert_true(ss->rcv.recv_window <= EGRESS_MAX_WINDOW);
+}
+
+static void test_window_grows(void **state)
+{
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t, at_start;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    /* 40 ms credit round trip: a 256 KiB window moves 6.4 MiB/s. */
+    for (t = 0; t < 200; t++) {
+        sim_step(ss, t, 20);
+    }
+    at_start = ss->delivered;
+    assert_true(ss->rcv.recv_window > EGRESS_INITIAL_WINDOW);
+    for (; t < 3000; t++) {
+        sim_step(ss, t, 20);
+    }
+    /* Doubling per round trip reaches the cap and stays there. */
+    assert_int_equal(ss->rcv.recv_window, EGRESS_WINDOW_MAX_DEFAULT);
+    assert_int_equal(ss->rcv.recv_peak, EGRESS_WINDOW_MAX_DEFAULT);
+    assert_true(ss->rcv.rtt_ms >= 40 && ss->rcv.rtt_ms <= 42);
+    assert_int_equal(pool.used, EGRESS_WINDOW_MAX_DEFAULT - EGRESS_INITIAL_WINDOW);
+    assert_int_equal(pool.members, 1);
+    /* The last 2.8 s moved far more than a fixed window could (6.4 MiB/s). */
+    assert_true(ss->delivered - at_start > 200ull * 1024 * 1024);
+    egress_flow_release(&ss->rcv);
+    egress_flow_release(&ss->rcv);
+    assert_int_equal(pool.used, 0);
+    assert_int_equal(pool.members, 0);
+    free(ss);
+}
+
+static void test_window_cap(void **state)
+{
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    sim_init(ss, &pool, 1024 * 1024, UINT64_MAX);
+    for (t = 0; t < 2000; t++) {
+        sim_step(ss, t, 20);
+        assert_true(ss->rcv.recv_window <= 1024 * 1024);
+    }
+    assert_int_equal(ss->rcv.recv_peak, 1024 * 1024);
+    /* A cap at or below the start window leaves the window fixed. */
+    egress_flow_release(&ss->rcv);
+    sim_init(ss, &pool, EGRESS_INITIAL_WINDOW, UINT64_MAX);
+    assert_null(ss->rcv.pool);
+    for (t = 0; t < 500; t++) {
+        sim_step(ss, t, 20);
+    }
+    assert_int_equal(ss->rcv.recv_peak, EGRESS_INITIAL_WINDOW);
+    assert_int_equal(pool.used, 0);
+    free(ss);
+}
+
+static void test_window_slow_reader(void **state)
+{
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    /* 100 KiB/s reader, whatever the round trip: never grows. */
+    for (unsigned owd = 0; owd <= 100; owd += 25) {
+        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, 100);
+        for (t = 0; t < 20000; t++) {
+            sim_step(ss, t, owd);
+        }
+        assert_true(ss->delivered > 1900000);
+        assert_int_equal(ss->rcv.recv_peak, EGRESS_INITIAL_WINDOW);
+        egress_flow_release(&ss->rcv);
+    }
+    /* A reader that slows down after its window grew gives it back. */
+    sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    for (t = 0; t < 1000; t++) {
+        sim_step(ss, t, 20);
+    }
+    assert_true(ss->rcv.recv_window >= 8 * 1024 * 1024);
+    ss->read_rate = 1000;
+    for (; t < 200000 && ss->rcv.recv_window > EGRESS_INITIAL_WINDOW; t++) {
+        sim_step(ss, t, 20);
+    }
+    assert_int_equal(ss->rcv.recv_window, EGRESS_INITIAL_WINDOW);
+    assert_int_equal(pool.used, 0);
+    assert_int_equal(pool.members, 0);
+    /* ... and its peer's credit comes down to the start window. */
+    for (int i = 0; i < 20000; i++, t++) {
+        sim_step(ss, t, 20);
+    }
+    assert_true(ss->snd.send_credit + ss->backlog <= EGRESS_INITIAL_WINDOW);
+    egress_flow_release(&ss->rcv);
+    free(ss);
+}
+
+static void test_window_budget(void **state)
+{
+    enum { N = 8 };
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(N, sizeof(*ss));
+    uint64_t t, extra, budget = 8 * 1024 * 1024;
+    int i;
+
+    (void) state;
+    egress_window_pool_init(&pool, budget);
+    /* Two busy streams take the budget between them. */
+    for (i = 0; i < 2; i++) {
+        sim_init(&ss[i], &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    }
+    for (t = 0; t < 2000; t++) {
+        for (i = 0; i < 2; i++) {
+            sim_step(&ss[i], t, 20);
+        }
+        assert_true(pool.used <= budget);
+    }
+    assert_int_equal(pool.members, 2);
+    assert_true(pool.used > budget / 2);
+    /* Six more join: the first two give back until all share it fairly. */
+    for (i = 2; i < N; i++) {
+        sim_init(&ss[i], &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    }
+    for (; t < 8000; t++) {
+        for (i = 0; i < N; i++) {
+            sim_step(&ss[i], t, 20);
+        }
+        extra = 0;
+        for (i = 0; i < N; i++) {
+            extra += ss[i].rcv.recv_window - EGRESS_INITIAL_WINDOW;
+        }
+        assert_int_equal(extra, pool.used);
+        assert_true(pool.used <= budget);
+    }
+    assert_int_equal(pool.members, N);
+    for (i = 0; i < N; i++) {
+        assert_true(ss[i].rcv.recv_window > EGRESS_INITIAL_WINDOW);
+        assert_true(ss[i].rcv.recv_window - EGRESS_INITIAL_WINDOW <= budget / N);
+    }
+    for (i = 0; i < N; i++) {
+        egress_flow_release(&ss[i].rcv);
+    }
+    assert_int_equal(pool.used, 0);
+    assert_int_equal(pool.members, 0);
+    free(ss);
+}
+
+static void test_window_untuned(void **state)
+{
+    egress_window_pool_t pool;
+    egress_flow_t a, b;
+    egress_error_t err;
+    int i;
+
+    (void) state;
+    /* Without egress_flow_tune() the window is fixed, whatever the clock says. */
+    egress_flow_init(&a, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
+    egress_flow_init(&b, EGRESS_INITIAL_WINDOW, EGRESS_INITIAL_WINDOW);
+    for (i = 0; i < 64; i++) {
+        assert_int_equal(egress_flow_on_received(&a, EGRESS_DATA_CHUNK, &err), 0);
+        assert_int_equal(egress_flow_on_received(&b, EGRESS_DATA_CHUNK, &err), 0);
+        assert_int_equal(egress_flow_on_drained_at(&a, EGRESS_DATA_CHUNK, 0, (uint64_t) i),
+                         egress_flow_on_drained(&b, EGRESS_DATA_CHUNK));
+    }
+    assert_int_equal(a.recv_window, EGRESS_INITIAL_WINDOW);
+    egress_flow_release(&a);
+    /* A v1 leg has no window to tune. */
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    egress_flow_init_unlimited(&a);
+    egress_flow_tune(&a, &pool, EGRESS_WINDOW_MAX_DEFAULT, 0);
+    assert_null(a.pool);
+    assert_int_equal(egress_flow_on_drained_at(&a, 1u << 30, 0, 5), 0);
+    /* A zero budget: tuned, but nothing to grow with. */
+    egress_window_pool_init(&pool, 0);
+    {
+        sim_stream_t *ss = calloc(1, sizeof(*ss));
+        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+        for (i = 0; i < 1000; i++) {
+            sim_step(ss, (uint64_t) i, 20);
+        }
+        assert_int_equal(ss->rcv.recv_peak, EGRESS_INITIAL_WINDOW);
+        egress_flow_release(&ss->rcv);
+        assert_int_equal(pool.members, 0);
+        free(ss);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +419,11 @@ int main(void)
         cmocka_unit_test(test_receive_overflow),
         cmocka_unit_test(test_small_window),
         cmocka_unit_test(test_unlimited),
+        cmocka_unit_test(test_window_grows),
+        cmocka_unit_test(test_window_cap),
+        cmocka_unit_test(test_window_slow_reader),
+        cmocka_unit_test(test_window_budget),
+        cmocka_unit_test(test_window_untuned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
