@@ -66,6 +66,8 @@ static ngx_int_t ngx_stream_egress_bridge_enqueue(
     ngx_uint_t urgent);
 static ngx_uint_t ngx_stream_egress_bridge_stage(
     ngx_stream_egress_bridge_t *b);
+static ngx_rbtree_node_t *ngx_stream_egress_rbtree_lookup(ngx_rbtree_t *tree,
+    ngx_rbtree_key_t id);
 static ngx_stream_egress_lane_t *ngx_stream_egress_bridge_lane(
     ngx_stream_egress_bridge_t *b, uint32_t id);
 static ngx_stream_egress_ctx_t *ngx_stream_egress_bridge_find(
@@ -511,10 +513,20 @@ queued:
 static ngx_stream_egress_lane_t *
 ngx_stream_egress_bridge_lane(ngx_stream_egress_bridge_t *b, uint32_t id)
 {
+    return (ngx_stream_egress_lane_t *) ngx_stream_egress_rbtree_lookup(
+                                                               &b->lanes, id);
+}
+
+
+/* the node keyed id in a tree of nodes that begin with their rbtree node */
+
+static ngx_rbtree_node_t *
+ngx_stream_egress_rbtree_lookup(ngx_rbtree_t *tree, ngx_rbtree_key_t id)
+{
     ngx_rbtree_node_t  *node, *sentinel;
 
-    node = b->lanes.root;
-    sentinel = b->lanes.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
@@ -528,7 +540,7 @@ ngx_stream_egress_bridge_lane(ngx_stream_egress_bridge_t *b, uint32_t id)
             continue;
         }
 
-        return (ngx_stream_egress_lane_t *) node;
+        return node;
     }
 
     return NULL;
@@ -725,27 +737,8 @@ ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b)
 static ngx_stream_egress_ctx_t *
 ngx_stream_egress_bridge_find(ngx_stream_egress_bridge_t *b, uint32_t id)
 {
-    ngx_rbtree_node_t  *node, *sentinel;
-
-    node = b->streams.root;
-    sentinel = b->streams.sentinel;
-
-    while (node != sentinel) {
-
-        if (id < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (id > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        return (ngx_stream_egress_ctx_t *) node;
-    }
-
-    return NULL;
+    return (ngx_stream_egress_ctx_t *) ngx_stream_egress_rbtree_lookup(
+                                                             &b->streams, id);
 }
 
 
