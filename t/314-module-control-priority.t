@@ -126,8 +126,11 @@ ok(defined $id2, "tunnel 2's open arrived (stream $id2)");
 $before //= length $got1;
 # Without the urgent lane the open waits behind everything nginx read from
 # tunnel 1: then at most the few KiB still in the browser socket's kernel
-# buffers arrive after it. With it, the ~1 MiB queued in nginx comes later.
-cmp_ok($queued_at - $before, '>=', 512 * $KIB,
+# buffers arrive after it (74 KiB of 6 MiB in a run of the old code). With
+# it, most of the ~1 MiB queued in nginx comes later; how much depends on
+# what the kernel buffers of the three sockets on the way already took (a
+# CI run saw 508 KiB), so the bound sits between the two.
+cmp_ok($queued_at - $before, '>=', 256 * $KIB,
     "tunnel 2's open passed the queued upload ($before of the $queued_at bytes sent came before it)");
 
 $h->send_json({ type => 'open_ok', id => $id2, window => 262144 });
