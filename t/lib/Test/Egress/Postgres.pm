@@ -61,6 +61,10 @@ sub start {
         timeout     => 60,
         stop_signal => 'INT',    # fast shutdown: TERM would wait for clients
     );
+    # The port opens before recovery ends ("the database system is starting
+    # up"): ready is when a query answers.
+    Test::Egress::wait_until(sub { ($self->psql('postgres', 'SELECT 1'))[0] == 0 }, 60)
+        or croak 'PostgreSQL did not become ready';
     return $self;
 }
 
