@@ -370,16 +370,10 @@ static void ws_bound_unsent(struct lws *wsi)
  * (a comma-separated list; unknown names are ignored). */
 static int ws_has_feature(struct lws *wsi, const char *name)
 {
-    char list[256], *tok, *save = NULL;
+    char list[256];
 
     header(wsi, WSI_TOKEN_COUNT, "x-egress-features:", list, sizeof(list));
-    for (tok = strtok_r(list, ", \t", &save); tok != NULL;
-         tok = strtok_r(NULL, ", \t", &save)) {
-        if (strcasecmp(tok, name) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    return egress_upgrade_has_token(list, strlen(list), name);
 }
 
 static int ws_established(struct lws *wsi, conn_t **slot)

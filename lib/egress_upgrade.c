@@ -77,8 +77,7 @@ int egress_upgrade_request(const egress_upgrade_req_t *rq, char *out, size_t cap
     return n;
 }
 
-/* Is tok one of the comma-separated, case-insensitive tokens in v[0..n)? */
-static int egress_upgrade_has_token(const char *v, size_t n, const char *tok)
+int egress_upgrade_has_token(const char *v, size_t n, const char *tok)
 {
     size_t tl = strlen(tok), i = 0;
 

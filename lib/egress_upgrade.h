@@ -33,6 +33,10 @@ typedef struct {
     char subprotocol[64]; /* Sec-WebSocket-Protocol chosen, "" if none */
 } egress_upgrade_resp_t;
 
+/* Is tok one of the comma-separated, case-insensitive tokens in v[0..n)
+ * (a header list such as Connection or X-Egress-Features)? */
+int egress_upgrade_has_token(const char *v, size_t n, const char *tok);
+
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)). 0, or -1. */
 int egress_upgrade_accept_for(const char *key, char accept[EGRESS_UPGRADE_ACCEPT_SZ]);
 

@@ -57,6 +57,14 @@ sub host_next {
     return { type => $j->{type}, id => $j->{id} // 0, json => $j };
 }
 
+# The next open the host side receives (other frames skipped), or undef.
+sub host_open {
+    while (my $f = host_next(10)) {
+        return $f if $f->{type} eq 'open';
+    }
+    return undef;
+}
+
 # Reads stream $id's data until $want bytes or nothing more comes for a
 # while (the module has nothing else to send before open_ok).
 sub host_collect {
@@ -155,12 +163,7 @@ $t->stop('nginx');
     ok($m2->wait_log(qr/egress bridge: session ".+" ready/), 'bridge up again (early data off)');
     my $b = $m2->client;
     $b->send($head . $body);
-    my $open;
-    while (my $f = host_next(10)) {
-        next unless $f->{type} eq 'open';
-        $open = $f;
-        last;
-    }
+    my $open = host_open();
     ok($open, 'open');
     my $got = host_collect($open->{id}, 1, 3);
     is(length $got, 0, 'early data off: nothing before open_ok');
@@ -211,12 +214,7 @@ $t->stop('nginx');
         like($b->read_until(qr/\r\n\r\n/, 10), qr/^HTTP\/1\.1 200 /, 'CONNECT answered 200 before open_ok');
         $b->take;
         $b->send($body);
-        my $open;
-        while (my $f = host_next(10)) {
-            next unless $f->{type} eq 'open';
-            $open = $f;
-            last;
-        }
+        my $open = host_open();
         my $got = host_collect($open->{id}, length $body, 5);
         is(sha1_hex($got), sha1_hex($body), 'the tunnel\'s first bytes arrived before open_ok, intact');
         if ($refuse) {
@@ -247,12 +245,7 @@ $h->close;
     ok($m->wait_log(qr/egress bridge: session ".+" ready/), 'its bridge is up');
     my $b = $m->client;
     $b->send($head . $body);
-    my $open;
-    while (my $f = host_next(10)) {
-        next unless $f->{type} eq 'open';
-        $open = $f;
-        last;
-    }
+    my $open = host_open();
     ok($open, 'open arrives');
     is(host_collect($open->{id}, 1, 2), '', 'no data before open_ok: the coordinator holds it');
     $h->send_json({ type => 'open_ok', id => $open->{id}, window => $WINDOW });
@@ -267,12 +260,7 @@ $h->close;
     # refused after holding: the held bytes are dropped, the page still comes
     $b = $m->client;
     $b->send($head . $body);
-    undef $open;
-    while (my $f = host_next(10)) {
-        next unless $f->{type} eq 'open';
-        $open = $f;
-        last;
-    }
+    $open = host_open();
     $h->send_json({ type => 'error', id => $open->{id}, message => 'not allowed: 127.0.0.1:9' });
     like($b->read_all(10), qr/^HTTP\/1\.1 403 /, 'refused: the browser gets the 403 page');
     is(host_collect($open->{id}, 1, 2), '', '... and the held bytes never reach the host');
