@@ -77,6 +77,7 @@ for my $r (1 .. 10) {
     my $secret = $w->recv_json(5)->{resume};
     $w->close;
     # The session must have seen the socket go before the secret is usable again.
+    wait_until(sub { !(($c1->status($alice, $L) // {})->{hostConnected}) }, 10);
     my @h = map { $_->ws_start($L, 'host', resume => $secret) } ($r % 2 ? ($c1, $c2) : ($c2, $c1));
     my @st;
     for my $h (@h) {
