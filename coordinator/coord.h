@@ -17,6 +17,7 @@
 #define COORD_SECRET_BUF   64           /* prefix + base64url(32 bytes) + NUL */
 #define COORD_SESSION_MAX  160          /* egress_1.<gen>.<random>.<mac> */
 #define COORD_BODY_MAX     (64 * 1024)  /* HTTP request bodies; larger -> 413 */
+#define COORD_INSTANCE_MAX 64           /* --instance NAME, NUL included */
 #define COORD_READ_BUF     (128 * 1024) /* bytes one recv() may take from a socket */
 
 typedef struct {
@@ -30,7 +31,8 @@ typedef struct {
     double mint_burst;
     double fail_rate; /* failed upgrades per second per lease */
     double fail_burst;
-    int ping_ms; /* liveness ping interval; a socket quiet for 3 is dropped */
+    int ping_ms;          /* liveness ping interval; a socket quiet for 3 is dropped */
+    const char *instance; /* --instance, or HOSTNAME:PORT of --listen */
 } coord_config_t;
 
 extern coord_config_t coord_cfg;

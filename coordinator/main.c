@@ -3,11 +3,13 @@
  * subcommands that manage bearer tokens in the same database.
  */
 
+#include <ctype.h>
 #include <getopt.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "egress.h"
 #include "server.h"
@@ -41,6 +43,9 @@ static const char usage_text[] =
     "  --tls-key FILE       PEM private key for --tls-cert\n"
     "  --queue-cap BYTES    per-socket outbound buffer before the sending agent is\n"
     "                       paused (default 4194304)\n"
+    "  --instance NAME      this instance's name in logs, /metrics and the\n"
+    "                       ownership records of a cluster (letters, digits,\n"
+    "                       '.', '_', ':', '-'; up to 63; default HOSTNAME:PORT)\n"
     "  --ping-interval TIME a socket quiet this long gets a ping; one quiet for\n"
     "                       three intervals is dropped and its peer told\n"
     "                       (seconds, or with an ms/s suffix; 100ms..600s;\n"
@@ -65,6 +70,39 @@ static const char usage_text[] =
     "\n"
     "Logs go to stderr, one line per event; tickets, tokens and resume secrets\n"
     "are never logged. SIGTERM/SIGINT stop the server cleanly.\n";
+
+static int instance_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n >= COORD_INSTANCE_MAX) {
+        return -1;
+    }
+    /* The name goes into Prometheus labels and log fields unquoted: keep it plain. */
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n
+               ? 0
+               : -1;
+}
+
+/* HOSTNAME:PORT of --listen, trimmed to what --instance accepts. */
+static void instance_default(char *out, size_t cap)
+{
+    char host[COORD_INSTANCE_MAX];
+    const char *port = strrchr(coord_cfg.listen, ':');
+    size_t i, n;
+
+    if (gethostname(host, sizeof(host)) < 0) {
+        snprintf(host, sizeof(host), "coordinator");
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, cap, "%.40s:%.16s", host, port != NULL ? port + 1 : "0");
+    n = strlen(out);
+    for (i = 0; i < n; i++) {
+        if (strchr("._:-", out[i]) == NULL && !isalnum((unsigned char) out[i])) {
+            out[i] = '-';
+        }
+    }
+}
 
 static void usage(FILE *f)
 {
@@ -228,8 +266,10 @@ int main(int argc, char **argv)
                                          {"queue-cap", required_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"ping-interval", required_argument, NULL, 'p'},
+                                         {"instance", required_argument, NULL, 'i'},
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
+    static char instance_buf[COORD_INSTANCE_MAX];
     const char *ttl;
     int c, rc;
 
@@ -274,6 +314,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'i':
+            if (instance_name_valid(optarg) < 0) {
+                fprintf(stderr, "egress-coordinator: --instance must be 1..63 of letters, "
+                                "digits, '.', '_', ':' or '-'\n");
+                return 2;
+            }
+            coord_cfg.instance = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -295,6 +343,10 @@ int main(int argc, char **argv)
     if (parse_rate("EGRESS_RATE_MINT", &coord_cfg.mint_rate, &coord_cfg.mint_burst) < 0 ||
         parse_rate("EGRESS_RATE_FAIL", &coord_cfg.fail_rate, &coord_cfg.fail_burst) < 0) {
         return 2;
+    }
+    if (coord_cfg.instance == NULL) {
+        instance_default(instance_buf, sizeof(instance_buf));
+        coord_cfg.instance = instance_buf;
     }
     if (coord_cfg.db_path == NULL) {
         fprintf(stderr,

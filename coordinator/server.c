@@ -401,8 +401,9 @@ int server_run(void)
         coord_log("listen_failed", "listen=%s", coord_cfg.listen);
         return 1;
     }
-    coord_log("listening", "listen=%s tls=%s db=%s version=%s", coord_cfg.listen,
-              coord_cfg.tls_cert ? "on" : "off", store_description(), EGRESS_VERSION);
+    coord_log("listening", "instance=%s listen=%s tls=%s db=%s version=%s", coord_cfg.instance,
+              coord_cfg.listen, coord_cfg.tls_cert ? "on" : "off", store_description(),
+              EGRESS_VERSION);
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
     lws_sul_schedule(context, 0, &ping_sul, ping_tick, coord_cfg.ping_ms * LWS_US_PER_MS);
 
