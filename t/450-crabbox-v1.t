@@ -13,6 +13,7 @@ use warnings;
 use Test::More;
 use Digest::SHA qw(sha1_hex);
 use JSON::PP;
+use Time::HiRes ();
 use Test::Egress qw(wait_until);
 use Test::Egress::Crab;
 use Test::Egress::Origin;
@@ -158,6 +159,80 @@ for my $ap ('v1', 'auto') {
     ok(defined $payload && $payload eq $want, "$name: 4 MiB download intact");
     $ws->close;
     $t->stop("crabhost-$n");
+}
+
+# ---- a session under an id crabbox's CLI proposes --------------------------
+# `crabbox egress start` makes "egress_<base36 of unix nanos>" and mints the
+# client and then the host ticket with it: both must meet in one session
+# under that very id; once another session replaced it, it gets 409.
+{
+    $n++;
+    my $name  = 'crabbox-proposed session id';
+    my $lease = $c->lease($token, slug => "crab-$n")->{id};
+    my $sid   = 'egress_' . Test::Egress::Crab::base36(int(Time::HiRes::time() * 1e9));
+    my $ct    = $c->ticket($token, $lease, role => 'client', sessionID => $sid);
+    is($ct->{sessionID}, $sid, "$name: the client ticket is for the proposed id");
+    my $ht = $c->ticket($token, $lease, role => 'host', sessionID => $sid, allow => ["localhost:$op"]);
+    is($ht->{sessionID}, $sid, "$name: the host ticket joins it");
+    my $ws = Test::Egress::Crab->client($c->ws_url($lease, 'client'), $ct->{ticket});
+    my $h  = Test::Egress::Crab->start_host($t, name => "crabhost-$n",
+        url => $c->ws_url($lease, 'host'), ticket => $ht->{ticket});
+    ok(both_connected($lease), "$name: both sides connected");
+    my $st = $c->status($token, $lease);
+    is($st->{sessionID}, $sid, "$name: status shows the proposed id");
+    is_deeply($st->{allow}, ["localhost:$op"], "$name: the host ticket's allowlist is the session's");
+    like($c->log, qr/session_created lease=\Q$lease\E session=\Q$sid\E generation=\d+ proposed=1/,
+        "$name: one session created under it");
+    my @created = $c->log =~ /session_created lease=\Q$lease\E /g;
+    is(scalar @created, 1, "$name: ... and only one");
+
+    my ($ans, $got) = Test::Egress::Crab::request($ws, 'localhost', $op,
+        "GET /bytes/$size HTTP/1.1\r\nHost: localhost:$op\r\nConnection: close\r\n\r\n");
+    is($ans && $ans->{type}, 'open_ok', "$name: open_ok");
+    my (undef, $payload) = split /\r\n\r\n/, $got, 2;
+    ok(defined $payload && $payload eq $want, "$name: 4 MiB download intact");
+    my $req = "POST /echo HTTP/1.1\r\nHost: localhost:$op\r\nContent-Length: "
+        . length($upload) . "\r\nConnection: close\r\n\r\n" . $upload;
+    ($ans, $got) = Test::Egress::Crab::request($ws, 'localhost', $op, $req);
+    like($got, qr/len=${\ length $upload} sha1=${\ sha1_hex($upload)}\n\z/, "$name: 3 MiB upload intact");
+
+    # crabbox's host daemon reconnects with the same id: still the same session
+    my ($code, $j) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token,
+        { role => 'host', sessionID => $sid });
+    is("$code " . ($j->{sessionID} // ''), "201 $sid", "$name: a later ticket for it joins the session");
+    ok($t->running("crabhost-$n"), "$name: ... without disturbing the attached host");
+
+    # shapes we refuse: too short, bad characters, and our own shape unsigned
+    for my $bad ('egress_ab', 'egress_a b c d', 'egress_1.5.forged') {
+        ($code, $j) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token,
+            { role => 'host', sessionID => $bad });
+        is("$code " . ($j->{message} // ''), '400 malformed sessionID', "$name: \"$bad\" is refused");
+    }
+
+    # `crabbox egress start` again: a new id replaces the session
+    my $sid2 = "${sid}x";
+    my $ct2 = $c->ticket($token, $lease, role => 'client', sessionID => $sid2);
+    is($ct2->{sessionID}, $sid2, "$name: a second proposed id starts a new session");
+    ok(wait_until(sub { !$t->running("crabhost-$n") }, 10), "$name: the old session's host is closed");
+    ($code, $j) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token,
+        { role => 'host', sessionID => $sid });
+    is("$code " . ($j->{error} // ''), '409 egress_session_replaced',
+        "$name: the replaced id gets 409, it cannot come back");
+    ($code) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token, { role => 'client' });
+    is($code, 201, "$name: a session of ours replaces the proposed one");
+    ($code, $j) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token,
+        { role => 'host', sessionID => $sid2 });
+    is("$code " . ($j->{error} // ''), '409 egress_session_replaced', "$name: ... and fences it too");
+    my (undef, $ust) = $c->ws($lease, 'client', ticket => $ct2->{ticket}, protocols => []);
+    is($ust, 409, "$name: an unused ticket of the replaced id cannot attach");
+    my $sid3 = "${sid}y";
+    $c->ticket($token, $lease, role => 'client', sessionID => $sid3);
+    ($code) = $c->api(DELETE => "/v1/leases/$lease/egress", $token);
+    is($code, 200, "$name: the proposed session can be stopped");
+    ($code, $j) = $c->api(POST => "/v1/leases/$lease/egress/ticket", $token,
+        { role => 'host', sessionID => $sid3 });
+    is("$code " . ($j->{error} // ''), '409 egress_session_stopped', "$name: a stopped one stays stopped");
+    $ws->close;
 }
 
 $t->done;
