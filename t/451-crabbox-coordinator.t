@@ -12,6 +12,7 @@ use warnings;
 
 use Test::More;
 use Digest::SHA qw(sha1_hex);
+use Time::HiRes ();
 use Test::Egress qw(wait_until);
 use Test::Egress::CrabCoord;
 use Test::Egress::Origin;
@@ -45,8 +46,30 @@ $t->nginx(name => 'nginx', wait_port => $pp, main => "user root;\n", stream => <
     server {
         listen 127.0.0.1:$pp;
         egress_proxy on;
+        egress_open_timeout 30s;
     }
 EOF
+
+# No host agent yet: the double drops the module's opens without a word.
+# The module asks with a probe open, gets no answer either, and says what
+# the status says (hostConnected false): 503 "host agent not connected",
+# in seconds, not a 504 after egress_open_timeout (30 s here).
+ok(wait_until(sub { status()->{clientConnected} }), 'module attached, no host agent yet');
+sub timed_get {
+    my $t0 = Time::HiRes::time();
+    my ($rc, $out) = $t->run([ 'curl', '-sS', '--max-time', '40', '-w', '\n%{http_code}', '--proxy',
+            "http://127.0.0.1:$pp", "http://localhost:$op/bytes/10" ], timeout => 60);
+    return ($out, Time::HiRes::time() - $t0);
+}
+my ($got, $took) = timed_get();
+like($got, qr/host agent not connected.*\n503\z/s, 'no host: 503 "host agent not connected"');
+ok($took < 10, sprintf('... after %.1f s, well before egress_open_timeout', $took));
+ok(!status()->{hostConnected}, '... which is what the status says');
+like($t->nginx_error_log('nginx'), qr/host agent not connected \(no answer on this v1 bridge/,
+    'the module logs why');
+($got, $took) = timed_get();
+like($got, qr/\n503\z/, 'the next request gets it at once');
+ok($took < 5, sprintf('... (%.1f s)', $took));
 
 sub start_agent {
     my ($name) = @_;
@@ -62,6 +85,8 @@ sub start_agent {
 start_agent('host-a');
 ok(wait_until(sub { my $s = status(); $s->{hostConnected} && $s->{clientConnected} }),
     'module and agent both attached to the crabbox-like coordinator');
+ok(wait_until(sub { $t->nginx_error_log('nginx') =~ /host agent connected \(it answered\)/ }, 20),
+    'the module\'s next probe is answered: host agent connected');
 like($d->log, qr/client connected lease=\Q$L\E protocol=egress\.v1/, 'module offered v1 and got it echoed');
 
 sub transfers {
