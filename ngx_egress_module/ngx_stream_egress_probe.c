@@ -141,26 +141,31 @@ ngx_stream_egress_probe_handler(ngx_event_t *ev)
         return;
     }
 
-    if (b->probe_id != 0) {
-        /* the last probe went unanswered */
+    if (b->host_frames != b->probe_mark && !b->host_absent) {
+        /* the host side spoke since the timer was armed: it is there */
         b->probe_id = 0;
-        ngx_stream_egress_probe_absent(b);
 
-    } else if (!b->host_absent) {
+        if (ngx_stream_egress_probe_opening(b)) {
+            b->probe_mark = b->host_frames;
+            ngx_add_timer(&b->probe, NGX_STREAM_EGRESS_PROBE_AFTER);
+        }
 
-        if (b->host_frames != b->probe_mark) {
-            /* the host side spoke meanwhile: it is there; watch on */
-            if (ngx_stream_egress_probe_opening(b)) {
-                b->probe_mark = b->host_frames;
-                ngx_add_timer(&b->probe, NGX_STREAM_EGRESS_PROBE_AFTER);
-            }
+        return;
+    }
 
+    if (b->probe_id != 0) {
+        /* the last probe went unanswered, and nothing else came */
+        b->probe_id = 0;
+
+        if (!b->host_absent) {
+            ngx_stream_egress_probe_absent(b);
             return;
         }
 
-        if (ngx_stream_egress_probe_opening(b) == 0) {
-            return;
-        }
+        /* still nobody: ask again at once */
+
+    } else if (!b->host_absent && ngx_stream_egress_probe_opening(b) == 0) {
+        return;
     }
 
     ngx_stream_egress_probe_send(b, b->host_absent
@@ -173,6 +178,7 @@ static void
 ngx_stream_egress_probe_send(ngx_stream_egress_bridge_t *b, ngx_msec_t wait)
 {
     b->probe_id = ngx_stream_egress_bridge_send_probe(b);
+    b->probe_mark = b->host_frames;
 
     if (b->probe_id == 0) {
         return;
