@@ -5,7 +5,10 @@
 # coordinator, and every transfer arrives intact:
 #   - our module (v1 forced, and auto) + a crabbox-style host agent;
 #   - a crabbox-style client + our host agent (--protocol v1, and auto);
-#   - a crabbox-style client + a crabbox-style host (the coordinator relays).
+#   - a crabbox-style client + a crabbox-style host (the coordinator relays);
+#   - the same in a session under an id the client proposed, as crabbox's CLI
+#     does (both tickets meet in it, a replaced or stopped one gets 409), and
+#     our module and agent (v2) in such a session.
 
 use strict;
 use warnings;
@@ -233,6 +236,45 @@ for my $ap ('v1', 'auto') {
         { role => 'host', sessionID => $sid3 });
     is("$code " . ($j->{error} // ''), '409 egress_session_stopped', "$name: a stopped one stays stopped");
     $ws->close;
+}
+
+# ---- our module and agent (v2) in a session under a crabbox-proposed id ---
+{
+    $n++;
+    my $name  = 'our parts, crabbox-proposed id';
+    my $lease = $c->lease($token, slug => "crab-$n")->{id};
+    my $sid   = 'egress_' . Test::Egress::Crab::base36(int(Time::HiRes::time() * 1e9));
+    my $ct    = $c->ticket($token, $lease, role => 'client', sessionID => $sid);
+    Test::Egress::spew("$dir/client-$n.ticket", "$ct->{ticket}\n", 0600);
+    my $pp = $t->port;
+    $t->nginx(name => "nginx-$n", wait_port => $pp, main => "user root;\n", stream => <<"EOF");
+    egress_bridge ${\ $c->ws_url($lease, 'client')};
+    egress_bridge_ticket_file $dir/client-$n.ticket;
+    egress_bridge_state_file $dir/client-$n.state;
+    server {
+        listen 127.0.0.1:$pp;
+        egress_proxy on;
+    }
+EOF
+    $t->spawn("host-$n", cmd => [ $t->bin('egress'), 'host', '--id', $lease, '--session', $sid,
+            '--allow', "localhost:$op", '--allow-private' ],
+        env => { $t->san_env, HOME => $dir, XDG_STATE_HOME => "$dir/state-$n",
+            EGRESS_COORDINATOR => $c->url, EGRESS_TOKEN => $token },
+        wait_log => qr/connected/);
+    ok(both_connected($lease), "$name: both sides connected");
+    my $st = $c->status($token, $lease);
+    is(($st->{sessionID} // '') . ' ' . ($st->{protocol}{host} // '-') . ' ' . ($st->{protocol}{client} // '-'),
+        "$sid egress.v2 egress.v2", "$name: v2 on both legs, in the proposed session");
+    like($t->nginx_error_log("nginx-$n"), qr/session "\Q$sid\E" ready/, "$name: hello names it");
+    my ($rc, $body) = $t->run([ 'curl', '-sS', '--max-time', '60', '-p', '--proxy',
+            "http://127.0.0.1:$pp", "http://localhost:$op/bytes/$size" ], timeout => 90);
+    ok($body eq $want, "$name: 4 MiB download intact");
+    ($rc, $body) = $t->run([ 'curl', '-sS', '--max-time', '60', '-p', '--proxy',
+            "http://127.0.0.1:$pp", '--data-binary', "\@$dir/upload.bin",
+            "http://localhost:$op/echo" ], timeout => 90);
+    is($body, sprintf("len=%d sha1=%s\n", length $upload, sha1_hex($upload)), "$name: 3 MiB upload intact");
+    $t->stop("host-$n");
+    $t->stop("nginx-$n");
 }
 
 $t->done;
