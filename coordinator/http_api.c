@@ -416,7 +416,7 @@ static int is_own_id(const char *sid)
  * generation for good first, so a name that ever had a session cannot start
  * another (409, as crabbox answers for a replaced id) and two tickets minted
  * with the same new name meet in one session. 0 with *out filled, or -1 with
- * the refusal in *r.
+ * the refusal in *r. prev may point at *out (it is read first).
  */
 static int ticket_new_session(api_response_t *r, const store_lease_t *l,
                               const store_session_t *meta, const char *name,
