@@ -206,9 +206,6 @@ ngx_stream_egress_probe_absent(ngx_stream_egress_bridge_t *b)
                       "egress bridge: host agent not connected (no answer "
                       "on this v1 bridge; asking again every %M ms)",
                       (ngx_msec_t) NGX_STREAM_EGRESS_PROBE_EVERY);
-
-        ngx_stream_egress_bridge_set_reason(b, "connected; "
-                                            NGX_STREAM_EGRESS_NOT_CONNECTED);
     }
 
     message.data = NGX_STREAM_EGRESS_NOT_CONNECTED;
@@ -255,8 +252,6 @@ ngx_stream_egress_probe_present(ngx_stream_egress_bridge_t *b)
 
     ngx_log_error(NGX_LOG_NOTICE, b->log, 0,
                   "egress bridge: host agent connected (it answered)");
-
-    ngx_stream_egress_bridge_set_reason(b, "connected");
 }
 
 
