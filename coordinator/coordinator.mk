@@ -83,6 +83,15 @@ $(BUILD)/tests/coord_test_view: coordinator/tests/test_view.c coordinator/destin
 	    coordinator/destinations.c coordinator/traffic.c $(LDFLAGS) -lcmocka
 
 # libFuzzer target for the destination table and the traffic ring.
+# libFuzzer target for the session id parsers (ours and crabbox-proposed ones).
+FUZZ_TARGETS += build/fuzz/fuzz_sessid
+build/fuzz/fuzz_sessid: coordinator/fuzz/fuzz_sessid.c coordinator/sessid.c coordinator/sessid.h \
+                        $(LIB_SRCS) lib/*.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) -o $@ coordinator/fuzz/fuzz_sessid.c \
+	    coordinator/sessid.c $(LIB_SRCS) $(LIB_LIBS)
+
 FUZZ_TARGETS += build/fuzz/fuzz_destinations
 build/fuzz/fuzz_destinations: coordinator/fuzz/fuzz_destinations.c coordinator/destinations.c \
                               coordinator/destinations.h coordinator/traffic.c coordinator/traffic.h

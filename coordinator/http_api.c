@@ -403,6 +403,71 @@ static int route_allow(api_response_t *r, const api_request_t *rq, store_lease_t
     return api_json(r, 200, json_pack("{s:o}", "allow", v));
 }
 
+/* Whether sid has our own shape (then only sessid_verify() may accept it). */
+static int is_own_id(const char *sid)
+{
+    return strncmp(sid, SESSID_PREFIX, sizeof(SESSID_PREFIX) - 1) == 0;
+}
+
+/*
+ * Starts a new session for the lease at the next generation, replacing the
+ * current one (prev, or NULL when there is none). Its id is one of ours, or
+ * `name`, a crabbox id its client proposed: that name is bound to the
+ * generation for good first, so a name that ever had a session cannot start
+ * another (409, as crabbox answers for a replaced id) and two tickets minted
+ * with the same new name meet in one session. 0 with *out filled, or -1 with
+ * the refusal in *r. prev may point at *out (it is read first).
+ */
+static int ticket_new_session(api_response_t *r, const store_lease_t *l,
+                              const store_session_t *meta, const char *name,
+                              const store_session_t *prev, store_session_t *out)
+{
+    int64_t gen = l->generation + 1, bound = 0, now = coord_now();
+    int n;
+
+    if (prev != NULL && prev->generation >= gen) {
+        gen = prev->generation + 1;
+    }
+    if (name != NULL) {
+        n = store_session_name_claim(l->id, name, gen, &bound);
+        if (n < 0) {
+            api_error(r, 500, "internal", "database error");
+            return -1;
+        }
+        if (n == 1) {
+            /* another instance may be creating it right now: look once more */
+            if (bound >= gen && store_session_get(l->id, out) == 0 &&
+                strcmp(out->session_id, name) == 0 && out->state == SESSION_ACTIVE) {
+                return 0;
+            }
+            api_error(r, 409, "egress_session_replaced",
+                      "a newer egress session replaced this one");
+            return -1;
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    snprintf(out->lease_id, sizeof(out->lease_id), "%s", l->id);
+    if (name != NULL) {
+        snprintf(out->session_id, sizeof(out->session_id), "%s", name);
+    } else if (sessid_make(out->session_id, sizeof(out->session_id), l->key, l->id, gen) < 0) {
+        api_error(r, 500, "internal", "no randomness");
+        return -1;
+    }
+    out->generation = gen;
+    snprintf(out->profile, sizeof(out->profile), "%s", meta->profile);
+    snprintf(out->allow, sizeof(out->allow), "%s", meta->allow[0] ? meta->allow : "[]");
+    out->state = SESSION_ACTIVE;
+    out->created_at = out->updated_at = now;
+    lease_teardown(l->id, EGRESS_CLOSE_SESSION_REPLACED, "egress_session_replaced");
+    if (store_lease_set_generation(l->id, gen) < 0 || store_session_put(out) < 0) {
+        api_error(r, 500, "internal", "database error");
+        return -1;
+    }
+    coord_log("session_created", "lease=%s session=%s generation=%lld%s", l->id,
+              out->session_id, (long long) gen, name != NULL ? " proposed=1" : "");
+    return 0;
+}
+
 static int route_ticket(api_response_t *r, const api_request_t *rq, const store_token_t *tok,
                         const char *tok_hash, store_lease_t *l)
 {
@@ -453,13 +518,24 @@ static int route_ticket(api_response_t *r, const api_request_t *rq, const store_
         json_decref(body);
         return api_error(r, 500, "internal", "database error");
     }
-    if (sid != NULL) {
-        int vr = sessid_verify(sid, strlen(sid), l->key, l->id, &gen);
-        if (vr < 0) {
+    if (sid != NULL && !is_own_id(sid) && sessid_foreign_valid(sid, strlen(sid)) &&
+        (n == 1 || strcmp(sid, cur.session_id) != 0)) {
+        /* crabbox's shape, not the current session: a new session under it */
+        if (ticket_new_session(r, l, &meta, sid, n == 0 ? &cur : NULL, &cur) < 0) {
             json_decref(body);
-            return api_error(r, 400, "bad_request",
-                             vr == -1 ? "malformed sessionID"
-                                      : "sessionID does not belong to this lease");
+            return r->status;
+        }
+    } else if (sid != NULL) {
+        if (!is_own_id(sid) && sessid_foreign_valid(sid, strlen(sid))) {
+            gen = cur.generation; /* the current session, under a crabbox id */
+        } else {
+            int vr = sessid_verify(sid, strlen(sid), l->key, l->id, &gen);
+            if (vr < 0) {
+                json_decref(body);
+                return api_error(r, 400, "bad_request",
+                                 vr == -1 ? "malformed sessionID"
+                                          : "sessionID does not belong to this lease");
+            }
         }
         if (n == 1 || gen > cur.generation ||
             (gen == cur.generation && strcmp(sid, cur.session_id) != 0)) {
@@ -489,30 +565,9 @@ static int route_ticket(api_response_t *r, const api_request_t *rq, const store_
             json_decref(body);
             return api_error(r, 500, "internal", "database error");
         }
-    } else {
-        /* A new session: the next generation replaces whatever was there. */
-        gen = l->generation + 1;
-        if (n == 0 && cur.generation >= gen) {
-            gen = cur.generation + 1;
-        }
-        memset(&cur, 0, sizeof(cur));
-        snprintf(cur.lease_id, sizeof(cur.lease_id), "%s", l->id);
-        if (sessid_make(cur.session_id, sizeof(cur.session_id), l->key, l->id, gen) < 0) {
-            json_decref(body);
-            return api_error(r, 500, "internal", "no randomness");
-        }
-        cur.generation = gen;
-        snprintf(cur.profile, sizeof(cur.profile), "%s", meta.profile);
-        snprintf(cur.allow, sizeof(cur.allow), "%s", meta.allow[0] ? meta.allow : "[]");
-        cur.state = SESSION_ACTIVE;
-        cur.created_at = cur.updated_at = now;
-        lease_teardown(l->id, EGRESS_CLOSE_SESSION_REPLACED, "egress_session_replaced");
-        if (store_lease_set_generation(l->id, gen) < 0 || store_session_put(&cur) < 0) {
-            json_decref(body);
-            return api_error(r, 500, "internal", "database error");
-        }
-        coord_log("session_created", "lease=%s session=%s generation=%lld", l->id,
-                  cur.session_id, (long long) gen);
+    } else if (ticket_new_session(r, l, &meta, NULL, n == 0 ? &cur : NULL, &cur) < 0) {
+        json_decref(body);
+        return r->status;
     }
     json_decref(body);
 

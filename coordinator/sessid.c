@@ -12,6 +12,8 @@
 #define SESSID_RANDOM_CHARS 22                 /* base64url of 16 bytes, unpadded */
 #define SESSID_MAC_CHARS    43                 /* base64url of 32 bytes, unpadded */
 #define SESSID_GEN_MAX      9007199254740992LL /* 2^53: exact in JSON numbers */
+#define SESSID_FOREIGN_MIN  6                  /* crabbox: ^egress_[A-Za-z0-9_.:-]{6,80}$ */
+#define SESSID_FOREIGN_MAX  80
 
 static void sessid_mac(char out[SESSID_MAC_CHARS + 1], const uint8_t *key, const char *head,
                        size_t headlen, const char *lease_id)
@@ -103,4 +105,24 @@ int sessid_verify(const char *s, size_t len, const uint8_t key[SESSID_KEY_LEN],
     }
     *generation = gen;
     return 0;
+}
+
+int sessid_foreign_valid(const char *s, size_t len)
+{
+    static const char head[] = "egress_";
+    size_t i, n = sizeof(head) - 1;
+
+    if (len < n + SESSID_FOREIGN_MIN || len > n + SESSID_FOREIGN_MAX || memcmp(s, head, n) ||
+        (len >= sizeof(SESSID_PREFIX) - 1 &&
+         memcmp(s, SESSID_PREFIX, sizeof(SESSID_PREFIX) - 1) == 0)) {
+        return 0;
+    }
+    for (i = n; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
 }

@@ -132,6 +132,12 @@ int store_session_touch(const char *lease_id, int64_t now)
     return ops->session_touch(lease_id, now);
 }
 
+int store_session_name_claim(const char *lease_id, const char *name, int64_t generation,
+                             int64_t *bound)
+{
+    return ops->session_name_claim(lease_id, name, generation, bound);
+}
+
 int store_ticket_insert(const char *hash, const store_ticket_t *t)
 {
     return ops->ticket_insert(hash, t);

@@ -111,6 +111,13 @@ int store_session_put(const store_session_t *s);
 int store_session_get(const char *lease_id, store_session_t *out);
 int store_session_set_state(const char *lease_id, session_state_e state, int64_t now);
 int store_session_touch(const char *lease_id, int64_t now);
+/*
+ * Binds a client-proposed (crabbox) session id to the generation a new
+ * session gets under it, once per lease and for good: 0 bound now, 1 bound
+ * before (*bound receives that generation), -1 error.
+ */
+int store_session_name_claim(const char *lease_id, const char *name, int64_t generation,
+                             int64_t *bound);
 
 /* Tickets. consume returns 0 and marks the ticket used, 1 if unknown. */
 int store_ticket_insert(const char *hash, const store_ticket_t *t);

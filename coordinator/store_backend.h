@@ -27,6 +27,8 @@ typedef struct {
     int (*session_get)(const char *lease_id, store_session_t *out);
     int (*session_set_state)(const char *lease_id, session_state_e state, int64_t now);
     int (*session_touch)(const char *lease_id, int64_t now);
+    int (*session_name_claim)(const char *lease_id, const char *name, int64_t generation,
+                              int64_t *bound);
     int (*ticket_insert)(const char *hash, const store_ticket_t *t);
     int (*ticket_consume)(const char *hash, store_ticket_t *out);
     int (*ticket_purge)(int64_t before);

@@ -59,6 +59,10 @@ static const char *const migrations[] = {
     "  role TEXT NOT NULL, UNIQUE(lease_id, role));"
     "CREATE TABLE portal_sessions ("
     "  hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, expires_at BIGINT NOT NULL);",
+    /* 1 -> 2: crabbox-proposed session ids, bound to their generation for good. */
+    "CREATE TABLE session_names ("
+    "  lease_id TEXT NOT NULL, name TEXT NOT NULL, generation BIGINT NOT NULL,"
+    "  PRIMARY KEY (lease_id, name));",
 };
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
@@ -616,6 +620,40 @@ static int pg_session_touch(const char *lease_id, int64_t now)
     return pg_run("session_touch", "UPDATE sessions SET updated_at=$1 WHERE lease_id=$2", 2, v);
 }
 
+static int pg_session_name_claim(const char *lease_id, const char *name, int64_t generation,
+                                 int64_t *bound)
+{
+    char g[24];
+    const char *v[3] = {lease_id, name, g};
+    PGresult *res;
+    long n;
+
+    I64(g, generation);
+    n = pg_changes("session_name_claim",
+                   "INSERT INTO session_names(lease_id, name, generation) VALUES($1,$2,$3) "
+                   "ON CONFLICT (lease_id, name) DO NOTHING",
+                   3, v);
+    if (n < 0) {
+        return -1;
+    }
+    if (n > 0) {
+        *bound = generation;
+        return 0;
+    }
+    res = pg_exec("session_name_claim",
+                  "SELECT generation FROM session_names WHERE lease_id=$1 AND name=$2", 2, v,
+                  NULL);
+    if (res == NULL) {
+        return -1;
+    }
+    n = PQntuples(res);
+    if (n == 1) {
+        *bound = int_val(res, 0, 0);
+    }
+    PQclear(res);
+    return n == 1 ? 1 : -1;
+}
+
 /* ---- tickets ----------------------------------------------------------- */
 
 static int pg_ticket_insert(const char *hash, const store_ticket_t *t)
@@ -808,6 +846,7 @@ const store_ops_t store_pg_ops = {
     pg_session_get,
     pg_session_set_state,
     pg_session_touch,
+    pg_session_name_claim,
     pg_ticket_insert,
     pg_ticket_consume,
     pg_ticket_purge,

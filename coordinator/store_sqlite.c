@@ -41,7 +41,11 @@ static const char *schema_sql =
     "  hash TEXT PRIMARY KEY, lease_id TEXT NOT NULL, session_id TEXT NOT NULL,"
     "  role TEXT NOT NULL, UNIQUE(lease_id, role));"
     "CREATE TABLE IF NOT EXISTS portal_sessions ("
-    "  hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, expires_at INTEGER NOT NULL);";
+    "  hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, expires_at INTEGER NOT NULL);"
+    /* Added later: IF NOT EXISTS gives older databases the table too. */
+    "CREATE TABLE IF NOT EXISTS session_names ("
+    "  lease_id TEXT NOT NULL, name TEXT NOT NULL, generation INTEGER NOT NULL,"
+    "  PRIMARY KEY (lease_id, name));";
 
 static int fail(const char *what)
 {
@@ -486,6 +490,39 @@ static int sq_session_touch(const char *lease_id, int64_t now)
     return run_done(st, "session_touch");
 }
 
+static int sq_session_name_claim(const char *lease_id, const char *name, int64_t generation,
+                                 int64_t *bound)
+{
+    int rc;
+    sqlite3_stmt *st = prep("INSERT INTO session_names(lease_id, name, generation) "
+                            "VALUES(?,?,?) ON CONFLICT DO NOTHING");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, generation);
+    if (run_done(st, "session_name_claim") < 0) {
+        return -1;
+    }
+    if (sqlite3_changes(db) > 0) {
+        *bound = generation;
+        return 0;
+    }
+    st = prep("SELECT generation FROM session_names WHERE lease_id=? AND name=?");
+    if (st == NULL) {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *bound = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : fail("session_name_claim");
+}
+
 /* ---- tickets ----------------------------------------------------------- */
 
 static int sq_ticket_insert(const char *hash, const store_ticket_t *t)
@@ -702,6 +739,7 @@ const store_ops_t store_sqlite_ops = {
     sq_session_get,
     sq_session_set_state,
     sq_session_touch,
+    sq_session_name_claim,
     sq_ticket_insert,
     sq_ticket_consume,
     sq_ticket_purge,

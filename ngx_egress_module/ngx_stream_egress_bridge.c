@@ -94,6 +94,8 @@ ngx_stream_egress_bridge_init(ngx_cycle_t *cycle,
     b->ping.log = cycle->log;
     b->ping.cancelable = 1;
 
+    ngx_stream_egress_probe_init(b);
+
     ngx_stream_egress_bridge_set_reason(b, "connecting");
 
     ngx_stream_egress_bridge = b;
@@ -124,6 +126,8 @@ ngx_stream_egress_bridge_exit(ngx_cycle_t *cycle)
     if (b->ping.timer_set) {
         ngx_del_timer(&b->ping);
     }
+
+    ngx_stream_egress_probe_reset(b);
 
     if (b->ws && b->connection) {
         /* best effort: tell the coordinator we are going away */
@@ -674,6 +678,8 @@ ngx_stream_egress_bridge_ws_init(ngx_stream_egress_bridge_t *b)
     b->need_ticket = 0;
     b->ended = 0;
 
+    ngx_stream_egress_probe_reset(b);
+
     if (b->version == EGRESS_PROTO_V1) {
         /* v1 has no hello: assume the host side is there */
         b->hello = 1;
@@ -930,6 +936,8 @@ ngx_stream_egress_bridge_fail(ngx_stream_egress_bridge_t *b, ngx_uint_t retry)
     b->hello = 0;
     b->peer_connected = 0;
 
+    ngx_stream_egress_probe_reset(b);
+
     reason.data = text;
     reason.len = ngx_snprintf(text, sizeof(text), "egress bridge to the "
                               "coordinator lost: %*s", b->reason_len,
@@ -1003,6 +1011,8 @@ ngx_stream_egress_bridge_fall_back_v1(ngx_stream_egress_bridge_t *b,
     b->hello = 1;
     b->peer_connected = 1;
     b->backoff = NGX_STREAM_EGRESS_BACKOFF_MIN;
+
+    ngx_stream_egress_probe_reset(b);
 
     level = b->fallback_logged ? NGX_LOG_INFO : NGX_LOG_NOTICE;
 

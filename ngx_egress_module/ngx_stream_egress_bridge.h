@@ -11,9 +11,12 @@
  *                                in, dispatch, the stream table
  *   ngx_stream_egress_state.c    ticket, resume secret, state file, the
  *                                session end mark, the status reason
+ *   ngx_stream_egress_probe.c    v1 only: whether a host agent is there
+ *                                (probe opens), as peer frames tell in v2
  *
  * Calls go down this list only: bridge.c uses the three others, upgrade.c
- * and frames.c use state.c; stream events reach the proxy through the
+ * and frames.c use state.c, frames.c and probe.c use each other (probe.c
+ * sends its open through frames.c, which reports each frame); stream events reach the proxy through the
  * ngx_stream_egress_stream_ops_t each stream registers.
  */
 
@@ -80,6 +83,11 @@ typedef struct {
     ngx_uint_t                      nstreams;
     uint32_t                        next_id;
 
+    ngx_event_t                     probe;      /* v1: a host agent there? */
+    uint32_t                        probe_id;   /* its open, 0 none */
+    ngx_uint_t                      host_frames; /* frames from the host side */
+    ngx_uint_t                      probe_mark;  /* host_frames when armed */
+
     u_char                         *frame;      /* encode buffer */
     size_t                          frame_cap;
 
@@ -108,6 +116,7 @@ typedef struct {
     unsigned                        has_spent_ticket:1;
     unsigned                        need_ticket:1;  /* fatal close seen */
     unsigned                        peer_connected:1;
+    unsigned                        host_absent:1;  /* v1: probe unanswered */
     unsigned                        hello:1;
     unsigned                        fallback_logged:1;
     unsigned                        failed:1;
@@ -150,6 +159,16 @@ ngx_int_t ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b);
 void ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b);
 void ngx_stream_egress_bridge_fall_back_v1(ngx_stream_egress_bridge_t *b,
     const char *why);
+uint32_t ngx_stream_egress_bridge_send_probe(ngx_stream_egress_bridge_t *b);
+
+
+/* ngx_stream_egress_probe.c */
+
+void ngx_stream_egress_probe_init(ngx_stream_egress_bridge_t *b);
+void ngx_stream_egress_probe_reset(ngx_stream_egress_bridge_t *b);
+void ngx_stream_egress_probe_opened(ngx_stream_egress_bridge_t *b);
+ngx_int_t ngx_stream_egress_probe_frame(ngx_stream_egress_bridge_t *b,
+    egress_frame_t *f);
 
 
 /* ngx_stream_egress_state.c */

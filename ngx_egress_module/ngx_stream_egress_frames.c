@@ -173,11 +173,44 @@ ngx_stream_egress_bridge_ws_free(ngx_stream_egress_bridge_t *b)
 }
 
 
+/*
+ * The next free stream id, or 0. Ids are not reused while live, nor while
+ * frames of their last stream are still queued, nor while a probe uses one.
+ */
+
+static uint32_t
+ngx_stream_egress_bridge_next_id(ngx_stream_egress_bridge_t *b)
+{
+    ngx_uint_t  tries;
+
+    for (tries = 0; ; tries++) {
+        if (b->next_id == 0) {
+            b->next_id = 1;
+        }
+
+        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL
+            && ngx_stream_egress_bridge_lane(b, b->next_id) == NULL
+            && b->next_id != b->probe_id)
+        {
+            break;
+        }
+
+        /* each lane holds a frame, so bytes queued bound their number */
+        if (tries > b->nstreams + b->queued + 1) {
+            return 0;
+        }
+
+        b->next_id++;
+    }
+
+    return b->next_id++;
+}
+
+
 ngx_int_t
 ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
     ngx_stream_egress_stream_ops_t *ops)
 {
-    ngx_uint_t                   tries;
     egress_frame_t               f;
     ngx_stream_egress_bridge_t  *b;
 
@@ -187,31 +220,12 @@ ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    /*
-     * ids are not reused while live, nor while frames of their last stream
-     * are still queued; skip those
-     */
+    ctx->id = ngx_stream_egress_bridge_next_id(b);
 
-    for (tries = 0; ; tries++) {
-        if (b->next_id == 0) {
-            b->next_id = 1;
-        }
-
-        if (ngx_stream_egress_bridge_find(b, b->next_id) == NULL
-            && ngx_stream_egress_bridge_lane(b, b->next_id) == NULL)
-        {
-            break;
-        }
-
-        /* each lane holds a frame, so bytes queued bound their number */
-        if (tries > b->nstreams + b->queued) {
-            return NGX_ERROR;
-        }
-
-        b->next_id++;
+    if (ctx->id == 0) {
+        return NGX_ERROR;
     }
 
-    ctx->id = b->next_id++;
     ctx->last_id = ctx->id;
 
     ngx_memzero(&f, sizeof(egress_frame_t));
@@ -236,7 +250,38 @@ ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
     ctx->in_tree = 1;
     b->nstreams++;
 
+    ngx_stream_egress_probe_opened(b);
+
     return NGX_OK;
+}
+
+
+/*
+ * ngx_stream_egress_probe.c's question to a v1 host side: an open any host
+ * agent refuses at once (a reserved name, RFC 6761, on the discard port).
+ * Returns its stream id, or 0 when it could not be queued.
+ */
+
+uint32_t
+ngx_stream_egress_bridge_send_probe(ngx_stream_egress_bridge_t *b)
+{
+    uint32_t        id;
+    egress_frame_t  f;
+
+    id = ngx_stream_egress_bridge_next_id(b);
+
+    if (id == 0) {
+        return 0;
+    }
+
+    ngx_memzero(&f, sizeof(egress_frame_t));
+    f.type = EGRESS_FRAME_OPEN;
+    f.id = id;
+    f.host.data = "egress-probe.invalid";
+    f.host.len = sizeof("egress-probe.invalid") - 1;
+    f.port = 9;
+
+    return ngx_stream_egress_bridge_queue(b, &f, 1) == NGX_OK ? id : 0;
 }
 
 
@@ -790,6 +835,13 @@ ngx_stream_egress_bridge_message(ngx_stream_egress_bridge_t *b,
         ngx_stream_egress_bridge_set_reason(b, "invalid frame from the "
                                             "coordinator: %s", err.message);
         b->failed = 1;
+        return;
+    }
+
+    if (b->version == EGRESS_PROTO_V1
+        && ngx_stream_egress_probe_frame(b, &f) == NGX_DONE)
+    {
+        egress_frame_release(&f);
         return;
     }
 

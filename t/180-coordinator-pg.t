@@ -113,9 +113,10 @@ TODO: {
 unlike($c2->log, qr/lease_expired lease=$X/, 'c2 did not mark it (c1 had)');
 
 # ---- restart: no second migration; a newer schema is refused -------------------------
-$c1->restart;
 my @migrated = $c1->log =~ /store_migrated/g;
-is(scalar @migrated, 1, 'restart migrates nothing');
+$c1->restart;
+my @again = $c1->log =~ /store_migrated/g;
+ok(@migrated >= 1 && @again == @migrated, 'restart migrates nothing');
 ($st) = $c1->api(GET => "/v1/leases/$L", $alice);
 is($st, 200, 'state survives the restart');
 
@@ -123,7 +124,7 @@ my ($rc, $out) = $pg->psql('egress_shared', q{UPDATE meta SET value='99' WHERE k
 is($rc, 0, 'schema version set to 99') or diag($out);
 ($rc, $out) = $c1->admin('token', 'list');
 isnt($rc, 0, 'a database from a newer build is refused');
-like($out, qr/schema version 99, this build knows up to 1/, 'and the error says why');
+like($out, qr/schema version 99, this build knows up to \d+/, 'and the error says why');
 $pg->psql('egress_shared', q{UPDATE meta SET value='1' WHERE key='schema_version'});
 
 # ---- a password in the URI never reaches the log; a dead server is an error -----------

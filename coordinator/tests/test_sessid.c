@@ -93,12 +93,52 @@ static void test_bad_generation(void **state)
     assert_int_equal(sessid_make(id, 20, key1, "l", 1), -1);
 }
 
+static void test_foreign(void **state)
+{
+    static const char *good[] = {"egress_mq2f8k1x3b7c", /* crabbox CLI: base36 of unix nanos */
+                                 "egress_0a1b2c3d4e5f", /* crabbox coordinator: 12 hex */
+                                 "egress_manual",       "egress_abcdef",
+                                 "egress_A.b:c-d_e",    NULL};
+    static const char *bad[] = {"",
+                                "egress_",
+                                "egress_abcde",
+                                "Egress_abcdef",
+                                "egress-abcdef",
+                                "egress_abc def",
+                                "egress_abcdé",
+                                "egress_abc/def",
+                                "egress_1.2.abcdef",
+                                "egress_1.",
+                                "xegress_abcdef",
+                                NULL};
+    char id[128], longer[128];
+    int i;
+
+    (void) state;
+    for (i = 0; good[i] != NULL; i++) {
+        assert_int_equal(sessid_foreign_valid(good[i], strlen(good[i])), 1);
+    }
+    for (i = 0; bad[i] != NULL; i++) {
+        assert_int_equal(sessid_foreign_valid(bad[i], strlen(bad[i])), 0);
+    }
+    /* 80 characters after the prefix are fine, 81 are not */
+    memset(longer, 'z', sizeof(longer));
+    memcpy(longer, "egress_", 7);
+    assert_int_equal(sessid_foreign_valid(longer, 7 + 80), 1);
+    assert_int_equal(sessid_foreign_valid(longer, 7 + 81), 0);
+    /* a NUL inside is not a character of the id */
+    assert_int_equal(sessid_foreign_valid("egress_abc\0def", 14), 0);
+    /* our own ids are never foreign, whatever their MAC */
+    assert_int_equal(sessid_make(id, sizeof(id), key1, "l", 3), 0);
+    assert_int_equal(sessid_foreign_valid(id, strlen(id)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_unique),
         cmocka_unit_test(test_forgery),        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_bad_generation),
+        cmocka_unit_test(test_bad_generation), cmocka_unit_test(test_foreign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

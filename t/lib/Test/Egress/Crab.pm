@@ -12,6 +12,9 @@ package Test::Egress::Crab;
 #   my $h = Test::Egress::Crab->start_host($t, url => $c->ws_url($lease, 'host'),
 #       ticket => $ticket, deny => ['denied.test']);
 #   $h->log =~ /crab host: close 1012/;
+# slow => ['slow.test'] answers opens for those names after 4 s (as a dial
+# that times out), without holding up anything else meanwhile (crabbox
+# opens each stream in a goroutine).
 #
 # Client role, in the test process (one request at a time is enough here):
 #   my $ws = Test::Egress::Crab->client($url, $ticket);
@@ -141,6 +144,7 @@ sub start_host {
     my $name = $o{name} // 'crabhost';
     my @args = ('--url', $o{url}, '--header', $o{ticket_header} // 'Authorization');
     push @args, '--deny', join(',', @{ $o{deny} }) if $o{deny};
+    push @args, '--slow', join(',', @{ $o{slow} }) if $o{slow};
     my @cmd = ($^X, '-I' . $t->root . '/t/lib', '-MTest::Egress::Crab', '-e',
         'Test::Egress::Crab::host_main(@ARGV)', '--', @args);
     $t->spawn($name, cmd => \@cmd, env => { EGRESS_TICKET => $o{ticket} },
@@ -151,7 +155,7 @@ sub start_host {
 sub stop { $_[0]{t}->stop($_[0]{name}) }
 sub log  { $_[0]{t}->log_of($_[0]{name}) }
 
-my ($WS, %S, %A);
+my ($WS, %S, %A, @DUE);
 
 sub host_send { $WS->send_text(go_json(@_)) }
 
@@ -164,6 +168,7 @@ sub host_main {
     $| = 1;
     $SIG{PIPE} = 'IGNORE';
     my %deny = map { $_ => 1 } split /,/, $A{deny} // '';
+    $deny{"slow:$_"} = 1 for split /,/, $A{slow} // '';
     my $ticket = delete $ENV{EGRESS_TICKET} or die "crab host: no EGRESS_TICKET\n";
     my $ws = Test::Egress::Crab->client($A{url}, $ticket, ticket_header => $A{header})
         or die "crab host: upgrade refused\n";
@@ -173,7 +178,7 @@ sub host_main {
     while (1) {
         my $sel = IO::Select->new($ws->socket);
         $sel->add($_->{sock}) for values %S;
-        for my $fh ($sel->can_read(1)) {
+        for my $fh ($sel->can_read(@DUE ? 0.1 : 1)) {
             if ($fh == $ws->socket) {
                 my $n = sysread($fh, my $buf, 262144);
                 if (!$n) {
@@ -214,6 +219,10 @@ sub host_main {
                 last;
             }
         }
+        while (@DUE && $DUE[0][0] <= time) {
+            my $d = shift @DUE;
+            host_send(type => 'error', id => $d->[1], error => 'dial allowed destination: i/o timeout');
+        }
     }
 }
 
@@ -227,6 +236,10 @@ sub host_on_text {
         my ($h, $p) = ($f->{host}, $f->{port});
         print "crab host: open $id $h:$p\n";
         die "crab host: port is not a string\n" unless $JSON->encode([$p]) =~ /^\["/;
+        if ($deny->{"slow:$h"}) {
+            push @DUE, [ time + 4, $id ];
+            return;
+        }
         if ($deny->{$h} || ($h ne '127.0.0.1' && $h ne 'localhost')) {
             host_send(type => 'error', id => $id, error => 'host not allowed');
             return;
