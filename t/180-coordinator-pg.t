@@ -3,8 +3,9 @@
 # scratch server from Debian's packages). The same ticket presented to both
 # at once upgrades exactly one socket (50 rounds), a resume secret likewise;
 # state written through one instance is seen by the other; migrations run
-# once; expiry marked by one instance closes the other's sockets; a newer
-# schema, a dead server and a password in the URI are handled.
+# once; expiry marked by one instance closes the other's sockets; /metrics
+# names each instance; a newer schema, a dead server and a password in the
+# URI are handled.
 
 use strict;
 use warnings;
@@ -112,6 +113,17 @@ for my $role (qw(host client)) {
 }
 unlike($c2->log, qr/lease_expired lease=$X/, 'c2 did not mark it (c1 had)');
 
+# ---- /metrics names the instance ------------------------------------------------------
+my %seen;
+for my $c ($c1, $c2) {
+    my ($name) = $c->log =~ /listening instance=(\S+)/;
+    my (undef, undef, $raw) = $c->api(GET => '/metrics');
+    like($raw // '', qr/^egress_coordinator_info\{coordinator="\Q$name\E",version="[^"]+"\} 1$/m,
+        $c->name . ": egress_coordinator_info names the instance ($name)");
+    $seen{$name}++;
+}
+is(scalar keys %seen, 2, 'two instances, two names (default HOSTNAME:PORT)');
+
 # ---- restart: no second migration; a newer schema is refused -------------------------
 $c1->restart;
 my @migrated = $c1->log =~ /store_migrated/g;
@@ -128,8 +140,11 @@ $pg->psql('egress_shared', q{UPDATE meta SET value='1' WHERE key='schema_version
 
 # ---- a password in the URI never reaches the log; a dead server is an error -----------
 (my $pw_uri = $pg->database('pw')) =~ s{//egress\@}{//egress:sekrit-pw\@};
-my $c3 = $t->coordinator(name => 'c3', db => $pw_uri);
+my $c3 = $t->coordinator(name => 'c3', db => $pw_uri, args => [ '--instance', 'coord-3.example' ]);
 like($c3->log, qr/listening .*db=postgresql:\/\/127\.0\.0\.1:\d+\/egress_pw /, 'c3 listening');
+like(($c3->api(GET => '/metrics'))[2] // '',
+    qr/^egress_coordinator_info\{coordinator="coord-3\.example",version="[^"]+"\} 1$/m,
+    '--instance NAME is the coordinator label of egress_coordinator_info');
 unlike($c3->log, qr/sekrit/, 'the password is not logged');
 $c3->stop;
 
