@@ -141,6 +141,10 @@ sub cl_setup {
         '--org', 'bench');
     ($tok) = $tok =~ /(egk_[A-Za-z0-9_-]+)/ or die "token add printed no token\n";
     $t{tok} = $tok;
+    # memory before the leases: PSS growth per lease once all are paired
+    my $mem = sub { my $x = 0; $x += mem_of($_) for @{ $t{coords} }; $x };
+    my $m0 = $mem->();
+    my $f0 = $t{front} ? mem_of($t{front}) : 0;
     (my $ws = $base) =~ s{^http://}{ws://};
     my $allow = "127.0.0.1:$CX->{origin_port},localhost:$CX->{origin_port}";
     my $nofile = 4096;
@@ -218,6 +222,8 @@ EOF
         do { $e = probe($p) } while ($e =~ /\b503\b/ && time < $probe_until && sleep 0.1);
         die "lease " . ($i + 1) . ": $e\n" if $e;
     }
+    $t{kib_per_lease_coord} = ($mem->() - $m0) / 1024 / $CC{leases};
+    $t{kib_per_lease_front} = $t{front} ? (mem_of($t{front}) - $f0) / 1024 / $CC{leases} : 0;
     return \%t;
 }
 
@@ -336,7 +342,9 @@ sub cluster_run {
     stop_proc('cluster-postgres');
 
     my %sum = map { $_ => summarize($res{$_}) } @names, 'ratio';
-    my $json = { config => \%CC, postgresql => $CX->{pg_version}, spread => $spread,
+    my %mem = map { $_ => { coordinators_kib_per_lease => $topo{$_}{kib_per_lease_coord},
+        front_kib_per_lease => $topo{$_}{kib_per_lease_front} } } @names;
+    my $json = { config => \%CC, postgresql => $CX->{pg_version}, spread => $spread, memory => \%mem,
         duration_s => int(time - $t0),
         map { $_ => { runs => $res{$_}, summary => $sum{$_} } } @names, 'ratio' };
 
@@ -365,7 +373,10 @@ sub cluster_run {
         '', 'cluster: per-instance CPU s/GiB: ' . join('; ', map {
             'instance ' . ($_ + 1) . ' ' . cell($F->('cluster', "cpu_s_per_gib.coordinator.$_")) } 0 .. 2),
         '', 'cluster: agent sockets per instance (from each instance\'s /metrics, before the runs): '
-        . join(', ', map {"$_ $spread->{$_}"} sort keys %$spread), '';
+        . join(', ', map {"$_ $spread->{$_}"} sort keys %$spread), '',
+        'memory per paired lease (PSS growth from before the leases to all paired, one sample): '
+        . join('; ', map { sprintf('%s: coordinators %s KiB%s', $_, fmt($mem{$_}{coordinators_kib_per_lease}),
+            $_ eq 'cluster' ? ', front ' . fmt($mem{$_}{front_kib_per_lease}) . ' KiB' : '') } @names), '';
     return ($json, \@md);
 }
 
