@@ -569,8 +569,11 @@ static int pg_open(const char *uri)
     snprintf(desc, sizeof(desc), "postgresql://%s:%s/%s", PQhost(conn), PQport(conn),
              PQdb(conn));
     store_set_description(desc);
-    if (PQsetnonblocking(conn, 1) != 0 || pg_migrate() < 0 || conn == NULL ||
-        pg_session_setup() < 0) {
+    /* Migrations run without the statement timeout (they may wait on the
+     * lock), but without NOTICEs on stderr already. */
+    if (PQsetnonblocking(conn, 1) != 0 ||
+        pg_query("session_setup", "SET client_min_messages = warning", PG_CALL_MS) < 0 ||
+        pg_migrate() < 0 || conn == NULL || pg_session_setup() < 0) {
         pg_close();
         return -1;
     }

@@ -23,6 +23,7 @@ like($c1->db, qr{^postgresql://}, 'a postgresql:// URI');
 
 like($c1->log, qr/store_migrated backend=postgresql schema_version=1/, 'first instance migrated');
 unlike($c2->log, qr/store_migrated/, 'second instance found the schema in place');
+unlike($c2->log, qr/NOTICE/, 'without a NOTICE from PostgreSQL on stderr');
 my $desc = quotemeta('db=postgresql://127.0.0.1:' . $pg->port . '/egress_shared');
 like($c1->log, qr/listening .*$desc/, 'listening line names host, port and database');
 
