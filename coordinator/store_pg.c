@@ -7,9 +7,9 @@
  * connection and its answer awaited with poll() up to PG_CALL_MS. A server
  * that stops answering (stopped, wedged, a dead host whose packets vanish)
  * costs one call PG_CALL_MS; the connection is then dropped and rebuilt
- * without blocking (PQconnectStart), PG_CONNECT_SLICE_MS per call at most,
- * while the calls in between fail at once. docs/scale-out.md has the costs.
- * A call that fails is never retried (it may have committed).
+ * without blocking (PQconnectStart; the loop waits on it at most
+ * PG_CONNECT_SLICE_MS a second) while the calls in between fail at once. docs/scale-out.md has
+ * the costs. A call that fails is never retried (it may have committed).
  *
  * Whatever two instances may race on is decided by one statement: a ticket
  * is spent by "UPDATE ... WHERE used=0" and a resume secret taken by
@@ -35,16 +35,19 @@
 #define PG_CALL_MS 3000
 /* Migrations wait for another instance's migrations on the advisory lock. */
 #define PG_MIGRATE_MS 60000
-/* A reconnect is given up after PG_CONNECT_MS, advanced by at most
- * PG_CONNECT_SLICE_MS in each call; the next one starts PG_RETRY_MS later. */
-#define PG_CONNECT_MS       5000
-#define PG_CONNECT_SLICE_MS 100
-#define PG_RETRY_MS         1000
+/* A reconnect is given up after PG_CONNECT_MS; the next one starts
+ * PG_RETRY_MS later. It may wait up to PG_CONNECT_SLICE_MS once every
+ * PG_CONNECT_SLICE_EVERY_MS (the 1 s timer's call gets it); other calls
+ * only look whether it can advance, without waiting. */
+#define PG_CONNECT_MS             5000
+#define PG_CONNECT_SLICE_MS       100
+#define PG_CONNECT_SLICE_EVERY_MS 1000
+#define PG_RETRY_MS               1000
 
 static PGconn *conn;    /* connected, or NULL */
 static PGconn *pending; /* a reconnect under way, or NULL */
 static PostgresPollingStatusType pending_poll;
-static int64_t pending_deadline, retry_at;
+static int64_t pending_deadline, retry_at, slice_at;
 static char *conn_uri;
 
 /*
@@ -140,18 +143,19 @@ static int pg_poll(int fd, short events, int64_t deadline)
     }
     for (;;) {
         left = deadline - coord_mono_ms();
-        if (left <= 0) {
-            return 0;
-        }
         pfd.fd = fd;
         pfd.events = events;
         pfd.revents = 0;
-        rc = poll(&pfd, 1, (int) left);
+        /* A deadline already past still gets one look (timeout 0). */
+        rc = poll(&pfd, 1, left > 0 ? (int) left : 0);
         if (rc > 0) {
             return 1;
         }
         if (rc < 0 && errno != EINTR) {
             return -1;
+        }
+        if (rc == 0 && coord_mono_ms() >= deadline) {
+            return 0;
         }
     }
 }
@@ -322,10 +326,10 @@ static int pg_reconnect_step(int64_t slice_end)
 
 /*
  * Ready for a call: 0, or -1 while the connection is being rebuilt. A lost
- * connection is reconnected without blocking: each call advances the
- * attempt by up to PG_CONNECT_SLICE_MS and fails if it has not completed;
- * an attempt is abandoned after PG_CONNECT_MS and the next starts
- * PG_RETRY_MS after that.
+ * connection is reconnected without blocking the loop for long: calls
+ * advance the attempt (waiting at most PG_CONNECT_SLICE_MS once a second,
+ * otherwise not at all) and fail if it has not completed; an attempt is
+ * abandoned after PG_CONNECT_MS and the next starts PG_RETRY_MS after that.
  */
 static int pg_ready(void)
 {
@@ -359,7 +363,12 @@ static int pg_ready(void)
         }
         pending_poll = PGRES_POLLING_WRITING;
         pending_deadline = now + PG_CONNECT_MS;
+        slice_at = now;
     }
+    if (now < slice_at) {
+        return pg_reconnect_step(now); /* a look, no wait */
+    }
+    slice_at = now + PG_CONNECT_SLICE_EVERY_MS;
     return pg_reconnect_step(now + PG_CONNECT_SLICE_MS);
 }
 

@@ -50,6 +50,7 @@ sub timed {
     return (time - $t0, @r);
 }
 
+my $spare = $c1->ticket($alice, $L, role => 'client', sessionID => $h->{sessionID});
 my %frozen = pg_procs();
 kill 'STOP', $t->pid('postgres');    # first, so that it forks no new backend
 kill 'STOP', keys %frozen;
@@ -83,6 +84,10 @@ cmp_ok($worst_plain, '<', 1 * $slow, sprintf('/healthz and /metrics at once (wor
 cmp_ok($worst_db, '<', 1 * $slow, sprintf('later API calls fail fast (worst %.3f s)', $worst_db));
 cmp_ok($ws{host}->pings + $ws{client}->pings, '>', $pings, 'paired sockets keep getting pings');
 ok(!$ws{host}->closed && !$ws{client}->closed, 'and stay open');
+my ($du, $ws_st) = timed(sub { (Test::Egress::WS->connect_finish($c1->ws_start($L, 'client', ticket => $spare->{ticket})))[1] });
+is($ws_st, 500, 'an upgrade that needs the database is refused with 500');
+cmp_ok($du, '<', 1 * $slow, sprintf('at once (%.3f s)', $du));
+$ws{$_}->poll for qw(host client);
 ok(wait_until(sub { $c1->log =~ /store_error op=reconnect backend=postgresql error="no answer within 5000 ms"/ }, 10 * $slow),
     'a reconnect to the silent server is given up after 5 s, without holding the loop');
 my ($d) = timed(sub { $c1->api(GET => '/healthz') });
