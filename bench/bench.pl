@@ -25,10 +25,11 @@ my $EB    = $ENV{EGRESS_BUILD} // "$ROOT/build";
 my $OUT   = $ENV{BENCH_OUT} // "$ROOT/bench/results";
 my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
 my $ONLY  = $ENV{BENCH_PATHS};    # e.g. "direct,squid,egress-v2"
-my $PART  = $ENV{BENCH_ONLY} // '';    # net | loopback | '' (both)
-die "BENCH_ONLY must be net or loopback\n" if $PART ne '' && $PART ne 'net' && $PART ne 'loopback';
-my $DO_LOOP = $PART ne 'net';
-my $DO_NET  = $PART ne 'loopback';
+my $PART  = $ENV{BENCH_ONLY} // '';    # net | loopback | cluster | '' (all)
+die "BENCH_ONLY must be net, loopback or cluster\n" if $PART !~ /^(|net|loopback|cluster)$/;
+my $DO_LOOP = $PART eq '' || $PART eq 'loopback';
+my $DO_NET  = $PART eq '' || $PART eq 'net';
+my $DO_CLUSTER = $PART eq '' || $PART eq 'cluster';
 my $MiB   = 1024 * 1024;
 my $GiB   = 1024 * $MiB;
 
@@ -70,6 +71,11 @@ sub spawn {
         open STDERR, '>>', $log;
         $ENV{$_} = $o{env}{$_} for keys %{ $o{env} // {} };
         chdir $o{cwd} if $o{cwd};
+        if ($o{as}) {    # [uid, gid]: PostgreSQL refuses to run as root
+            $) = "$o{as}[1] $o{as}[1]";
+            POSIX::setgid($o{as}[1]);
+            POSIX::setuid($o{as}[0]) or die "setuid: $!";
+        }
         exec @$cmd or die "exec $cmd->[0]: $!";
     }
     $procs{$name} = { pid => $pid, cmd => $cmd, log => $log };
@@ -849,7 +855,7 @@ my %setup = (direct => \&setup_direct, squid => \&setup_squid, tinyproxy => \&se
 my %only = map { $_ => 1 } split /,/, ($ONLY // join(',', @PATHS));
 $only{direct} = 1;    # every ratio needs it
 for my $name (@PATHS) {
-    if (!$DO_LOOP) { path_skip($name, 'excluded by BENCH_ONLY=net'); next }
+    if (!$DO_LOOP) { path_skip($name, "excluded by BENCH_ONLY=$PART"); next }
     if (!$only{$name}) { path_skip($name, 'excluded by BENCH_PATHS'); next }
     local $CUR_PATH = $name;
     eval { $setup{$name}->(); 1 } or path_skip($name, "setup died: $@");
@@ -905,6 +911,19 @@ if ($DO_NET) {
     if (!$net_json) {
         note "network part failed: $@";
         ($net_json, $net_md) = ({ error => "$@" }, [ '## Network case', '', "failed: $@", '' ]);
+    }
+}
+my ($cl_json, $cl_md);
+if ($DO_CLUSTER) {
+    require "$ROOT/bench/bench_cluster.pl";
+    ($cl_json, $cl_md) = eval {
+        cluster_run({ dir => $DIR, origin => $ORIGIN, origin_port => $ORIGIN_PORT, quick => $QUICK,
+            tools => $TOOLS, eb => $EB, root => $ROOT, procs => \%procs, http => $HTTP });
+    };
+    if (!$cl_json) {
+        note "cluster case failed: $@";
+        ($cl_json, $cl_md) = ({ error => "$@" }, [ '## Cluster: 3 coordinators behind nginx against 1', '',
+            "not run: $@", '' ]);
     }
 }
 stop_all();
@@ -965,6 +984,7 @@ my $json = {
         paths => { map { $_ => { runs => $res{$w}{$_}, summary => $sum{$w}{$_} } } @live } } } @WORKLOADS },
     targets => \@targets,
     ($DO_NET ? (network => $net_json) : ()),
+    ($DO_CLUSTER ? (cluster => $cl_json) : ()),
 };
 
 # figure => [label, ratio?]: ratio against direct where direct has the figure
@@ -1000,8 +1020,9 @@ push @md, '# egress benchmark results', '',
   . ($C{many_bytes} / 1024) . " KiB each, idle $C{idle} streams (forking servers: $C{idle_cap_fork}), "
   . "$C{lat_samples} latency samples per run") : ()),
   "- total time: $json->{duration_s} s"
-  . ($DO_LOOP ? '' : ' (BENCH_ONLY=net: the loopback paths and workloads did not run)')
-  . ($DO_NET ? '' : ' (BENCH_ONLY=loopback: the network case did not run)'), '';
+  . ($DO_LOOP ? '' : " (BENCH_ONLY=$PART: the loopback paths and workloads did not run)")
+  . ($DO_NET ? '' : " (BENCH_ONLY=$PART: the network case did not run)")
+  . ($DO_CLUSTER ? '' : " (BENCH_ONLY=$PART: the cluster case did not run)"), '';
 if ($DO_LOOP) {
     push @md, '## Paths', '', '| path | status | processes measured |', '|---|---|---|';
     for (@PATHS) {
@@ -1065,6 +1086,7 @@ if ($DO_LOOP) {
     push @md, '';
 }
 push @md, @$net_md if $DO_NET;
+push @md, @$cl_md if $DO_CLUSTER;
 
 mkdir $OUT;
 spew("$OUT/latest.json", JSON::PP->new->canonical->pretty->encode($json));

@@ -4,6 +4,7 @@
 #   sh bench/run.sh              full suite (about 20 min on 2 cores)
 #   BENCH_QUICK=1 sh bench/run.sh   smoke run (about 2-4 min)
 #   BENCH_ONLY=net sh bench/run.sh  only the network case (delay relays, ssh -R)
+#   BENCH_ONLY=cluster sh bench/run.sh  only the cluster case (3 coordinators behind nginx)
 #
 # Installs the bench-only peers when missing (squid, tinyproxy, websockify,
 # wrk from Debian as root; npm wstunnel pinned by bench/npm/package-lock.json
@@ -20,7 +21,7 @@ mkdir -p "$TOOLS" bench/results
 # BENCH_ONLY=net needs none of the loopback peers (the network case uses
 # OpenSSH and curl, which tools/install-deps.sh installs)
 PEERS="squid tinyproxy websockify wrk"
-if [ "${BENCH_ONLY:-}" = net ]; then PEERS=""; fi
+if [ "${BENCH_ONLY:-}" = net ] || [ "${BENCH_ONLY:-}" = cluster ]; then PEERS=""; fi
 
 # --- Debian peers (only when missing; never part of tools/install-deps.sh)
 missing=""
@@ -50,7 +51,7 @@ if [ -n "$missing" ]; then
 fi
 
 # --- npm wstunnel, pinned (package-lock.json); installed once per lock
-if [ "${BENCH_ONLY:-}" = net ]; then
+if [ "${BENCH_ONLY:-}" = net ] || [ "${BENCH_ONLY:-}" = cluster ]; then
     :
 elif command -v npm >/dev/null 2>&1; then
     if ! cmp -s bench/npm/package-lock.json "$TOOLS/npm/package-lock.json" \

@@ -169,16 +169,30 @@ static void expire_cb(const store_lease_t *l, void *arg)
     }
 }
 
+/*
+ * The time of the previous successful expiry scan: leases another instance
+ * marked expired after it may still have sockets here. It starts when the
+ * server does (lease_tick_start), not at the first tick: sockets may open,
+ * and another instance may expire their lease, before the timer first
+ * fires (or while this process is frozen before it does).
+ */
+static int64_t tick_since = -1;
+
+void lease_tick_start(void)
+{
+    tick_since = coord_now();
+}
+
 void lease_tick(void)
 {
-    static int64_t last_purge, since = -1;
+    static int64_t last_purge;
     int64_t now = coord_now();
 
-    if (since < 0) {
-        since = now; /* no socket is open yet: older expiries need no teardown */
+    if (tick_since < 0) {
+        tick_since = now;
     }
-    if (store_lease_due(since, now, expire_cb, NULL) == 0) {
-        since = now;
+    if (store_lease_due(tick_since, now, expire_cb, NULL) == 0) {
+        tick_since = now;
     }
     if (now - last_purge >= 60) {
         last_purge = now;

@@ -35,6 +35,8 @@ int lease_status_json(const store_lease_t *l, json_t **out);
 /* Ends the lease's egress: closes both sockets with code/reason and forgets
  * every resume secret (a new session, a stop, a release, an expiry). */
 void lease_teardown(const char *lease_id, int code, const char *reason);
+/* Called once before the server accepts sockets: expiry scans start from then. */
+void lease_tick_start(void);
 /* Timer (1 s): expires due leases and purges old tickets and portal sign-ins. */
 void lease_tick(void);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "egress.h"
+#include "lease.h"
 #include "server.h"
 #include "session.h"
 #include "store.h"
@@ -369,6 +370,7 @@ int main(int argc, char **argv)
         }
         rc = token_cmd(argc - optind, argv + optind);
     } else {
+        lease_tick_start();
         rc = server_run();
     }
     store_close();

@@ -1,11 +1,21 @@
 /*
  * metrics.c: GET /metrics in the Prometheus text format.
+ *
+ * The instance is named once, in the info metric egress_coordinator_info
+ * (label coordinator="--instance NAME", value 1), not on every series:
+ * Prometheus attaches its own target label `instance` to each series it
+ * scrapes, so repeating the name everywhere adds nothing when each instance
+ * is scraped directly, and an exposed label called `instance` would clash
+ * with that target label (renamed exported_instance, or overriding it under
+ * honor_labels). The info metric is joined where needed:
+ *   egress_sockets * on(instance) group_left(coordinator) egress_coordinator_info
  */
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "egress.h"
 #include "session.h"
 #include "metrics.h"
 
@@ -78,6 +88,11 @@ char *metrics_render(size_t *len)
     const session_stats_t *s = &session_stats;
     int i;
 
+    mput(&b,
+         "# HELP egress_coordinator_info This coordinator: its --instance name and version.\n"
+         "# TYPE egress_coordinator_info gauge\n"
+         "egress_coordinator_info{coordinator=\"%s\",version=\"%s\"} 1\n",
+         coord_cfg.instance != NULL ? coord_cfg.instance : "", EGRESS_VERSION);
     gauge(&b, "egress_sessions", "Live egress sessions (with at least one socket).",
           s->sessions_live);
     mput(&b,

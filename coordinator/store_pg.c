@@ -1,19 +1,25 @@
 /*
  * store_pg.c: the PostgreSQL backend of store.h, for several coordinators
  * sharing one database. One libpq connection, used only from the service
- * thread, with blocking calls: each store_ call is one round trip (two
- * where noted) of one indexed statement, bounded by connect_timeout and
- * statement_timeout (docs/scale-out.md has the costs and why the loop may
- * wait on them). A lost connection is reset before the next call; the call
- * that saw it fails with -1 and is never retried (it may have committed).
+ * thread. Each store_ call is one round trip (two where noted) of one
+ * indexed statement. The calls are synchronous for their callers but never
+ * wait on the server unbounded: the query is sent on a non-blocking
+ * connection and its answer awaited with poll() up to PG_CALL_MS. A server
+ * that stops answering (stopped, wedged, a dead host whose packets vanish)
+ * costs one call PG_CALL_MS; the connection is then dropped and rebuilt
+ * without blocking (PQconnectStart; the loop waits on it at most
+ * PG_CONNECT_SLICE_MS a second) while the calls in between fail at once. docs/scale-out.md has
+ * the costs. A call that fails is never retried (it may have committed).
  *
  * Whatever two instances may race on is decided by one statement: a ticket
  * is spent by "UPDATE ... WHERE used=0" and a resume secret taken by
  * "DELETE ... RETURNING", so exactly one of them wins.
  */
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +29,26 @@
 /* Advisory lock key (any constant): serializes migrations of instances starting at once. */
 #define PG_MIGRATE_LOCK "6645677265737300"
 
-/* How long calls fail fast after a failed reconnect. */
-#define PG_RETRY_MS 1000
+/* Server side bound of one statement (lock waits included). */
+#define PG_STATEMENT_TIMEOUT "2s"
+/* Client side bound of one call: the statement timeout plus a round trip. */
+#define PG_CALL_MS 3000
+/* Migrations wait for another instance's migrations on the advisory lock. */
+#define PG_MIGRATE_MS 60000
+/* A reconnect is given up after PG_CONNECT_MS; the next one starts
+ * PG_RETRY_MS later. It may wait up to PG_CONNECT_SLICE_MS once every
+ * PG_CONNECT_SLICE_EVERY_MS (the 1 s timer's call gets it); other calls
+ * only look whether it can advance, without waiting. */
+#define PG_CONNECT_MS             5000
+#define PG_CONNECT_SLICE_MS       100
+#define PG_CONNECT_SLICE_EVERY_MS 1000
+#define PG_RETRY_MS               1000
 
-static PGconn *conn;
+static PGconn *conn;    /* connected, or NULL */
+static PGconn *pending; /* a reconnect under way, or NULL */
+static PostgresPollingStatusType pending_poll;
+static int64_t pending_deadline, retry_at, slice_at;
+static char *conn_uri;
 
 /*
  * Migrations, applied in order on start under an advisory lock; entry i
@@ -84,50 +106,274 @@ static void pg_log_error(const char *what, const char *msg)
     coord_log("store_error", "op=%s backend=postgresql error=\"%s\"", what, line);
 }
 
-static int pg_session_setup(void)
+/*
+ * Connection parameters: defaults first, what the URI names overrides them
+ * (expand_dbname). TCP keepalives and tcp_user_timeout let the kernel
+ * notice a dead peer on an idle connection or unacknowledged data; a live
+ * but silent server is the call deadline's job.
+ */
+static const char *const conn_keys[] = {"connect_timeout",
+                                        "application_name",
+                                        "keepalives",
+                                        "keepalives_idle",
+                                        "keepalives_interval",
+                                        "keepalives_count",
+                                        "tcp_user_timeout",
+                                        "dbname",
+                                        NULL};
+
+static void pg_conn_vals(const char **vals, const char *uri)
+{
+    vals[0] = "5";
+    vals[1] = "egress-coordinator";
+    vals[2] = "1";
+    vals[3] = "10";
+    vals[4] = "5";
+    vals[5] = "3";
+    vals[6] = "10000";
+    vals[7] = uri;
+    vals[8] = NULL;
+}
+
+/* Waits for events on fd until deadline (coord_mono_ms): 1 ready, 0 timeout, -1 error. */
+static int pg_poll(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd;
+    int64_t left;
+    int rc;
+
+    if (fd < 0) {
+        return -1;
+    }
+    for (;;) {
+        left = deadline - coord_mono_ms();
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        /* A deadline already past still gets one look (timeout 0). */
+        rc = poll(&pfd, 1, left > 0 ? (int) left : 0);
+        if (rc > 0) {
+            return 1;
+        }
+        if (rc < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (rc == 0 && coord_mono_ms() >= deadline) {
+            return 0;
+        }
+    }
+}
+
+/* Forgets the connection after a call saw it fail; the next call reconnects. */
+static void pg_drop(const char *what, int timed_out)
+{
+    char msg[96];
+
+    if (timed_out) {
+        snprintf(msg, sizeof(msg), "no answer within %d ms; connection dropped, reconnecting",
+                 PG_CALL_MS);
+        pg_log_error(what, msg);
+    } else {
+        pg_log_error(what, PQerrorMessage(conn));
+    }
+    PQfinish(conn);
+    conn = NULL;
+    retry_at = 0;
+}
+
+/*
+ * Waits until the query is sent and a whole result is in: 0, 1 timeout,
+ * -1 broken connection.
+ */
+static int pg_wait_result(int64_t deadline)
+{
+    int flush, rc;
+
+    for (;;) {
+        flush = PQflush(conn);
+        if (flush < 0) {
+            return -1;
+        }
+        if (flush == 0 && !PQisBusy(conn)) {
+            return 0;
+        }
+        rc = pg_poll(PQsocket(conn), flush ? POLLIN | POLLOUT : POLLIN, deadline);
+        if (rc <= 0) {
+            return rc == 0 ? 1 : -1;
+        }
+        if (!PQconsumeInput(conn)) {
+            return -1;
+        }
+    }
+}
+
+static int result_ok(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/*
+ * Collects the results of the query just sent, within ms: the first failed
+ * one, else the last. NULL when the connection failed or the server did not
+ * answer in time (logged; the connection is dropped).
+ */
+static PGresult *pg_collect(const char *what, int ms)
+{
+    int64_t deadline = coord_mono_ms() + ms;
+    PGresult *res, *out = NULL;
+    int rc;
+
+    for (;;) {
+        rc = pg_wait_result(deadline);
+        if (rc != 0) {
+            PQclear(out);
+            pg_drop(what, rc > 0);
+            return NULL;
+        }
+        res = PQgetResult(conn);
+        if (res == NULL) {
+            break;
+        }
+        if (out != NULL && !result_ok(out)) {
+            PQclear(res);
+        } else {
+            PQclear(out);
+            out = res;
+        }
+    }
+    if (out == NULL) {
+        pg_log_error(what, "no result");
+    }
+    return out;
+}
+
+/* Runs SQL text (may be several statements) on the connection: 0, or -1 logged. */
+static int pg_query(const char *what, const char *sql, int ms)
 {
     PGresult *res;
     int ok;
 
-    /* Bounds how long one call can hold the event loop (lock waits included). */
-    res = PQexec(conn, "SET statement_timeout = '5s'; SET client_min_messages = warning;");
-    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (conn == NULL) {
+        return -1;
+    }
+    if (!PQsendQuery(conn, sql)) {
+        pg_drop(what, 0);
+        return -1;
+    }
+    res = pg_collect(what, ms);
+    if (res == NULL) {
+        return -1;
+    }
+    ok = result_ok(res);
     if (!ok) {
-        pg_log_error("session_setup", PQerrorMessage(conn));
+        pg_log_error(what, PQresultErrorMessage(res));
     }
     PQclear(res);
     return ok ? 0 : -1;
 }
 
+static int pg_session_setup(void)
+{
+    if (PQsetnonblocking(conn, 1) != 0) {
+        pg_log_error("session_setup", PQerrorMessage(conn));
+        return -1;
+    }
+    /* Bounds how long one call can hold the event loop (lock waits included). */
+    return pg_query("session_setup",
+                    "SET statement_timeout = '" PG_STATEMENT_TIMEOUT
+                    "'; SET client_min_messages = warning;",
+                    PG_CALL_MS);
+}
+
+/* Gives the reconnect under way until slice_end: 0 connected, -1 not (yet). */
+static int pg_reconnect_step(int64_t slice_end)
+{
+    int64_t until;
+    int rc;
+
+    for (;;) {
+        if (pending_poll == PGRES_POLLING_OK) {
+            conn = pending;
+            pending = NULL;
+            coord_log("store_reconnected", "backend=postgresql");
+            return pg_session_setup();
+        }
+        if (pending_poll == PGRES_POLLING_FAILED) {
+            pg_log_error("reconnect", PQerrorMessage(pending));
+            break;
+        }
+        until = slice_end < pending_deadline ? slice_end : pending_deadline;
+        rc = pg_poll(PQsocket(pending),
+                     pending_poll == PGRES_POLLING_READING ? POLLIN : POLLOUT, until);
+        if (rc < 0) {
+            pg_log_error("reconnect", "poll failed");
+            break;
+        }
+        if (rc == 0) {
+            if (coord_mono_ms() < pending_deadline) {
+                return -1; /* still connecting: this call fails fast */
+            }
+            coord_log("store_error",
+                      "op=reconnect backend=postgresql error=\"no answer within %d ms\"",
+                      PG_CONNECT_MS);
+            break;
+        }
+        pending_poll = PQconnectPoll(pending);
+    }
+    PQfinish(pending);
+    pending = NULL;
+    retry_at = coord_mono_ms() + PG_RETRY_MS;
+    return -1;
+}
+
 /*
- * A connection lost since the last call is reset (blocking, up to
- * connect_timeout). After a failed reset, calls fail at once for
- * PG_RETRY_MS: a database host that drops packets would otherwise hold the
- * event loop for connect_timeout on every call.
+ * Ready for a call: 0, or -1 while the connection is being rebuilt. A lost
+ * connection is reconnected without blocking the loop for long: calls
+ * advance the attempt (waiting at most PG_CONNECT_SLICE_MS once a second,
+ * otherwise not at all) and fail if it has not completed; an attempt is
+ * abandoned after PG_CONNECT_MS and the next starts PG_RETRY_MS after that.
  */
 static int pg_ready(void)
 {
-    static int64_t retry_at;
+    const char *vals[sizeof(conn_keys) / sizeof(conn_keys[0])];
     int64_t now;
 
-    if (conn == NULL) {
-        return -1;
+    if (conn != NULL) {
+        if (PQstatus(conn) == CONNECTION_OK) {
+            return 0;
+        }
+        PQfinish(conn);
+        conn = NULL;
     }
-    if (PQstatus(conn) == CONNECTION_OK) {
-        return 0;
+    if (conn_uri == NULL) {
+        return -1;
     }
     now = coord_mono_ms();
-    if (now < retry_at) {
-        return -1;
+    if (pending == NULL) {
+        if (now < retry_at) {
+            return -1;
+        }
+        pg_conn_vals(vals, conn_uri);
+        pending = PQconnectStartParams(conn_keys, vals, 1);
+        if (pending == NULL || PQstatus(pending) == CONNECTION_BAD) {
+            pg_log_error("reconnect",
+                         pending != NULL ? PQerrorMessage(pending) : "out of memory");
+            PQfinish(pending);
+            pending = NULL;
+            retry_at = now + PG_RETRY_MS;
+            return -1;
+        }
+        pending_poll = PGRES_POLLING_WRITING;
+        pending_deadline = now + PG_CONNECT_MS;
+        slice_at = now;
     }
-    PQreset(conn);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        retry_at = coord_mono_ms() + PG_RETRY_MS;
-        pg_log_error("reconnect", PQerrorMessage(conn));
-        return -1;
+    if (now < slice_at) {
+        return pg_reconnect_step(now); /* a look, no wait */
     }
-    coord_log("store_reconnected", "backend=postgresql");
-    return pg_session_setup();
+    slice_at = now + PG_CONNECT_SLICE_EVERY_MS;
+    return pg_reconnect_step(now + PG_CONNECT_SLICE_MS);
 }
 
 /*
@@ -135,29 +381,37 @@ static int pg_ready(void)
  * none) for the caller to PQclear, or NULL after logging. When unique is
  * not NULL a unique violation sets it and is not logged.
  */
-static PGresult *pg_exec(const char *what, const char *sql, int n, const char *const *vals,
-                         int *unique)
+static PGresult *pg_exec_ms(const char *what, const char *sql, int n, const char *const *vals,
+                            int *unique, int ms)
 {
     PGresult *res;
-    ExecStatusType st;
     const char *state;
 
     if (pg_ready() < 0) {
         return NULL;
     }
-    res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
-    st = PQresultStatus(res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0)) {
+        pg_drop(what, 0);
+        return NULL;
+    }
+    res = pg_collect(what, ms);
+    if (res == NULL || result_ok(res)) {
         return res;
     }
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (unique != NULL && state != NULL && strcmp(state, "23505") == 0) {
         *unique = 1;
     } else {
-        pg_log_error(what, res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        pg_log_error(what, PQresultErrorMessage(res));
     }
     PQclear(res);
     return NULL;
+}
+
+static PGresult *pg_exec(const char *what, const char *sql, int n, const char *const *vals,
+                         int *unique)
+{
+    return pg_exec_ms(what, sql, n, vals, unique, PG_CALL_MS);
 }
 
 /* A statement without rows: 0, or -1. */
@@ -200,6 +454,7 @@ static int64_t int_val(const PGresult *res, int row, int col)
 
 /* ---- open, migrations ----------------------------------------------------- */
 
+/* Migrations run at start, before the loop: they may wait on the lock. */
 static int pg_migrate(void)
 {
     PGresult *res;
@@ -207,19 +462,19 @@ static int pg_migrate(void)
     char ver[16];
     int version = 0, i, rc = -1;
 
-    res =
-        pg_exec("migrate_lock", "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")", 0, NULL, NULL);
+    res = pg_exec_ms("migrate_lock", "SELECT pg_advisory_lock(" PG_MIGRATE_LOCK ")", 0, NULL,
+                     NULL, PG_MIGRATE_MS);
     if (res == NULL) {
         return -1;
     }
     PQclear(res);
-    if (pg_run("migrate",
-               "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", 0,
-               NULL) < 0) {
+    if (pg_query("migrate",
+                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                 PG_MIGRATE_MS) < 0) {
         goto unlock;
     }
-    res =
-        pg_exec("migrate", "SELECT value FROM meta WHERE key='schema_version'", 0, NULL, NULL);
+    res = pg_exec_ms("migrate", "SELECT value FROM meta WHERE key='schema_version'", 0, NULL,
+                     NULL, PG_MIGRATE_MS);
     if (res == NULL) {
         goto unlock;
     }
@@ -236,40 +491,39 @@ static int pg_migrate(void)
     }
     for (i = version; i < PG_SCHEMA_VERSION; i++) {
         /* One migration and its version number commit together or not at all. */
-        if (pg_run("migrate", "BEGIN", 0, NULL) < 0) {
-            goto unlock;
-        }
         snprintf(ver, sizeof(ver), "%d", i + 1);
         v[0] = ver;
-        res = PQexec(conn, migrations[i]);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK ||
-            pg_run("migrate",
-                   "INSERT INTO meta(key, value) VALUES('schema_version', $1) "
-                   "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value",
-                   1, v) < 0 ||
-            pg_run("migrate", "COMMIT", 0, NULL) < 0) {
-            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                pg_log_error("migrate", PQresultErrorMessage(res));
-            }
-            PQclear(res);
-            PQclear(PQexec(conn, "ROLLBACK"));
+        if (pg_query("migrate", "BEGIN", PG_MIGRATE_MS) < 0) {
+            goto unlock;
+        }
+        if (pg_query("migrate", migrations[i], PG_MIGRATE_MS) < 0 ||
+            (res = pg_exec_ms("migrate",
+                              "INSERT INTO meta(key, value) VALUES('schema_version', $1) "
+                              "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value",
+                              1, v, NULL, PG_MIGRATE_MS)) == NULL) {
+            pg_query("migrate", "ROLLBACK", PG_MIGRATE_MS);
             goto unlock;
         }
         PQclear(res);
+        if (pg_query("migrate", "COMMIT", PG_MIGRATE_MS) < 0) {
+            goto unlock;
+        }
         coord_log("store_migrated", "backend=postgresql schema_version=%d", i + 1);
     }
     rc = 0;
 unlock:
-    PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")"));
+    pg_query("migrate", "SELECT pg_advisory_unlock(" PG_MIGRATE_LOCK ")", PG_MIGRATE_MS);
     return rc;
 }
 
 static void pg_close(void)
 {
-    if (conn != NULL) {
-        PQfinish(conn);
-        conn = NULL;
-    }
+    PQfinish(conn);
+    conn = NULL;
+    PQfinish(pending);
+    pending = NULL;
+    free(conn_uri);
+    conn_uri = NULL;
 }
 
 /*
@@ -308,14 +562,16 @@ static void pg_log_open_error(const char *uri, const char *msg)
 
 static int pg_open(const char *uri)
 {
-    /* Defaults first: what the URI names overrides them (expand_dbname). */
-    static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"5", "egress-coordinator", uri, NULL};
+    const char *vals[sizeof(conn_keys) / sizeof(conn_keys[0])];
     char desc[256];
 
-    conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL) {
+    /* The one blocking connect, at start (bounded by connect_timeout). */
+    pg_conn_vals(vals, uri);
+    conn = PQconnectdbParams(conn_keys, vals, 1);
+    conn_uri = strdup(uri);
+    if (conn == NULL || conn_uri == NULL) {
         coord_log("store_error", "op=open backend=postgresql error=\"out of memory\"");
+        pg_close();
         return -1;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -326,7 +582,11 @@ static int pg_open(const char *uri)
     snprintf(desc, sizeof(desc), "postgresql://%s:%s/%s", PQhost(conn), PQport(conn),
              PQdb(conn));
     store_set_description(desc);
-    if (pg_session_setup() < 0 || pg_migrate() < 0) {
+    /* Migrations run without the statement timeout (they may wait on the
+     * lock), but without NOTICEs on stderr already. */
+    if (PQsetnonblocking(conn, 1) != 0 ||
+        pg_query("session_setup", "SET client_min_messages = warning", PG_CALL_MS) < 0 ||
+        pg_migrate() < 0 || conn == NULL || pg_session_setup() < 0) {
         pg_close();
         return -1;
     }
