@@ -11,12 +11,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COORD_ID_MAX       64           /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
-#define COORD_NAME_MAX     128          /* owner and org names */
-#define COORD_SECRET_BYTES 32           /* CSPRNG bytes behind every token/ticket/resume */
-#define COORD_SECRET_BUF   64           /* prefix + base64url(32 bytes) + NUL */
-#define COORD_SESSION_MAX  160          /* egress_1.<gen>.<random>.<mac> */
-#define COORD_BODY_MAX     (64 * 1024)  /* HTTP request bodies; larger -> 413 */
+#define COORD_ID_MAX       64          /* lease ids and slugs: [A-Za-z0-9_-]{1,64} */
+#define COORD_NAME_MAX     128         /* owner and org names */
+#define COORD_SECRET_BYTES 32          /* CSPRNG bytes behind every token/ticket/resume */
+#define COORD_SECRET_BUF   64          /* prefix + base64url(32 bytes) + NUL */
+#define COORD_SESSION_MAX  160         /* egress_1.<gen>.<random>.<mac> */
+#define COORD_BODY_MAX     (64 * 1024) /* HTTP request bodies; larger -> 413 */
+/* A numeric macro as a string literal, for SQL text. */
+#define COORD_STR_(x) #x
+#define COORD_STR(x)  COORD_STR_(x)
+
 #define COORD_INSTANCE_MAX 64           /* --instance NAME, NUL included */
 #define COORD_READ_BUF     (128 * 1024) /* bytes one recv() may take from a socket */
 

@@ -101,8 +101,9 @@ int store_lease_set_generation(const char *id, int64_t generation);
  * Calls cb for every lease whose expires_at <= now that is still active, and
  * for every one marked expired whose expires_at is after since: another
  * instance on the same database may have marked it first, and this one must
- * still close its own sockets. At most 256 a call, the oldest first.
+ * still close its own sockets. At most STORE_DUE_MAX a call, the oldest first.
  */
+#define STORE_DUE_MAX 256
 int store_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg);
 const char *store_lease_state_name(lease_state_e s);
 

@@ -784,7 +784,7 @@ static int pg_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg
     return lease_iter(pg_exec("lease_due",
                               "SELECT " LEASE_COLS " FROM leases WHERE expires_at<=$1 AND "
                               "(state=0 OR (state=2 AND expires_at>$2)) "
-                              "ORDER BY expires_at LIMIT 256",
+                              "ORDER BY expires_at LIMIT " COORD_STR(STORE_DUE_MAX),
                               2, v, NULL),
                       cb, arg);
 }

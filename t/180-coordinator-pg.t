@@ -114,6 +114,30 @@ for my $role (qw(host client)) {
 }
 unlike($c2->log, qr/lease_expired lease=$X/, 'c2 did not mark it (c1 had)');
 
+# ---- ... also behind more than one scan's page of other expiries ------------------
+# 300 leases that expire while c2 is frozen, all before Y: c2's first scan
+# after thawing sees only the oldest STORE_DUE_MAX (256) of them; the next
+# scans must start where that page ended, not at "now", or Y's sockets stay.
+my $Y = $c1->lease($alice, slug => 'paged', ttlSeconds => 12)->{id};
+my $yh = $c1->ticket($alice, $Y, role => 'host');
+my $yc = $c1->ticket($alice, $Y, role => 'client', sessionID => $yh->{sessionID});
+my %ys = map { $_ => scalar $c2->ws($Y, $_, ticket => ($_ eq "host" ? $yh : $yc)->{ticket}) } qw(host client);
+ok($ys{host} && $ys{client}, 'both sockets of lease Y on c2');
+$ys{$_}->recv_json(5) for qw(host client);
+kill 'STOP', $t->pid('c2');
+my $filled = 0;
+for my $i (1 .. 300) {
+    my ($st) = $c1->api(POST => '/v1/leases', $alice, { slug => "fill$i", ttlSeconds => 2 });
+    $filled++ if $st =~ /^20[01]$/;
+}
+is($filled, 300, '300 short leases created while c2 is frozen');
+ok(wait_until(sub { $c1->log =~ /lease_expired lease=$Y/ }, 30), 'c1 marks them and Y expired');
+kill 'CONT', $t->pid('c2');
+for my $role (qw(host client)) {
+    my $m = $ys{$role}->recv_until(sub { $_[0]{type} eq 'close' }, 15);
+    is($m && $m->{code}, 4003, "$role socket of Y on c2 closed behind 300 other expiries");
+}
+
 # ---- /metrics names the instance ------------------------------------------------------
 my %seen;
 for my $c ($c1, $c2) {
