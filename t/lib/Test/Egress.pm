@@ -38,6 +38,10 @@ use Test::Egress::Postgres;
 
 our @EXPORT_OK = qw(http_get http_request slurp spew wait_until);
 
+# A write to a socket a process under test closed must fail the check that
+# made it (EPIPE), not kill the whole test file with SIGPIPE.
+$SIG{PIPE} = 'IGNORE';
+
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 
 # Patterns that fail a test when they appear in any process log.
