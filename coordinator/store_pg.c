@@ -59,6 +59,14 @@ static const char *const migrations[] = {
     "  role TEXT NOT NULL, UNIQUE(lease_id, role));"
     "CREATE TABLE portal_sessions ("
     "  hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, expires_at BIGINT NOT NULL);",
+    /* 1 -> 2: instances (epoch, heartbeat on the database's clock) and which
+     * instance (at which epoch) relays each lease; see owner_pg.c. */
+    "CREATE TABLE IF NOT EXISTS instances ("
+    "  name TEXT PRIMARY KEY, epoch BIGINT NOT NULL, heartbeat TIMESTAMPTZ NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lease_owners ("
+    "  lease_id TEXT PRIMARY KEY, instance TEXT NOT NULL, epoch BIGINT NOT NULL,"
+    "  since BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS lease_owners_instance ON lease_owners(instance, epoch);",
 };
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
