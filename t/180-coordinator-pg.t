@@ -101,7 +101,11 @@ for my $r (1 .. 10) {
         push @st, $s;
         $x->close if $x;
     }
-    $resumed++ if (grep { $_ == 101 } @st) == 1 && (grep { $_ == 401 || $_ == 503 } @st) == 1;
+    if ((grep { $_ == 101 } @st) == 1 && (grep { $_ == 401 || $_ == 503 } @st) == 1) {
+        $resumed++;
+    } else {
+        diag("resume round $r: HTTP @st");
+    }
 }
 is($resumed, 10, 'resume secret raced on both instances: one resumes, 10 rounds');
 
