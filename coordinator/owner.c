@@ -18,14 +18,15 @@
 
 #include "egress.h"
 #include "owner.h"
+#include "owner_notify.h"
 #include "owner_pg.h"
 #include "session.h"
 #include "store.h"
 
-#define OWNER_POLL_MS   100
-#define OWNER_BEAT_MS   1000
-#define OWNER_PURGE_MS  60000
-#define OWNER_MOVED     "egress_lease_moved"
+#define OWNER_POLL_MS  100
+#define OWNER_BEAT_MS  1000
+#define OWNER_PURGE_MS 60000
+#define OWNER_MOVED    "egress_lease_moved"
 
 static struct lws_context *ctx;
 static lws_sorted_usec_list_t poll_sul, beat_sul;
@@ -43,16 +44,14 @@ static void owner_give_up(const char *lease_id, const char *why)
 
 static void on_notify(const char *payload, void *arg)
 {
-    char name[COORD_INSTANCE_MAX], lease[COORD_ID_MAX + 1];
-    long long e;
+    owner_notify_t n;
 
     (void) arg;
-    if (sscanf(payload, "%63s %lld %64s", name, &e, lease) != 3 ||
-        strcmp(name, coord_cfg.instance) != 0 || e != epoch ||
-        !coord_id_valid(lease, strlen(lease))) {
+    if (owner_notify_parse(payload, strlen(payload), &n) < 0 ||
+        strcmp(n.instance, coord_cfg.instance) != 0 || n.epoch != epoch) {
         return; /* for another instance, or an older epoch of ours */
     }
-    owner_give_up(lease, "asked");
+    owner_give_up(n.lease, "asked");
 }
 
 /* ---- reconcile: after a lapse or a lost connection --------------------- */
@@ -118,7 +117,8 @@ static void owner_fence(void)
     session_t *s;
 
     fenced = 1;
-    coord_log("owner_fenced", "instance=%s epoch=%" PRId64
+    coord_log("owner_fenced",
+              "instance=%s epoch=%" PRId64
               " error=\"another process started with this --instance name\"",
               coord_cfg.instance, epoch);
     while ((s = session_list()) != NULL) {
@@ -261,8 +261,8 @@ int owner_status_add(json_t *doc, const char *lease_id)
     json_t *relay;
 
     if (!enabled) {
-        relay = json_pack("{s:s, s:b, s:b}", "instance", coord_cfg.instance, "live", 1, "here",
-                          1);
+        relay =
+            json_pack("{s:s, s:b, s:b}", "instance", coord_cfg.instance, "live", 1, "here", 1);
     } else {
         n = owner_pg_lookup(lease_id, coord_cfg.owner_lapse_ms, name, sizeof(name), &e, &live);
         if (n < 0) {

@@ -283,7 +283,7 @@ int owner_pg_claim(const char *lease, const char *name, int64_t epoch, int lapse
                    "WHERE o.instance=EXCLUDED.instance OR NOT EXISTS "
                    "(SELECT 1 FROM instances i WHERE i.name=o.instance AND i.epoch=o.epoch "
                    "AND i.heartbeat > " AGO("$5") ") "
-                   "RETURNING o.epoch",
+                                                  "RETURNING o.epoch",
                    5, v);
     return rows < 0 ? -1 : rows == 1 ? 0 : 1;
 }
@@ -296,13 +296,13 @@ int owner_pg_credential_ok(const char *lease, const char *role, const char *hash
     long rows;
 
     I64(t, now);
-    rows = via_resume ? op_rows("credential",
-                                "SELECT 1 FROM resume WHERE hash=$1 AND lease_id=$2 AND role=$3",
-                                3, v)
-                      : op_rows("credential",
-                                "SELECT 1 FROM tickets WHERE hash=$1 AND lease_id=$2 AND "
-                                "role=$3 AND used=0 AND expires_at>$4::bigint",
-                                4, v);
+    rows = via_resume
+               ? op_rows("credential",
+                         "SELECT 1 FROM resume WHERE hash=$1 AND lease_id=$2 AND role=$3", 3, v)
+               : op_rows("credential",
+                         "SELECT 1 FROM tickets WHERE hash=$1 AND lease_id=$2 AND "
+                         "role=$3 AND used=0 AND expires_at>$4::bigint",
+                         4, v);
     return rows < 0 ? -1 : rows > 0;
 }
 
@@ -347,8 +347,8 @@ int owner_pg_release_all(const char *name, int64_t epoch)
     const char *v[2] = {name, e};
 
     I64(e, epoch);
-    if (op_rows("release",
-                "DELETE FROM lease_owners WHERE instance=$1 AND epoch=$2::bigint", 2, v) < 0) {
+    if (op_rows("release", "DELETE FROM lease_owners WHERE instance=$1 AND epoch=$2::bigint", 2,
+                v) < 0) {
         return -1;
     }
     return op_rows("release",
@@ -370,8 +370,9 @@ int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, in
     I64(lapse, lapse_ms);
     res = op_exec("lookup",
                   "SELECT o.instance, o.epoch, EXISTS (SELECT 1 FROM instances i WHERE "
-                  "i.name=o.instance AND i.epoch=o.epoch AND i.heartbeat > " AGO("$2") ") "
-                  "FROM lease_owners o WHERE o.lease_id=$1",
+                  "i.name=o.instance AND i.epoch=o.epoch AND i.heartbeat > " AGO(
+                      "$2") ") "
+                            "FROM lease_owners o WHERE o.lease_id=$1",
                   2, v);
     if (res == NULL) {
         return -1;

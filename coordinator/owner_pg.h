@@ -29,7 +29,8 @@ int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms);
 typedef enum {
     OWNER_HB_NONE = 0, /* no answer read this time */
     OWNER_HB_OK,       /* refreshed in time */
-    OWNER_HB_LAPSED,   /* refreshed, but the previous one had lapsed: others may have taken over */
+    OWNER_HB_LAPSED,   /* refreshed, but the previous one had lapsed: others may have taken over
+                        */
     OWNER_HB_FENCED,   /* our epoch is gone: another process started with our name */
 } owner_hb_e;
 
