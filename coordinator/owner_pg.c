@@ -12,6 +12,7 @@
 
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 #include "coord.h"
 #include "owner_pg.h"
 
-#define OWNER_PG_RETRY_MS 1000
+#define OWNER_PG_RETRY_MS   1000
+#define OWNER_PG_CONNECT_MS 5000 /* like the store's connect_timeout */
 
 /* "<ms> milliseconds ago", on the database's clock. */
 #define AGO(param) "clock_timestamp() - " param "::bigint * interval '1 millisecond'"
@@ -59,25 +61,61 @@ static int op_setup(void)
     return ok ? 0 : -1;
 }
 
-/* 0 ready, 1 ready after a reset (notifications may have been lost), -1 not. */
+/*
+ * A lost connection is re-established without blocking the loop: the reset
+ * is started (PQresetStart) and then advanced by every later call whose
+ * socket is ready (PQresetPoll after a zero-timeout poll()), the 100 ms
+ * poll timer included. Calls fail while it is under way; an attempt that
+ * fails or takes longer than OWNER_PG_CONNECT_MS is retried a second later.
+ * 0 ready, 1 ready after a reset (notifications may have been lost), -1 not.
+ */
 static int op_ready(void)
 {
-    static int64_t retry_at;
+    static int64_t retry_at, started_at;
+    static int resetting;
+    static PostgresPollingStatusType want;
+    struct pollfd pfd;
+    int64_t now;
 
     if (oc == NULL) {
         return -1;
     }
-    if (PQstatus(oc) == CONNECTION_OK) {
+    if (!resetting && PQstatus(oc) == CONNECTION_OK) {
         return 0;
     }
-    if (coord_mono_ms() < retry_at) {
-        return -1;
+    now = coord_mono_ms();
+    if (!resetting) {
+        if (now < retry_at) {
+            return -1;
+        }
+        hb_inflight = 0;
+        if (!PQresetStart(oc)) {
+            retry_at = now + OWNER_PG_RETRY_MS;
+            op_log_error("reconnect", PQerrorMessage(oc));
+            return -1;
+        }
+        resetting = 1;
+        started_at = now;
+        want = PGRES_POLLING_WRITING;
     }
-    hb_inflight = 0;
-    PQreset(oc);
-    if (PQstatus(oc) != CONNECTION_OK || op_setup() < 0) {
-        retry_at = coord_mono_ms() + OWNER_PG_RETRY_MS;
-        op_log_error("reconnect", PQerrorMessage(oc));
+    while (want == PGRES_POLLING_READING || want == PGRES_POLLING_WRITING) {
+        pfd.fd = PQsocket(oc);
+        pfd.events = want == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        pfd.revents = 0;
+        if (pfd.fd < 0 || poll(&pfd, 1, 0) == 0) {
+            if (now - started_at < OWNER_PG_CONNECT_MS) {
+                return -1; /* not ready yet: the next call goes on */
+            }
+            want = PGRES_POLLING_FAILED;
+            break;
+        }
+        want = PQresetPoll(oc);
+    }
+    resetting = 0;
+    if (want != PGRES_POLLING_OK || op_setup() < 0) {
+        retry_at = now + OWNER_PG_RETRY_MS;
+        op_log_error("reconnect",
+                     PQstatus(oc) == CONNECTION_OK ? "setup failed" : PQerrorMessage(oc));
         return -1;
     }
     coord_log("owner_reconnected", "instance=%s", coord_cfg.instance);

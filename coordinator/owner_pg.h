@@ -38,9 +38,10 @@ typedef void (*owner_pg_notify_cb)(const char *payload, void *arg);
 
 /*
  * Reads what the socket holds without blocking: the heartbeat's answer
- * (returned) and notifications (cb for each). A lost connection is reset
- * at most once a second (blocking up to connect_timeout); *reconnected is
- * set then, since notifications sent meanwhile are lost.
+ * (returned) and notifications (cb for each). A lost connection is
+ * re-established without blocking, a step per call, an attempt at most
+ * once a second; *reconnected is set when it is back, since notifications
+ * sent meanwhile are lost.
  */
 owner_hb_e owner_pg_poll(owner_pg_notify_cb cb, void *arg, int *reconnected);
 

@@ -181,6 +181,8 @@ $t->spawn('postgres', %{ $t->{procs}{postgres} }{qw(cmd as_user stop_signal)},
 ok(wait_until(sub { ($c2->api(GET => "/v1/leases/$L", $alice))[0] == 200 }, 20),
     'database back: the instance reconnects');
 like($c2->log, qr/store_reconnected/, 'and logs it');
+ok(wait_until(sub { $c2->log =~ /owner_reconnected instance=/ }, 20),
+    'the ownership connection (heartbeat, LISTEN) is back too');
 ok($t->running('c2'), 'c2 still running');
 
 $t->done;

@@ -24,9 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (owner_notify_parse((const char *) data, size, &n) < 0) {
         return 0;
     }
-    if (n.epoch <= 0 || strlen(n.instance) == 0 ||
-        strlen(n.instance) >= sizeof(n.instance) || strlen(n.lease) == 0 ||
-        strlen(n.lease) >= sizeof(n.lease)) {
+    if (n.epoch <= 0 || strlen(n.instance) == 0 || strlen(n.instance) >= sizeof(n.instance) ||
+        strlen(n.lease) == 0 || strlen(n.lease) >= sizeof(n.lease)) {
         abort();
     }
     len = snprintf(again, sizeof(again), "%s %" PRId64 " %s", n.instance, n.epoch, n.lease);

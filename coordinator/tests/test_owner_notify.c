@@ -34,9 +34,12 @@ static void test_good(void **state)
 static void test_bad(void **state)
 {
     static const char *const bad[] = {
-        "", " ", "c1", "c1 ", "c1 3", "c1 3 ", " c1 3 L", "c1  3 L", "c1 3  L", "c1 3 L ",
-        "c1 0 L", "c1 03 L", "c1 -3 L", "c1 +3 L", "c1 3x L", "c1 9223372036854775808 L",
-        "c 1 3 L", "c1 3 L/x", "c1 3 L.x", "c\"1 3 L", "c1\t3 L",
+        "",        " ",        "c1",       "c1 ",
+        "c1 3",    "c1 3 ",    " c1 3 L",  "c1  3 L",
+        "c1 3  L", "c1 3 L ",  "c1 0 L",   "c1 03 L",
+        "c1 -3 L", "c1 +3 L",  "c1 3x L",  "c1 9223372036854775808 L",
+        "c 1 3 L", "c1 3 L/x", "c1 3 L.x", "c\"1 3 L",
+        "c1\t3 L",
     };
     owner_notify_t n;
     char big[200];
