@@ -11,6 +11,8 @@
 #   new streams work, cut streams end with an error (no hang, no bad byte);
 # - the instance returns and the ring gives the lease back to it: the old
 #   owner closes its sockets (1013) and lets go before the new one claims;
+# - an owner frozen past its heartbeat lapse, whose lease was taken
+#   meanwhile, closes its sockets when it wakes up;
 # - status from any instance names the owner.
 
 use strict;
@@ -299,6 +301,30 @@ is(scalar @late, 0, 'the old owner opened no socket of the lease after letting g
 is((opens($Y, 'client'))[-1], $S, 'same session after the move back');
 my $t_moved = time;
 ok(wait_until(sub { (stream_results($t_moved)->{ok} // 0) >= 2 }, 20), 'streams work after the move back');
+
+# ---- a stalled owner closes what was taken from it meanwhile --------------------------------
+# Y is frozen past its heartbeat lapse while the lease's record is given to
+# an instance that is not running (as a takeover by another would): thawed,
+# Y's next heartbeat says it lapsed, Y finds the record no longer its own,
+# closes its sockets (1013), and the agents come back; Y's claim over the
+# dead owner succeeds at once.
+my $yn = $Y->name;
+my %y_before = map { ($_ => scalar(() = opens($Y, $_))) } qw(host client);
+kill 'STOP', $t->pid($yn);
+my ($prc) = $pg->psql('egress_own', "UPDATE lease_owners SET instance='c9', epoch=1 WHERE lease_id='$L'");
+is($prc, 0, "while $yn is frozen, the record moves to another (dead) instance");
+ok(wait_until(sub {
+    my (undef, $out) = $pg->psql('egress_own',
+        "SELECT clock_timestamp() - heartbeat > interval '3.2 s' FROM instances WHERE name='$yn'");
+    return ($out // '') =~ /^t/m;
+}, 10), "$yn's heartbeat lapsed");
+kill 'CONT', $t->pid($yn);
+ok(wait_until(sub { $Y->log =~ /owner_lost lease=\Q$L\E instance=\Q$yn\E why=heartbeat_lapsed/ }, 10),
+    'thawed, it finds the lease no longer its own');
+ok(wait_until(sub { opens($Y, 'host') > $y_before{host} && opens($Y, 'client') > $y_before{client} }, 20),
+    'the agents came back and it claimed the lease again');
+my $t_stall = time;
+ok(wait_until(sub { (stream_results($t_stall)->{ok} // 0) >= 2 }, 20), 'streams work after the stall');
 
 # ---- streams: nothing corrupted, nothing hung ----------------------------------------------
 spew($stopfile, '');
