@@ -5,10 +5,10 @@
  * Timers: the heartbeat is sent every second (a third of --owner-lapse when
  * that is shorter) without waiting for its answer, and every 100 ms the
  * connection's socket is read without blocking for that answer and for
- * notifications. A notification "INSTANCE EPOCH LEASE" naming this
- * instance and epoch closes the lease's sockets with 1013 (transient: the
- * agents come back through the front, to the instance asking) and then
- * drops the record: release before the other side's claim.
+ * notifications. A notification "INSTANCE EPOCH LEASE VERSION" naming this
+ * instance and epoch drops the record (if unchanged since the asker saw
+ * it) and closes the lease's sockets with 1013 in the same step (transient:
+ * the agents come back through the front, to the instance asking).
  */
 
 #include <inttypes.h>
@@ -33,15 +33,14 @@ static lws_sorted_usec_list_t poll_sul, beat_sul;
 static int enabled, fenced;
 static int64_t epoch, last_purge;
 
-/* Closes this instance's sockets of lease_id (1013) and drops its record. */
-static void owner_give_up(const char *lease_id, const char *why)
-{
-    session_end(lease_id, EGRESS_CLOSE_TRY_AGAIN, OWNER_MOVED);
-    owner_pg_release(lease_id, coord_cfg.instance, epoch);
-    coord_log("owner_released", "lease=%s instance=%s epoch=%" PRId64 " why=%s", lease_id,
-              coord_cfg.instance, epoch, why);
-}
-
+/*
+ * Asked to let go: the record goes first, and only if it is still the one
+ * the asker saw (a socket admitted here since then claimed it again, and
+ * the asker will ask again if it still wants it); then the sockets close
+ * (1013). Nothing is relayed between the two: both happen in this one
+ * callback on the only thread, before any other instance can have an
+ * agent's upgrade through, so the lease is never relayed by two.
+ */
 static void on_notify(const char *payload, void *arg)
 {
     owner_notify_t n;
@@ -51,7 +50,16 @@ static void on_notify(const char *payload, void *arg)
         strcmp(n.instance, coord_cfg.instance) != 0 || n.epoch != epoch) {
         return; /* for another instance, or an older epoch of ours */
     }
-    owner_give_up(n.lease, "asked");
+    if (owner_pg_release(n.lease, coord_cfg.instance, epoch, n.version) == 0) {
+        coord_log("owner_kept", "lease=%s instance=%s why=claimed_since_asked", n.lease,
+                  coord_cfg.instance);
+        return;
+    }
+    /* Released, or the database failed: the sockets close either way (the
+     * asker then claims after our lapse, or asks again). */
+    session_end(n.lease, EGRESS_CLOSE_TRY_AGAIN, OWNER_MOVED);
+    coord_log("owner_released", "lease=%s instance=%s epoch=%" PRId64 " why=asked", n.lease,
+              coord_cfg.instance, epoch);
 }
 
 /* ---- reconcile: after a lapse or a lost connection --------------------- */

@@ -1,5 +1,5 @@
 /*
- * owner_notify.c: parses "INSTANCE EPOCH LEASE" (owner_notify.h). Strict:
+ * owner_notify.c: parses "INSTANCE EPOCH LEASE VERSION" (owner_notify.h). Strict:
  * any other byte, a missing or doubled space, an empty or overlong field,
  * a zero, signed, zero-padded or out-of-range epoch is refused.
  */
@@ -12,6 +12,11 @@ static int name_char(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+static int digit_char(unsigned char c)
+{
+    return c >= '0' && c <= '9';
 }
 
 static int lease_char(unsigned char c)
@@ -63,6 +68,14 @@ int owner_notify_parse(const char *payload, size_t len, owner_notify_t *out)
     }
     i++;
     n = take_field(payload + i, len - i, lease_char, out->lease, sizeof(out->lease));
+    if (n == 0 || i + n == len || payload[i + n] != ' ') {
+        return -1;
+    }
+    i += n + 1;
+    if (i < len && payload[i] == '0') {
+        return -1;
+    }
+    n = take_field(payload + i, len - i, digit_char, out->version, sizeof(out->version));
     if (n == 0 || i + n != len) {
         return -1;
     }

@@ -349,7 +349,7 @@ int owner_pg_ask_release(const char *lease, char *owner, size_t cap)
     const char *v[1] = {lease};
     PGresult *res = op_exec("ask_release",
                             "SELECT instance, pg_notify('" OWNER_PG_CHANNEL "', "
-                            "instance || ' ' || epoch || ' ' || lease_id) "
+                            "instance || ' ' || epoch || ' ' || lease_id || ' ' || xmin::text) "
                             "FROM lease_owners WHERE lease_id=$1",
                             1, v);
     int rc;
@@ -365,18 +365,18 @@ int owner_pg_ask_release(const char *lease, char *owner, size_t cap)
     return rc;
 }
 
-int owner_pg_release(const char *lease, const char *name, int64_t epoch)
+int owner_pg_release(const char *lease, const char *name, int64_t epoch, const char *version)
 {
     char e[24];
-    const char *v[3] = {lease, name, e};
+    const char *v[4] = {lease, name, e, version};
 
     I64(e, epoch);
-    return op_rows("release",
-                   "DELETE FROM lease_owners WHERE lease_id=$1 AND instance=$2 AND "
-                   "epoch=$3::bigint",
-                   3, v) < 0
-               ? -1
-               : 0;
+    /* xmin changes with every claim, ours included: a record claimed again
+     * since the asker looked is not the one it asked about. */
+    return (int) op_rows("release",
+                         "DELETE FROM lease_owners WHERE lease_id=$1 AND instance=$2 AND "
+                         "epoch=$3::bigint AND xmin::text=$4",
+                         4, v);
 }
 
 int owner_pg_release_all(const char *name, int64_t epoch)

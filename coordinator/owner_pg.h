@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The channel an instance LISTENs on; a payload is "INSTANCE EPOCH LEASE". */
+/* The channel an instance LISTENs on; a payload is "INSTANCE EPOCH LEASE VERSION". */
 #define OWNER_PG_CHANNEL "egress_owner"
 
 int owner_pg_open(const char *uri);
@@ -57,12 +57,13 @@ int owner_pg_claim(const char *lease, const char *name, int64_t epoch, int lapse
 int owner_pg_credential_ok(const char *lease, const char *role, const char *hash,
                            int via_resume, int64_t now);
 
-/* NOTIFYs the owner of lease to give it up; its name into owner. 1 when
- * nobody owns it (any more). */
+/* NOTIFYs the owner of lease to give it up, naming the record's version
+ * (xmin); its name into owner. 1 when nobody owns it (any more). */
 int owner_pg_ask_release(const char *lease, char *owner, size_t cap);
 
-/* Drops our record of lease (only ours at our epoch). */
-int owner_pg_release(const char *lease, const char *name, int64_t epoch);
+/* Drops our record of lease (ours, at our epoch, at that version): 1
+ * dropped, 0 when it changed since (claimed again: keep it), -1 error. */
+int owner_pg_release(const char *lease, const char *name, int64_t epoch, const char *version);
 
 /* At a clean stop: every record of ours goes, and the heartbeat is marked dead. */
 int owner_pg_release_all(const char *name, int64_t epoch);

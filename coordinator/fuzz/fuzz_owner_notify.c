@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strlen(n.lease) == 0 || strlen(n.lease) >= sizeof(n.lease)) {
         abort();
     }
-    len = snprintf(again, sizeof(again), "%s %" PRId64 " %s", n.instance, n.epoch, n.lease);
+    len = snprintf(again, sizeof(again), "%s %" PRId64 " %s %s", n.instance, n.epoch, n.lease,
+                   n.version);
     if (len < 0 || (size_t) len != size || memcmp(again, data, size) != 0) {
         abort();
     }
