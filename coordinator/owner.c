@@ -270,7 +270,7 @@ int owner_status_add(json_t *doc, const char *lease_id)
 
     if (!enabled) {
         relay =
-            json_pack("{s:s, s:b, s:b}", "instance", coord_cfg.instance, "live", 1, "here", 1);
+            json_pack("{s:s?, s:b, s:b}", "instance", coord_cfg.instance, "live", 1, "here", 1);
     } else {
         n = owner_pg_lookup(lease_id, coord_cfg.owner_lapse_ms, name, sizeof(name), &e, &live);
         if (n < 0) {
