@@ -17,10 +17,12 @@
 /* The channel an instance LISTENs on; a payload is "INSTANCE EPOCH LEASE VERSION". */
 #define OWNER_PG_CHANNEL "egress_owner"
 
+/* Opens the connection (blocking, at start) and LISTENs. */
 int owner_pg_open(const char *uri);
 void owner_pg_close(void);
 
-/* Registers name with a new epoch (one more than its last start) and LISTENs. */
+/* Registers name with a new epoch (one more than its last start). The
+ * connection LISTENs from owner_pg_open() on (and again after a reconnect). */
 int owner_pg_register(const char *name, int64_t *epoch);
 
 /* Sends the heartbeat (not waiting). 1 when the previous one is unanswered. */
