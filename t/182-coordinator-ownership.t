@@ -13,6 +13,7 @@
 #   owner closes its sockets (1013) and lets go before the new one claims;
 # - an owner frozen past its heartbeat lapse, whose lease was taken
 #   meanwhile, closes its sockets when it wakes up;
+# - a clean stop (SIGTERM) hands the lease over without the lapse;
 # - status from any instance names the owner.
 
 use strict;
@@ -325,6 +326,21 @@ ok(wait_until(sub { opens($Y, 'host') > $y_before{host} && opens($Y, 'client') >
     'the agents came back and it claimed the lease again');
 my $t_stall = time;
 ok(wait_until(sub { (stream_results($t_stall)->{ok} // 0) >= 2 }, 20), 'streams work after the stall');
+
+# ---- a clean stop hands the leases over at once ---------------------------------------------
+my %o_before = map { my $c = $_; ($c->name => { map { ($_ => scalar(() = opens($c, $_))) } qw(host client) }) } @others;
+my $stop_at = time;
+$Y->stop;
+my $Z;
+ok(wait_until(sub {
+    ($Z) = grep { opens($_, 'host') > $o_before{ $_->name }{host}
+        && opens($_, 'client') > $o_before{ $_->name }{client} } @others;
+    return $Z;
+}, 15), 'after SIGTERM of the owner both agents are on another instance');
+my $handover = time - $stop_at;
+ok($handover < 1.5, sprintf('... sooner than the heartbeat lapse (%.1f s): the stop released the lease', $handover));
+my $t_stop = time;
+ok(wait_until(sub { (stream_results($t_stop)->{ok} // 0) >= 2 }, 20), 'streams work after the hand-over');
 
 # ---- streams: nothing corrupted, nothing hung ----------------------------------------------
 spew($stopfile, '');
