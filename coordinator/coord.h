@@ -37,6 +37,7 @@ typedef struct {
     double fail_burst;
     int ping_ms;          /* liveness ping interval; a socket quiet for 3 is dropped */
     const char *instance; /* --instance, or HOSTNAME:PORT of --listen */
+    int owner_lapse_ms;   /* --owner-lapse: a heartbeat older than this is a dead instance */
 } coord_config_t;
 
 extern coord_config_t coord_cfg;

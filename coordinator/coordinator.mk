@@ -82,6 +82,21 @@ $(BUILD)/tests/coord_test_view: coordinator/tests/test_view.c coordinator/destin
 	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_view.c \
 	    coordinator/destinations.c coordinator/traffic.c $(LDFLAGS) -lcmocka
 
+$(BUILD)/tests/coord_test_owner_notify: coordinator/tests/test_owner_notify.c \
+                                        coordinator/owner_notify.c coordinator/owner_notify.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_owner_notify.c \
+	    coordinator/owner_notify.c $(LDFLAGS) -lcmocka
+
+# libFuzzer target for the ownership notification payload (from any instance).
+FUZZ_TARGETS += build/fuzz/fuzz_owner_notify
+build/fuzz/fuzz_owner_notify: coordinator/fuzz/fuzz_owner_notify.c coordinator/owner_notify.c \
+                              coordinator/owner_notify.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ coordinator/fuzz/fuzz_owner_notify.c \
+	    coordinator/owner_notify.c
+
 # libFuzzer target for the destination table and the traffic ring.
 # libFuzzer target for the session id parsers (ours and crabbox-proposed ones).
 FUZZ_TARGETS += build/fuzz/fuzz_sessid

@@ -8,6 +8,7 @@
 
 #include "egress.h"
 #include "lease.h"
+#include "owner.h"
 #include "session.h"
 #include "view.h"
 
@@ -118,7 +119,8 @@ int lease_status_json(const store_lease_t *l, json_t **out)
         json_object_set_new(*out, "slug", json_string(l->slug));
         json_object_set_new(*out, "active", json_boolean(active));
     }
-    if (*out != NULL && view_status_add(*out, l->id, live, coord_now()) < 0) {
+    if (*out != NULL && (view_status_add(*out, l->id, live, coord_now()) < 0 ||
+                         owner_status_add(*out, l->id) < 0)) {
         json_decref(*out);
         *out = NULL;
     }

@@ -51,6 +51,9 @@ static const char usage_text[] =
     "                       three intervals is dropped and its peer told\n"
     "                       (seconds, or with an ms/s suffix; 100ms..600s;\n"
     "                       default 5s)\n"
+    "  --owner-lapse TIME   with PostgreSQL: an instance whose heartbeat is older\n"
+    "                       than this is dead and others take over its leases\n"
+    "                       (seconds, or with an ms/s suffix; 1s..60s; default 3s)\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n"
     "\n"
@@ -268,6 +271,7 @@ int main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {"ping-interval", required_argument, NULL, 'p'},
                                          {"instance", required_argument, NULL, 'i'},
+                                         {"owner-lapse", required_argument, NULL, 'O'},
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
     static char instance_buf[COORD_INSTANCE_MAX];
@@ -282,6 +286,7 @@ int main(int argc, char **argv)
     coord_cfg.fail_rate = 0.5;
     coord_cfg.fail_burst = 20;
     coord_cfg.ping_ms = 5000;
+    coord_cfg.owner_lapse_ms = 3000;
 
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
@@ -312,6 +317,14 @@ int main(int argc, char **argv)
             if (coord_cfg.ping_ms < 100 || coord_cfg.ping_ms > 600000) {
                 fprintf(stderr, "egress-coordinator: --ping-interval must be 100ms..600s "
                                 "(e.g. 5s, 500ms)\n");
+                return 2;
+            }
+            break;
+        case 'O':
+            coord_cfg.owner_lapse_ms = parse_interval_ms(optarg);
+            if (coord_cfg.owner_lapse_ms < 1000 || coord_cfg.owner_lapse_ms > 60000) {
+                fprintf(stderr, "egress-coordinator: --owner-lapse must be 1s..60s "
+                                "(e.g. 3s, 2500ms)\n");
                 return 2;
             }
             break;

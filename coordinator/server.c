@@ -21,6 +21,7 @@
 #include "http_reply.h"
 #include "lease.h"
 #include "metrics.h"
+#include "owner.h"
 #include "store.h"
 #include "ws_bridge.h"
 
@@ -404,6 +405,11 @@ int server_run(void)
     coord_log("listening", "instance=%s listen=%s tls=%s db=%s version=%s", coord_cfg.instance,
               coord_cfg.listen, coord_cfg.tls_cert ? "on" : "off", store_description(),
               EGRESS_VERSION);
+    if (owner_start(context) < 0) {
+        lws_context_destroy(context);
+        context = NULL;
+        return 1;
+    }
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
     lws_sul_schedule(context, 0, &ping_sul, ping_tick, coord_cfg.ping_ms * LWS_US_PER_MS);
 
@@ -413,6 +419,7 @@ int server_run(void)
     coord_log("stopping", "%s", "graceful=1");
     lws_sul_cancel(&tick_sul);
     lws_sul_cancel(&ping_sul);
+    owner_stop();
     lws_context_destroy(context);
     context = NULL;
     return 0;

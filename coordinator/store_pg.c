@@ -85,6 +85,14 @@ static const char *const migrations[] = {
     "CREATE TABLE session_names ("
     "  lease_id TEXT NOT NULL, name TEXT NOT NULL, generation BIGINT NOT NULL,"
     "  PRIMARY KEY (lease_id, name));",
+    /* 2 -> 3: instances (epoch, heartbeat on the database's clock) and which
+     * instance (at which epoch) relays each lease; see owner_pg.c. */
+    "CREATE TABLE IF NOT EXISTS instances ("
+    "  name TEXT PRIMARY KEY, epoch BIGINT NOT NULL, heartbeat TIMESTAMPTZ NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lease_owners ("
+    "  lease_id TEXT PRIMARY KEY, instance TEXT NOT NULL, epoch BIGINT NOT NULL,"
+    "  since BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS lease_owners_instance ON lease_owners(instance, epoch);",
 };
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))

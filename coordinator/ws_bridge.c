@@ -20,6 +20,7 @@
 #include "http_reply.h"
 #include "lease.h"
 #include "metrics.h"
+#include "owner.h"
 #include "ratelimit.h"
 #include "ws_bridge.h"
 #include "store.h"
@@ -110,8 +111,9 @@ static int refuse_to(struct lws *wsi, const char *lease, const char *bucket, con
     api_stats.upgrades_refused[metrics_status_index(status)]++;
     if (status == 429) {
         api_stats.rate_limited++;
-    } else if (status != 400) {
-        /* Failed attempts feed the per-lease and per-address limits. */
+    } else if (status != 400 && status != 503) {
+        /* Failed attempts (not a lease moving between instances) feed the per-lease and
+         * per-address limits. */
         if (bucket != NULL) {
             snprintf(key, sizeof(key), "fail:lease:%s", bucket);
             ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
@@ -207,13 +209,13 @@ static int check_session(struct lws *wsi, const char *lease, const char *role, c
 int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     char uri[256], ref[COORD_ID_MAX + 2], key[160], ip[64] = "";
-    char auth[512], cred[512], hash[EGRESS_SHA256_HEX_LEN + 1];
+    char auth[512], cred[512], hash[EGRESS_SHA256_HEX_LEN + 1], other[COORD_INSTANCE_MAX];
     const char *p, *slash, *role;
     store_lease_t l;
     store_ticket_t t;
     store_resume_t r;
     const char *bucket;
-    int role_id, n, rc, via_resume;
+    int role_id, n, rc, via_resume, owned;
     size_t len;
 
     /* Only HTTP/1.1 WebSocket upgrades; h2c would bypass this check. */
@@ -295,6 +297,20 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
                       lease_effective_state(&l) == LEASE_RELEASED ? "lease was released"
                                                                   : "lease expired");
     }
+    /* Before the credential is spent: a refusal here leaves it valid for the retry. */
+    switch (owner_admit(l.id, role, hash, via_resume, other, sizeof(other))) {
+    case OWNER_ADMIT:
+        owned = 1;
+        break;
+    case OWNER_ELSEWHERE:
+        snprintf(key, sizeof(key), "lease is moving from instance %s; retry", other);
+        return refuse(wsi, l.id, role, 503, "lease_moving", key);
+    case OWNER_BAD_CREDENTIAL:
+        owned = 0; /* the spend below fails and says why */
+        break;
+    default:
+        return refuse(wsi, l.id, role, 500, "internal", "database error");
+    }
 
     if (!via_resume) {
         n = store_ticket_consume(hash, &t);
@@ -323,6 +339,10 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
         if (check_session(wsi, l.id, role, t.session_id, &rc) < 0) {
             return rc;
         }
+        if (!owned) { /* a credential invalid a moment ago cannot be spent now */
+            return refuse(wsi, l.id, role, 503, "lease_moving",
+                          "lease ownership changed; retry");
+        }
         api_stats.tickets_consumed++;
         pending_put(wsi, l.id, t.session_id, role_id);
         coord_log("ticket_consumed", "lease=%s session=%s role=%s addr=%s", l.id, t.session_id,
@@ -340,6 +360,9 @@ int ws_confirm_upgrade(struct lws *wsi, const char *upgrade)
     if (check_session(wsi, l.id, role, r.session_id, &rc) < 0) {
         api_stats.resumes_rejected++;
         return rc;
+    }
+    if (!owned) {
+        return refuse(wsi, l.id, role, 503, "lease_moving", "lease ownership changed; retry");
     }
     api_stats.resumes_accepted++;
     pending_put(wsi, l.id, r.session_id, role_id);
