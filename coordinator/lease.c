@@ -4,6 +4,7 @@
  * document, stopping its session, releasing it, and expiring it on time.
  */
 
+#include <stdio.h>
 #include <string.h>
 
 #include "egress.h"
@@ -158,7 +159,8 @@ int lease_ref_split(const char *p, char *ref, size_t cap, const char **rest)
 
 typedef struct {
     int rows;
-    int64_t last_expires; /* expires_at of the last row, the latest */
+    int64_t last_expires; /* the last row's (expires_at, id): the page's end */
+    char last_id[COORD_ID_MAX + 1];
 } expire_scan_t;
 
 static void expire_cb(const store_lease_t *l, void *arg)
@@ -168,6 +170,7 @@ static void expire_cb(const store_lease_t *l, void *arg)
 
     scan->rows++;
     scan->last_expires = l->expires_at;
+    snprintf(scan->last_id, sizeof(scan->last_id), "%s", l->id);
     if (mark && store_lease_set_state(l->id, LEASE_EXPIRED) < 0) {
         return;
     }
@@ -179,13 +182,17 @@ static void expire_cb(const store_lease_t *l, void *arg)
 }
 
 /*
- * The time of the previous successful expiry scan: leases another instance
- * marked expired after it may still have sockets here. It starts when the
- * server does (lease_tick_start), not at the first tick: sockets may open,
- * and another instance may expire their lease, before the timer first
- * fires (or while this process is frozen before it does).
+ * Where the next expiry scan starts, in (expires_at, id) order: leases
+ * another instance marked expired after it may still have sockets here.
+ * tick_since_id empty means after the whole second tick_since (the previous
+ * scan covered up to its "now"); a page that came back full leaves the last
+ * row it saw. It starts when the server does (lease_tick_start), not at the
+ * first tick: sockets may open, and another instance may expire their
+ * lease, before the timer first fires (or while this process is frozen
+ * before it does).
  */
 static int64_t tick_since = -1;
+static char tick_since_id[COORD_ID_MAX + 1];
 
 void lease_tick_start(void)
 {
@@ -195,20 +202,19 @@ void lease_tick_start(void)
 void lease_tick(void)
 {
     static int64_t last_purge;
-    expire_scan_t scan = {0, 0};
+    expire_scan_t scan = {0, 0, ""};
     int64_t now = coord_now();
 
     if (tick_since < 0) {
         tick_since = now;
     }
-    if (store_lease_due(tick_since, now, expire_cb, &scan) == 0) {
-        /* A full page may have left leases expired elsewhere after its last
-         * row: the next scan starts there (rows at that second come again;
-         * closing a lease already closed here does nothing). */
-        if (scan.rows < STORE_DUE_MAX || scan.last_expires - 1 <= tick_since) {
+    if (store_lease_due(tick_since, tick_since_id, now, expire_cb, &scan) == 0) {
+        if (scan.rows < STORE_DUE_MAX) {
             tick_since = now;
+            tick_since_id[0] = '\0';
         } else {
-            tick_since = scan.last_expires - 1;
+            tick_since = scan.last_expires;
+            memcpy(tick_since_id, scan.last_id, sizeof(tick_since_id));
         }
     }
     if (now - last_purge >= 60) {

@@ -94,9 +94,10 @@ int store_lease_set_generation(const char *id, int64_t generation)
     return ops->lease_set_generation(id, generation);
 }
 
-int store_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg)
+int store_lease_due(int64_t since, const char *since_id, int64_t now, store_lease_cb cb,
+                    void *arg)
 {
-    return ops->lease_due(since, now, cb, arg);
+    return ops->lease_due(since, since_id, now, cb, arg);
 }
 
 const char *store_lease_state_name(lease_state_e s)

@@ -99,12 +99,16 @@ int store_lease_set_state(const char *id, lease_state_e state);
 int store_lease_set_generation(const char *id, int64_t generation);
 /*
  * Calls cb for every lease whose expires_at <= now that is still active, and
- * for every one marked expired whose expires_at is after since: another
- * instance on the same database may have marked it first, and this one must
- * still close its own sockets. At most STORE_DUE_MAX a call, the oldest first.
+ * for every one marked expired that comes after (since, since_id) in
+ * (expires_at, id) order: another instance on the same database may have
+ * marked it first, and this one must still close its own sockets. An empty
+ * since_id means after the whole second since. At most STORE_DUE_MAX a
+ * call, in (expires_at, id) order, so a caller that got a full page goes on
+ * after its last row.
  */
 #define STORE_DUE_MAX 256
-int store_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg);
+int store_lease_due(int64_t since, const char *since_id, int64_t now, store_lease_cb cb,
+                    void *arg);
 const char *store_lease_state_name(lease_state_e s);
 
 /* Sessions: at most one row per lease (the current one). */

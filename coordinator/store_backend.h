@@ -22,7 +22,8 @@ typedef struct {
     int (*lease_list_org)(const char *org, store_lease_cb cb, void *arg);
     int (*lease_set_state)(const char *id, lease_state_e state);
     int (*lease_set_generation)(const char *id, int64_t generation);
-    int (*lease_due)(int64_t since, int64_t now, store_lease_cb cb, void *arg);
+    int (*lease_due)(int64_t since, const char *since_id, int64_t now, store_lease_cb cb,
+                     void *arg);
     int (*session_put)(const store_session_t *s);
     int (*session_get)(const char *lease_id, store_session_t *out);
     int (*session_set_state)(const char *lease_id, session_state_e state, int64_t now);

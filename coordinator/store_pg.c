@@ -782,19 +782,22 @@ static int pg_lease_list_org(const char *org, store_lease_cb cb, void *arg)
                       cb, arg);
 }
 
-static int pg_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg)
+static int pg_lease_due(int64_t since, const char *since_id, int64_t now, store_lease_cb cb,
+                        void *arg)
 {
     char t[24], s[24];
-    const char *v[2] = {t, s};
+    const char *v[3] = {t, s, since_id};
 
     I64(t, now);
     I64(s, since);
-    return lease_iter(pg_exec("lease_due",
-                              "SELECT " LEASE_COLS " FROM leases WHERE expires_at<=$1 AND "
-                              "(state=0 OR (state=2 AND expires_at>$2)) "
-                              "ORDER BY expires_at LIMIT " COORD_STR(STORE_DUE_MAX),
-                              2, v, NULL),
-                      cb, arg);
+    return lease_iter(
+        pg_exec("lease_due",
+                "SELECT " LEASE_COLS " FROM leases WHERE expires_at<=$1 AND "
+                "(state=0 OR (state=2 AND (expires_at>$2 OR "
+                "(expires_at=$2 AND $3<>'' AND id COLLATE \"C\">$3)))) "
+                "ORDER BY expires_at, id COLLATE \"C\" LIMIT " COORD_STR(STORE_DUE_MAX),
+                3, v, NULL),
+        cb, arg);
 }
 
 static int pg_lease_set_state(const char *id, lease_state_e state)

@@ -385,16 +385,19 @@ static int sq_lease_list_org(const char *org, store_lease_cb cb, void *arg)
     return lease_iter(st, cb, arg, "lease_list");
 }
 
-static int sq_lease_due(int64_t since, int64_t now, store_lease_cb cb, void *arg)
+static int sq_lease_due(int64_t since, const char *since_id, int64_t now, store_lease_cb cb,
+                        void *arg)
 {
     sqlite3_stmt *st = prep("SELECT " LEASE_COLS " FROM leases WHERE expires_at<=?1 AND "
-                            "(state=0 OR (state=2 AND expires_at>?2)) "
-                            "ORDER BY expires_at LIMIT " COORD_STR(STORE_DUE_MAX));
+                            "(state=0 OR (state=2 AND (expires_at>?2 OR "
+                            "(expires_at=?2 AND ?3<>'' AND id>?3)))) "
+                            "ORDER BY expires_at, id LIMIT " COORD_STR(STORE_DUE_MAX));
     if (st == NULL) {
         return -1;
     }
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, since);
+    sqlite3_bind_text(st, 3, since_id, -1, SQLITE_STATIC);
     return lease_iter(st, cb, arg, "lease_due");
 }
 
