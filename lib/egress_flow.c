@@ -228,15 +228,16 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
         /* Others joined the pool: give back down to the fair share. */
         want = fl->recv_base + share;
         window_resize(fl, (uint32_t) (want > w / 2 ? want : w / 2));
+        fl->resized_ms = now_ms;
         return;
     }
     elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
     taken = fl->epoch_drained + fl->epoch_backlog;
     taken = taken > backlog ? taken - backlog : 0;
     /* half a window per two round trips, as QUICHE and quic-go grow theirs */
-    fast = fl->rtt_ms && elapsed * w < 4 * (uint64_t) fl->rtt_ms * taken;
+    fast = fl->rtt_base_ms && elapsed * w < 4 * (uint64_t) fl->rtt_base_ms * taken;
     slow = !fast && fl->epoch_peak >= w / 2;
-    if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
+    if (!slow && (fl->epoch_drained < w || fl->rtt_base_ms == 0)) {
         return;
     }
     /* Only samples of grants sent since the last resize tell what this window does. */
@@ -252,6 +253,7 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
     } else if (fl->rtt_fresh_ms && queued > tol) {
         /* A standing queue: w * (rtt + tol / 2) / sample would have avoided it. */
         fl->steady = 1;
+        fl->calm = 0;
         if (w > fl->recv_base) {
             want = (uint64_t) w * (fl->rtt_base_ms + tol / 2) / fl->rtt_fresh_ms;
             window_resize(fl, (uint32_t) (want > fl->recv_base ? want : fl->recv_base));
@@ -260,10 +262,16 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
     } else if (fast && fl->epoch_peak < w / 2 && fl->rtt_fresh_ms && queued <= tol / 2 &&
                w < fl->recv_max) {
         /*
-         * Double until the path's limit showed, then probe by an eighth. Not
-         * while half a window waited for the reader in this epoch: it may
-         * only be catching up.
+         * Double until the path's limit showed, then probe by an eighth, and
+         * double again after four such steps without a queue (the path got
+         * faster, or the queue was another stream's). Not while half a
+         * window waited for the reader in this epoch: it may only be
+         * catching up.
          */
+        if (fl->steady && ++fl->calm > EGRESS_WINDOW_CALM_STEPS) {
+            fl->steady = 0;
+            fl->calm = 0;
+        }
         want = (uint64_t) w + (fl->steady ? w / 8 : w);
         if (want > fl->recv_max) {
             want = fl->recv_max;
@@ -291,17 +299,20 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
 }
 
 /*
- * One credit round trip sample. The pace test uses the smallest ever seen
- * (rtt_ms: a reader's own backlog inflates later samples, and must not make
- * it look fast). The queue estimate uses the smallest of a sliding period
- * (rtt_base_ms: between one and two EGRESS_WINDOW_RTT_PERIOD_MS), as BBR
- * keeps its minimum: one lucky early sample must not make every later round
- * trip look queued forever, and a path whose base delay grew is followed.
+ * One credit round trip sample. The window is steered by the smallest of a
+ * sliding period (rtt_base_ms: between one and two
+ * EGRESS_WINDOW_RTT_PERIOD_MS), as BBR keeps its minimum: one lucky early
+ * sample must not make every later round trip look queued forever, and a
+ * path whose base delay grew is followed. The period only moves on while
+ * the reader keeps up: a slow reader's own backlog lengthens its samples
+ * and must not pass for the path's delay (it would make the reader look
+ * fast). rtt_ms, the smallest ever, is for logs.
  */
 static void window_rtt_sample(egress_flow_t *fl, uint32_t rtt, uint64_t now_ms)
 {
     if (now_ms < fl->rtt_period_ms ||
-        now_ms - fl->rtt_period_ms >= EGRESS_WINDOW_RTT_PERIOD_MS) {
+        (now_ms - fl->rtt_period_ms >= EGRESS_WINDOW_RTT_PERIOD_MS &&
+         fl->epoch_peak < fl->recv_window / 2)) {
         fl->rtt_old_ms = fl->rtt_cur_ms;
         fl->rtt_cur_ms = 0;
         fl->rtt_period_ms = now_ms;

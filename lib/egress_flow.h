@@ -47,6 +47,7 @@ typedef struct {
 #endif
 #define EGRESS_WINDOW_QUEUE_MIN_MS  2     /* ... and at least this */
 #define EGRESS_WINDOW_RTT_PERIOD_MS 10000 /* the smallest round trip is that of 10-20 s */
+#define EGRESS_WINDOW_CALM_STEPS    4 /* eighth-steps without a queue before doubling again */
 
 typedef struct {
     uint64_t send_credit;  /* bytes we may send before the peer grants more */
@@ -62,7 +63,8 @@ typedef struct {
     uint32_t recv_max;       /* per-stream cap */
     uint32_t recv_peak;      /* largest window so far (for logs and metrics) */
     uint32_t rtt_ms;         /* smallest credit round trip seen; 0: none yet */
-    uint32_t rtt_base_ms;    /* smallest of the last 10-20 s: the path without a queue */
+    uint32_t rtt_base_ms;    /* smallest of the last 10-20 s the reader kept up: the path
+                                without a queue (what the window is steered by) */
     uint32_t rtt_old_ms;     /* smallest in the previous period (0: none) */
     uint32_t rtt_cur_ms;     /* smallest in this period (0: none yet) */
     uint64_t rtt_period_ms;  /* when this period began */
@@ -79,6 +81,7 @@ typedef struct {
     unsigned rtt_pending : 1;
     unsigned in_pool : 1;
     unsigned steady : 1; /* the round trips showed the path's limit: grow by 1/8, not 2x */
+    unsigned calm : 3;   /* eighth-steps grown since the last queue */
     unsigned unlimited : 1;
 } egress_flow_t;
 

@@ -429,6 +429,46 @@ static void test_window_bdp(void **state)
     free(ss);
 }
 
+/*
+ * The path's base delay grows mid-stream (a route change): every round trip
+ * now looks queued against the old minimum, so the window first shrinks,
+ * but the minimum is only that of the last 10-20 s; once it follows, the
+ * window grows to the new bandwidth-delay product and the path is full
+ * again. A minimum kept forever would hold the window at the start size.
+ */
+static void test_window_base_rtt_moves(void **state)
+{
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t, at, rate = 60 * 1024 * 1024 / 1000;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    ss->link_rate = rate;
+    for (t = 0; t < 2000; t++) {
+        sim_step(ss, t, 5);
+    }
+    assert_true(ss->rcv.rtt_base_ms >= 10 && ss->rcv.rtt_base_ms <= 12);
+    /* From 10 ms to 60 ms: the data already on its way arrives in order. */
+    for (; t < 2000 + 2 * EGRESS_WINDOW_RTT_PERIOD_MS + 3000; t++) {
+        sim_step(ss, t, 30);
+    }
+    assert_true(ss->rcv.rtt_base_ms >= 60 && ss->rcv.rtt_base_ms <= 62);
+    assert_int_equal(ss->rcv.rtt_ms, ss->rcv.rtt_base_ms < 10 ? ss->rcv.rtt_base_ms : 10);
+    at = ss->delivered;
+    for (int i = 0; i < 2000; i++, t++) {
+        sim_step(ss, t, 30);
+    }
+    print_message("w %u base %u rtt %u delivered %.2f\n", ss->rcv.recv_window,
+                  ss->rcv.rtt_base_ms, ss->rcv.rtt_ms,
+                  (double) (ss->delivered - at) / (rate * 2000));
+    assert_true(ss->rcv.recv_window >= rate * 60 * 9 / 10);
+    assert_true(ss->delivered - at >= rate * 2000 * 85 / 100);
+    egress_flow_release(&ss->rcv);
+    free(ss);
+}
+
 static void test_window_untuned(void **state)
 {
     egress_window_pool_t pool;
@@ -483,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_window_slow_reader),
         cmocka_unit_test(test_window_budget),
         cmocka_unit_test(test_window_bdp),
+        cmocka_unit_test(test_window_base_rtt_moves),
         cmocka_unit_test(test_window_untuned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
