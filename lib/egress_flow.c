@@ -194,6 +194,23 @@ static uint32_t window_queue_tolerance(const egress_flow_t *fl)
     return tol > EGRESS_WINDOW_QUEUE_MIN_MS ? tol : EGRESS_WINDOW_QUEUE_MIN_MS;
 }
 
+/* An epoch's delivery rate (bytes per ms); the largest of this period and the last is kept. */
+static void window_rate_sample(egress_flow_t *fl, uint64_t rate)
+{
+    if (fl->rate_cur < rate) {
+        fl->rate_cur = rate;
+    }
+}
+
+/* What the fastest recent epoch moved per base round trip: a window that keeps the pipe full.
+ */
+static uint64_t window_bdp(const egress_flow_t *fl)
+{
+    uint64_t rate = fl->rate_cur > fl->rate_old ? fl->rate_cur : fl->rate_old;
+
+    return rate * fl->rtt_base_ms;
+}
+
 /*
  * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
  * reader that took a whole window within four round trips (half a window
@@ -219,7 +236,7 @@ static uint32_t window_queue_tolerance(const egress_flow_t *fl)
 static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
 {
     egress_window_pool_t *pool = fl->pool;
-    uint64_t elapsed, share, want, room, taken;
+    uint64_t elapsed, share, want, room, taken, floor;
     uint32_t w = fl->recv_window, queued, tol;
     int fast, slow;
 
@@ -255,9 +272,23 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
         fl->steady = 1;
         fl->calm = 0;
         if (w > fl->recv_base) {
+            /*
+             * At most a quarter per epoch, and never below what the fastest
+             * recent epoch moved per base round trip: a round trip that one
+             * busy moment stretched must not take the pipe's own bytes away.
+             */
             want = (uint64_t) w * (fl->rtt_base_ms + tol / 2) / fl->rtt_fresh_ms;
-            window_resize(fl, (uint32_t) (want > fl->recv_base ? want : fl->recv_base));
-            fl->resized_ms = now_ms;
+            floor = (uint64_t) w - w / 4;
+            if (floor < window_bdp(fl)) {
+                floor = window_bdp(fl) < w ? window_bdp(fl) : w;
+            }
+            if (want < floor) {
+                want = floor;
+            }
+            if (want < w) {
+                window_resize(fl, (uint32_t) (want > fl->recv_base ? want : fl->recv_base));
+                fl->resized_ms = now_ms;
+            }
         }
     } else if (fast && fl->epoch_peak < w / 2 && fl->rtt_fresh_ms && queued <= tol / 2 &&
                w < fl->recv_max) {
@@ -291,6 +322,9 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
             window_membership(fl, 1);
         }
     }
+    if (elapsed && fl->epoch_drained >= w) {
+        window_rate_sample(fl, fl->epoch_drained / elapsed);
+    }
     fl->epoch_start_ms = now_ms;
     fl->epoch_drained = 0;
     fl->epoch_backlog = backlog;
@@ -315,6 +349,8 @@ static void window_rtt_sample(egress_flow_t *fl, uint32_t rtt, uint64_t now_ms)
          fl->epoch_peak < fl->recv_window / 2)) {
         fl->rtt_old_ms = fl->rtt_cur_ms;
         fl->rtt_cur_ms = 0;
+        fl->rate_old = fl->rate_cur;
+        fl->rate_cur = 0;
         fl->rtt_period_ms = now_ms;
     }
     if (fl->rtt_cur_ms == 0 || rtt < fl->rtt_cur_ms) {

@@ -72,6 +72,8 @@ typedef struct {
     uint32_t rtt_fresh_ms;   /* smallest sample in this epoch of a grant sent since the last
                                 resize; 0: none */
     uint64_t resized_ms;     /* when the window last grew or shrank */
+    uint64_t rate_cur;       /* fastest epoch of this period, bytes per ms */
+    uint64_t rate_old;       /* ... and of the previous period */
     uint64_t rtt_mark;       /* the sample ends when recv_total passes this */
     uint64_t rtt_start_ms;   /* when the grant being timed was sent */
     uint64_t epoch_start_ms; /* growth is judged per window drained */
