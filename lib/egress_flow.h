@@ -43,7 +43,7 @@ typedef struct {
 #define EGRESS_WINDOW_MAX_DEFAULT    (16u * 1024 * 1024) /* per-stream cap */
 #define EGRESS_WINDOW_BUDGET_DEFAULT (64u * 1024 * 1024) /* per process */
 #ifndef EGRESS_WINDOW_QUEUE_DIV
-#define EGRESS_WINDOW_QUEUE_DIV 8 /* queueing delay a window may keep: round trip / this */
+#define EGRESS_WINDOW_QUEUE_DIV 4 /* queueing delay a window may keep: round trip / this */
 #endif
 #define EGRESS_WINDOW_QUEUE_MIN_MS  2     /* ... and at least this */
 #define EGRESS_WINDOW_RTT_PERIOD_MS 10000 /* the smallest round trip is that of 10-20 s */

@@ -380,7 +380,7 @@ static void test_window_budget(void **state)
  * A path slower than the window: 60 MiB/s (a CPU-bound relay chain, or a
  * bottleneck link), so a window above the bandwidth-delay product only
  * fills the path's queue, where a new stream's bytes would wait behind it.
- * The window settles near the product and the queue stays within a quarter
+ * The window settles near the product and the queue stays within a third
  * of the round trip, while the path stays busy.
  */
 static void test_window_bdp(void **state)
@@ -419,8 +419,12 @@ static void test_window_bdp(void **state)
                       owd, ss->rcv.recv_window, (unsigned long long) bdp,
                       (double) qsum / n / rate, (double) qmax / rate,
                       100.0 * (ss->delivered - at_start) / (rate * n));
-        /* The queue a new stream would wait behind: a quarter round trip on average. */
-        assert_true(qsum / n <= rate * 2 * owd / 4 + rate * EGRESS_WINDOW_QUEUE_MIN_MS);
+        /*
+         * The queue a new stream would wait behind: at most a third of a
+         * round trip on average (the allowance, a quarter, plus half a grant's
+         * burst; the pace test alone let it grow to the cap, 16 MiB: 270 ms).
+         */
+        assert_true(qsum / n <= rate * 2 * owd / 3 + rate * EGRESS_WINDOW_QUEUE_MIN_MS);
         /* and the path still carries nearly all it can */
         assert_true(ss->delivered - at_start >= rate * n * 85 / 100);
         egress_flow_release(&ss->rcv);
