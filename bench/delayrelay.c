@@ -2,7 +2,7 @@
  * delayrelay: a TCP relay that adds a fixed one-way delay, for benchmarking
  * over a "network" on a kernel without netem.
  *
- *   delayrelay --listen 127.0.0.1:L --connect 127.0.0.1:C --delay-ms D
+ *   delayrelay --listen 127.0.0.1:L --connect 127.0.0.1:C --delay-ms D [--rate-kib R]
  *
  * Every TCP connection accepted on L gets its own connection to C. Each
  * direction reads as fast as the sender writes, stamps every chunk with the
@@ -12,6 +12,12 @@
  * the same way, delayed like the bytes before it. A reset or error on either
  * side closes both at once. One thread, epoll, a timerfd for the next due
  * chunk, non-blocking sockets, TCP_NODELAY on both sides.
+ *
+ * With --rate-kib R each direction is also a link of R KiB/s: a chunk leaves
+ * once the chunks before it have (len / R each), then travels D ms. The
+ * queue in front of that link is unbounded, like a router's on a slow hop:
+ * what a sender keeps in flight beyond the bandwidth-delay product waits
+ * there, in front of every later byte.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,9 +58,10 @@ typedef struct end {
 typedef struct dir {
     end_t *from, *to;
     chunk_t *head, *tail;
-    int read_eof;  /* from sent FIN: stop reading */
-    int blocked;   /* to's send buffer is full */
-    int shut_done; /* the FIN reached to */
+    int read_eof;          /* from sent FIN: stop reading */
+    int blocked;           /* to's send buffer is full */
+    int shut_done;         /* the FIN reached to */
+    uint64_t link_free_ns; /* with a rate: when the link has sent what it holds */
 } dir_t;
 
 typedef struct pair {
@@ -67,6 +74,7 @@ typedef struct pair {
 
 static int epfd, tfd;
 static uint64_t delay_ns;
+static uint64_t rate_bps; /* bytes per second each way; 0: no limit */
 static struct sockaddr_in to_addr;
 static pair_t *pairs;
 static unsigned char rbuf[READ_MAX];
@@ -150,7 +158,14 @@ static int dir_push(dir_t *d, const unsigned char *buf, size_t n, int eof)
     if (!c)
         return -1;
     c->next = NULL;
-    c->due_ns = now_ns() + delay_ns;
+    c->due_ns = now_ns();
+    if (rate_bps) {
+        if (d->link_free_ns < c->due_ns)
+            d->link_free_ns = c->due_ns;
+        d->link_free_ns += (uint64_t) n * 1000000000ull / rate_bps;
+        c->due_ns = d->link_free_ns;
+    }
+    c->due_ns += delay_ns;
     c->len = n;
     c->off = 0;
     c->eof = eof;
@@ -341,7 +356,7 @@ static int parse_addr(const char *s, struct sockaddr_in *sa)
 int main(int argc, char **argv)
 {
     struct sockaddr_in la;
-    int lfd, one = 1, have_l = 0, have_c = 0, have_d = 0;
+    int lfd, one = 1, have_l = 0, have_c = 0, have_d = 0, bad = 0;
     static char timer_tag, listen_tag;
 
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -354,11 +369,16 @@ int main(int argc, char **argv)
             double ms = strtod(argv[i + 1], &end);
             have_d = *end == 0 && ms >= 0 && ms <= 60000;
             delay_ns = (uint64_t) (ms * 1e6);
+        } else if (strcmp(argv[i], "--rate-kib") == 0) {
+            char *end;
+            unsigned long kib = strtoul(argv[i + 1], &end, 10);
+            bad |= *end || kib == 0 || kib > 100ul * 1024 * 1024;
+            rate_bps = (uint64_t) kib * 1024;
         }
     }
-    if (argc != 7 || !have_l || !have_c || !have_d) {
+    if ((argc != 7 && argc != 9) || !have_l || !have_c || !have_d || bad) {
         fprintf(stderr, "usage: delayrelay --listen 127.0.0.1:L --connect 127.0.0.1:C "
-                        "--delay-ms D\n");
+                        "--delay-ms D [--rate-kib R]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -110,6 +110,7 @@ void egress_flow_tune(egress_flow_t *fl, egress_window_pool_t *pool, uint32_t ma
     fl->pool = pool;
     fl->recv_max = max;
     fl->epoch_start_ms = now_ms;
+    fl->rtt_period_ms = now_ms;
 }
 
 void egress_flow_release(egress_flow_t *fl)
@@ -163,6 +164,13 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
             fl->recv_peak = w;
         }
     } else {
+        /*
+         * Never below the credit the peer holds (a shrink takes effect by
+         * withholding grants): what is left comes off at later grants.
+         */
+        if (w < fl->recv_credit) {
+            w = (uint32_t) fl->recv_credit;
+        }
         pool->used -= fl->recv_window - w;
         /* Credit already out cannot be taken back: withhold that much of what drains. */
         add = fl->recv_window - w;
@@ -175,6 +183,35 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
 }
 
 /*
+ * Queueing delay allowed on the path: a quarter of the smallest round trip
+ * (what a new stream's first byte may lose behind this one), never below
+ * what a millisecond clock and a few event loops can tell apart.
+ */
+static uint32_t window_queue_tolerance(const egress_flow_t *fl)
+{
+    uint32_t tol = fl->rtt_base_ms / EGRESS_WINDOW_QUEUE_DIV;
+
+    return tol > EGRESS_WINDOW_QUEUE_MIN_MS ? tol : EGRESS_WINDOW_QUEUE_MIN_MS;
+}
+
+/* An epoch's delivery rate (bytes per ms); the largest of this period and the last is kept. */
+static void window_rate_sample(egress_flow_t *fl, uint64_t rate)
+{
+    if (fl->rate_cur < rate) {
+        fl->rate_cur = rate;
+    }
+}
+
+/* What the fastest recent epoch moved per base round trip: a window that keeps the pipe full.
+ */
+static uint64_t window_bdp(const egress_flow_t *fl)
+{
+    uint64_t rate = fl->rate_cur > fl->rate_old ? fl->rate_cur : fl->rate_old;
+
+    return rate * fl->rtt_base_ms;
+}
+
+/*
  * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
  * reader that took a whole window within four round trips (half a window
  * per two) shows that the sender is held back by the window, not by the link
@@ -184,12 +221,23 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
  * reader, and a burst that the reader is still working through does not
  * look like a slow one. Half a window waiting at some point of an epoch,
  * taken slowly, is a slow reader: judged at once.
+ *
+ * The pace test alone lets a window grow far past what the path carries per
+ * round trip when the path is slower than the window (CPU, a bottleneck
+ * link): the excess waits in queues (relays, kernel buffers, a router) in
+ * front of every other stream's bytes. So the round trip samples also steer
+ * the window, as delay-based congestion control does (TCP Vegas, BBR's
+ * bandwidth-delay product): the epoch's smallest sample over the smallest
+ * one seen lately is the queue this window keeps standing. Growth needs that
+ * queue at most half the tolerance; above the tolerance the window shrinks
+ * in proportion, to what would have made the round trip the smallest one
+ * plus half the tolerance.
  */
 static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
 {
     egress_window_pool_t *pool = fl->pool;
-    uint64_t elapsed, share, want, room, taken;
-    uint32_t w = fl->recv_window;
+    uint64_t elapsed, share, want, room, taken, floor;
+    uint32_t w = fl->recv_window, queued, tol;
     int fast, slow;
 
     share = window_fair_share(fl);
@@ -197,25 +245,68 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
         /* Others joined the pool: give back down to the fair share. */
         want = fl->recv_base + share;
         window_resize(fl, (uint32_t) (want > w / 2 ? want : w / 2));
+        fl->resized_ms = now_ms;
         return;
     }
     elapsed = now_ms >= fl->epoch_start_ms ? now_ms - fl->epoch_start_ms : 0;
     taken = fl->epoch_drained + fl->epoch_backlog;
     taken = taken > backlog ? taken - backlog : 0;
     /* half a window per two round trips, as QUICHE and quic-go grow theirs */
-    fast = fl->rtt_ms && elapsed * w < 4 * (uint64_t) fl->rtt_ms * taken;
+    fast = fl->rtt_base_ms && elapsed * w < 4 * (uint64_t) fl->rtt_base_ms * taken;
     slow = !fast && fl->epoch_peak >= w / 2;
-    if (!slow && (fl->epoch_drained < w || fl->rtt_ms == 0)) {
+    if (!slow && (fl->epoch_drained < w || fl->rtt_base_ms == 0)) {
         return;
     }
+    /* Only samples of grants sent since the last resize tell what this window does. */
+    queued = fl->rtt_fresh_ms > fl->rtt_base_ms ? fl->rtt_fresh_ms - fl->rtt_base_ms : 0;
+    tol = window_queue_tolerance(fl);
     if (slow) {
         if (w > fl->recv_base) {
             window_resize(fl, w / 2 > fl->recv_base ? w / 2 : fl->recv_base);
+            fl->resized_ms = now_ms;
         } else {
             window_membership(fl, 0);
         }
-    } else if (fast && w < fl->recv_max) {
-        want = (uint64_t) w * 2 < fl->recv_max ? (uint64_t) w * 2 : fl->recv_max;
+    } else if (fl->rtt_fresh_ms && queued > tol) {
+        /* A standing queue: w * (rtt + tol / 2) / sample would have avoided it. */
+        fl->steady = 1;
+        fl->calm = 0;
+        if (w > fl->recv_base) {
+            /*
+             * At most a quarter per epoch, and never below what the fastest
+             * recent epoch moved per base round trip: a round trip that one
+             * busy moment stretched must not take the pipe's own bytes away.
+             */
+            want = (uint64_t) w * (fl->rtt_base_ms + tol / 2) / fl->rtt_fresh_ms;
+            floor = (uint64_t) w - w / 4;
+            if (floor < window_bdp(fl)) {
+                floor = window_bdp(fl) < w ? window_bdp(fl) : w;
+            }
+            if (want < floor) {
+                want = floor;
+            }
+            if (want < w) {
+                window_resize(fl, (uint32_t) (want > fl->recv_base ? want : fl->recv_base));
+                fl->resized_ms = now_ms;
+            }
+        }
+    } else if (fast && fl->epoch_peak < w / 2 && fl->rtt_fresh_ms && queued <= tol / 2 &&
+               w < fl->recv_max) {
+        /*
+         * Double until the path's limit showed, then probe by an eighth, and
+         * double again after four such steps without a queue (the path got
+         * faster, or the queue was another stream's). Not while half a
+         * window waited for the reader in this epoch: it may only be
+         * catching up.
+         */
+        if (fl->steady && ++fl->calm > EGRESS_WINDOW_CALM_STEPS) {
+            fl->steady = 0;
+            fl->calm = 0;
+        }
+        want = (uint64_t) w + (fl->steady ? w / 8 : w);
+        if (want > fl->recv_max) {
+            want = fl->recv_max;
+        }
         if (want - fl->recv_base > share) {
             want = fl->recv_base + share;
         }
@@ -225,15 +316,77 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
         }
         if (want > w) {
             window_resize(fl, (uint32_t) want);
+            fl->resized_ms = now_ms;
         } else {
             /* Refused for lack of budget: counting it makes the others give back. */
             window_membership(fl, 1);
         }
     }
+    if (elapsed && fl->epoch_drained >= w) {
+        window_rate_sample(fl, fl->epoch_drained / elapsed);
+    }
     fl->epoch_start_ms = now_ms;
     fl->epoch_drained = 0;
     fl->epoch_backlog = backlog;
     fl->epoch_peak = backlog;
+    fl->rtt_fresh_ms = 0;
+}
+
+/*
+ * One credit round trip sample. The window is steered by the smallest of a
+ * sliding period (rtt_base_ms: between one and two
+ * EGRESS_WINDOW_RTT_PERIOD_MS), as BBR keeps its minimum: one lucky early
+ * sample must not make every later round trip look queued forever, and a
+ * path whose base delay grew is followed. The period only moves on while
+ * the reader keeps up: a slow reader's own backlog lengthens its samples
+ * and must not pass for the path's delay (it would make the reader look
+ * fast). rtt_ms, the smallest ever, is for logs.
+ */
+static void window_rtt_sample(egress_flow_t *fl, uint32_t rtt, uint64_t now_ms)
+{
+    if (now_ms < fl->rtt_period_ms ||
+        (now_ms - fl->rtt_period_ms >= EGRESS_WINDOW_RTT_PERIOD_MS &&
+         fl->epoch_peak < fl->recv_window / 2)) {
+        fl->rtt_old_ms = fl->rtt_cur_ms;
+        fl->rtt_cur_ms = 0;
+        fl->rate_old = fl->rate_cur;
+        fl->rate_cur = 0;
+        fl->rtt_period_ms = now_ms;
+    }
+    if (fl->rtt_cur_ms == 0 || rtt < fl->rtt_cur_ms) {
+        fl->rtt_cur_ms = rtt;
+    }
+    fl->rtt_base_ms =
+        fl->rtt_old_ms && fl->rtt_old_ms < fl->rtt_cur_ms ? fl->rtt_old_ms : fl->rtt_cur_ms;
+    if (fl->rtt_ms == 0 || rtt < fl->rtt_ms) {
+        fl->rtt_ms = rtt;
+    }
+    fl->rtt_last_ms = rtt;
+    if (fl->rtt_start_ms >= fl->resized_ms &&
+        (fl->rtt_fresh_ms == 0 || rtt < fl->rtt_fresh_ms)) {
+        fl->rtt_fresh_ms = rtt;
+    }
+}
+
+/*
+ * Batch: one window frame per half window drained, not one per chunk. A
+ * grown window grants every eighth of itself (never less than half the start
+ * window): a sender that waited for credit sends all of a grant at once, so
+ * a grant is also the burst that lands in the path's queue, in front of the
+ * other streams' bytes.
+ */
+static uint64_t window_grant_threshold(const egress_flow_t *fl)
+{
+    uint64_t threshold = fl->recv_window / 2, part;
+
+    if (fl->pool) {
+        part =
+            fl->recv_window / 8 > fl->recv_base / 2 ? fl->recv_window / 8 : fl->recv_base / 2;
+        if (part < threshold) {
+            threshold = part;
+        }
+    }
+    return threshold ? threshold : 1;
 }
 
 uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, uint64_t now_ms)
@@ -251,29 +404,23 @@ uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, 
         /* The first byte beyond the credit the peer had at a grant was paid by that grant. */
         if (fl->rtt_pending && fl->recv_total > fl->rtt_mark) {
             uint64_t rtt = now_ms > fl->rtt_start_ms ? now_ms - fl->rtt_start_ms : 1;
-            if (rtt > UINT32_MAX) {
-                rtt = UINT32_MAX;
+            if (rtt > UINT32_MAX / 2) {
+                rtt = UINT32_MAX / 2;
             }
-            if (fl->rtt_ms == 0 || rtt < fl->rtt_ms) {
-                fl->rtt_ms = (uint32_t) rtt;
-            }
+            window_rtt_sample(fl, (uint32_t) rtt, now_ms);
             fl->rtt_pending = 0;
         }
     }
     pay = n < fl->recv_debt ? n : fl->recv_debt;
     fl->recv_debt -= pay;
     fl->recv_drained += n - pay;
-    /* Batch: one window frame per half window drained, not one per chunk. */
-    threshold = fl->recv_window / 2;
-    if (threshold == 0) {
-        threshold = 1;
-    }
+    threshold = window_grant_threshold(fl);
     if (fl->recv_drained < threshold) {
         return 0;
     }
     if (fl->pool) {
         window_adjust(fl, backlog, now_ms);
-        if (fl->recv_drained < fl->recv_window / 2) {
+        if (fl->recv_drained < window_grant_threshold(fl)) {
             return 0; /* shrunk: still withholding */
         }
     }

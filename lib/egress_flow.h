@@ -13,7 +13,11 @@
  * the advertised window and doubles, up to a per-stream cap, when the
  * reader took a whole window within four credit round trips (what drained,
  * less what piled up in front of the reader meanwhile: the caller reports
- * that backlog). What a process grants above
+ * that backlog) and the round trip has not grown over the smallest one seen
+ * (the window is not yet filling a queue on the path). A window whose round
+ * trips show a queue of more than 1/EGRESS_WINDOW_QUEUE_DIV of the smallest
+ * round trip shrinks in proportion, so that a new stream's bytes on the same
+ * path wait behind little. What a process grants above
  * the start windows comes from one egress_window_pool_t shared fairly by its
  * streams. Growth is only ever a larger `window` increment, so the peer needs
  * no support for it; shrinking (over the fair share, or a reader that backs
@@ -38,6 +42,12 @@ typedef struct {
 
 #define EGRESS_WINDOW_MAX_DEFAULT    (16u * 1024 * 1024) /* per-stream cap */
 #define EGRESS_WINDOW_BUDGET_DEFAULT (64u * 1024 * 1024) /* per process */
+#ifndef EGRESS_WINDOW_QUEUE_DIV
+#define EGRESS_WINDOW_QUEUE_DIV 4 /* queueing delay a window may keep: round trip / this */
+#endif
+#define EGRESS_WINDOW_QUEUE_MIN_MS  2     /* ... and at least this */
+#define EGRESS_WINDOW_RTT_PERIOD_MS 10000 /* the smallest round trip is that of 10-20 s */
+#define EGRESS_WINDOW_CALM_STEPS    4 /* eighth-steps without a queue before doubling again */
 
 typedef struct {
     uint64_t send_credit;  /* bytes we may send before the peer grants more */
@@ -53,6 +63,17 @@ typedef struct {
     uint32_t recv_max;       /* per-stream cap */
     uint32_t recv_peak;      /* largest window so far (for logs and metrics) */
     uint32_t rtt_ms;         /* smallest credit round trip seen; 0: none yet */
+    uint32_t rtt_base_ms;    /* smallest of the last 10-20 s the reader kept up: the path
+                                without a queue (what the window is steered by) */
+    uint32_t rtt_old_ms;     /* smallest in the previous period (0: none) */
+    uint32_t rtt_cur_ms;     /* smallest in this period (0: none yet) */
+    uint64_t rtt_period_ms;  /* when this period began */
+    uint32_t rtt_last_ms;    /* the latest sample */
+    uint32_t rtt_fresh_ms;   /* smallest sample in this epoch of a grant sent since the last
+                                resize; 0: none */
+    uint64_t resized_ms;     /* when the window last grew or shrank */
+    uint64_t rate_cur;       /* fastest epoch of this period, bytes per ms */
+    uint64_t rate_old;       /* ... and of the previous period */
     uint64_t rtt_mark;       /* the sample ends when recv_total passes this */
     uint64_t rtt_start_ms;   /* when the grant being timed was sent */
     uint64_t epoch_start_ms; /* growth is judged per window drained */
@@ -61,6 +82,8 @@ typedef struct {
     uint64_t epoch_peak;    /* most bytes waiting for the reader in the epoch */
     unsigned rtt_pending : 1;
     unsigned in_pool : 1;
+    unsigned steady : 1; /* the round trips showed the path's limit: grow by 1/8, not 2x */
+    unsigned calm : 3;   /* eighth-steps grown since the last queue */
     unsigned unlimited : 1;
 } egress_flow_t;
 

@@ -144,8 +144,10 @@ ngx_stream_egress_grant(ngx_stream_egress_ctx_t *ctx, size_t n)
     if (ctx->flow.recv_window != window) {
         ngx_log_error(NGX_LOG_INFO, ctx->session->connection->log, 0,
                       "egress stream %uD: receive window %uD (was %uD, "
-                      "round trip %uD ms)", ctx->id, ctx->flow.recv_window,
-                      window, ctx->flow.rtt_ms);
+                      "round trip %uD ms, lately %uD ms, last %uD ms)",
+                      ctx->id, ctx->flow.recv_window, window,
+                      ctx->flow.rtt_ms, ctx->flow.rtt_base_ms,
+                      ctx->flow.rtt_last_ms);
     }
 
     if (inc) {

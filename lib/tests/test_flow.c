@@ -156,6 +156,8 @@ typedef struct {
     uint64_t backlog;            /* received, not yet read */
     uint64_t delivered;
     uint64_t read_rate;
+    uint64_t link_rate;  /* bytes per ms the path carries; 0: 1 MiB */
+    uint64_t link_queue; /* sent, waiting for the path (a router's or a relay's queue) */
 } sim_stream_t;
 
 static void sim_init(sim_stream_t *ss, egress_window_pool_t *pool, uint32_t max,
@@ -179,10 +181,14 @@ static void sim_step(sim_stream_t *ss, uint64_t t, unsigned owd)
             egress_flow_on_window(&ss->snd, (uint32_t) ss->grant_at[t % SIM_RING], &err), 0);
         ss->grant_at[t % SIM_RING] = 0;
     }
-    /* The link carries up to 1 GiB/s; the sender always has data. */
+    /* The link carries up to 1 GiB/s (or link_rate); the sender always has data. */
     room = egress_flow_send_room(&ss->snd);
     n = room < 1024 * 1024 ? room : 1024 * 1024;
     egress_flow_on_sent(&ss->snd, n);
+    ss->link_queue += n;
+    n = ss->link_rate ? ss->link_rate : 1024 * 1024;
+    n = ss->link_queue < n ? ss->link_queue : n;
+    ss->link_queue -= n;
     ss->data_at[(t + owd) % SIM_RING] += n;
 
     n = ss->data_at[t % SIM_RING];
@@ -370,6 +376,103 @@ static void test_window_budget(void **state)
     free(ss);
 }
 
+/*
+ * A path slower than the window: 60 MiB/s (a CPU-bound relay chain, or a
+ * bottleneck link), so a window above the bandwidth-delay product only
+ * fills the path's queue, where a new stream's bytes would wait behind it.
+ * The window settles near the product and the queue stays within a third
+ * of the round trip, while the path stays busy.
+ */
+static void test_window_bdp(void **state)
+{
+    static const unsigned owds[] = {5, 20, 50};
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t, at_start, rate = 60 * 1024 * 1024 / 1000, bdp, qmax, qsum, n;
+    size_t k;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    for (k = 0; k < sizeof(owds) / sizeof(owds[0]); k++) {
+        unsigned owd = owds[k];
+        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+        ss->link_rate = rate;
+        bdp = rate * 2 * owd;
+        for (t = 0; t < 1000 + 40 * owd; t++) {
+            sim_step(ss, t, owd);
+        }
+        /* It grew past the start window towards the product... */
+        assert_true(ss->rcv.recv_window > EGRESS_INITIAL_WINDOW || bdp < EGRESS_INITIAL_WINDOW);
+        at_start = ss->delivered;
+        qmax = qsum = n = 0;
+        for (; t < 4000 + 40 * owd; t++, n++) {
+            sim_step(ss, t, owd);
+            qsum += ss->link_queue;
+            if (qmax < ss->link_queue) {
+                qmax = ss->link_queue;
+            }
+            /* ... but never to the cap the pace test alone would reach. */
+            assert_true(ss->rcv.recv_window <= 2 * bdp + EGRESS_INITIAL_WINDOW);
+        }
+        print_message("owd %u ms: window %u (bdp %llu), queue avg %.1f ms max %.1f ms, "
+                      "%.1f%% of the path\n",
+                      owd, ss->rcv.recv_window, (unsigned long long) bdp,
+                      (double) qsum / n / rate, (double) qmax / rate,
+                      100.0 * (ss->delivered - at_start) / (rate * n));
+        /*
+         * The queue a new stream would wait behind: at most a third of a
+         * round trip on average (the allowance, a quarter, plus half a grant's
+         * burst; the pace test alone let it grow to the cap, 16 MiB: 270 ms).
+         */
+        assert_true(qsum / n <= rate * 2 * owd / 3 + rate * EGRESS_WINDOW_QUEUE_MIN_MS);
+        /* and the path still carries nearly all it can */
+        assert_true(ss->delivered - at_start >= rate * n * 85 / 100);
+        egress_flow_release(&ss->rcv);
+        assert_int_equal(pool.used, 0);
+    }
+    free(ss);
+}
+
+/*
+ * The path's base delay grows mid-stream (a route change): every round trip
+ * now looks queued against the old minimum, so the window first shrinks,
+ * but the minimum is only that of the last 10-20 s; once it follows, the
+ * window grows to the new bandwidth-delay product and the path is full
+ * again. A minimum kept forever would hold the window at the start size.
+ */
+static void test_window_base_rtt_moves(void **state)
+{
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t, at, rate = 60 * 1024 * 1024 / 1000;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    ss->link_rate = rate;
+    for (t = 0; t < 2000; t++) {
+        sim_step(ss, t, 5);
+    }
+    assert_true(ss->rcv.rtt_base_ms >= 10 && ss->rcv.rtt_base_ms <= 12);
+    /* From 10 ms to 60 ms: the data already on its way arrives in order. */
+    for (; t < 2000 + 2 * EGRESS_WINDOW_RTT_PERIOD_MS + 3000; t++) {
+        sim_step(ss, t, 30);
+    }
+    assert_true(ss->rcv.rtt_base_ms >= 60 && ss->rcv.rtt_base_ms <= 62);
+    assert_int_equal(ss->rcv.rtt_ms, ss->rcv.rtt_base_ms < 10 ? ss->rcv.rtt_base_ms : 10);
+    at = ss->delivered;
+    for (int i = 0; i < 2000; i++, t++) {
+        sim_step(ss, t, 30);
+    }
+    print_message("w %u base %u rtt %u delivered %.2f\n", ss->rcv.recv_window,
+                  ss->rcv.rtt_base_ms, ss->rcv.rtt_ms,
+                  (double) (ss->delivered - at) / (rate * 2000));
+    assert_true(ss->rcv.recv_window >= rate * 60 * 9 / 10);
+    assert_true(ss->delivered - at >= rate * 2000 * 85 / 100);
+    egress_flow_release(&ss->rcv);
+    free(ss);
+}
+
 static void test_window_untuned(void **state)
 {
     egress_window_pool_t pool;
@@ -423,6 +526,8 @@ int main(void)
         cmocka_unit_test(test_window_cap),
         cmocka_unit_test(test_window_slow_reader),
         cmocka_unit_test(test_window_budget),
+        cmocka_unit_test(test_window_bdp),
+        cmocka_unit_test(test_window_base_rtt_moves),
         cmocka_unit_test(test_window_untuned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
