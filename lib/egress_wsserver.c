@@ -242,8 +242,8 @@ size_t egress_ws_read(egress_ws_reader_t *r, const unsigned char *in, size_t len
             n = (size_t) r->left;
         }
         if (n > 0) {
-            unsigned char *dst = (r->opcode & 0x8) ? r->ctl + r->ctl_len
-                                                   : r->buf + r->headroom + r->msg_len;
+            unsigned char *dst =
+                (r->opcode & 0x8) ? r->ctl + r->ctl_len : r->buf + r->headroom + r->msg_len;
 
             egress_ws_mask(dst, in + used, n, r->key, r->moff);
             if (r->opcode & 0x8) {
@@ -259,9 +259,9 @@ size_t egress_ws_read(egress_ws_reader_t *r, const unsigned char *in, size_t len
             return used;
         }
         if (ws_end_frame(r, ev)) {
-            if (ev->type == EGRESS_WS_EV_CLOSE && (r->ctl_len == 1 ||
-                                                   (r->ctl_len >= 2 &&
-                                                    !egress_ws_close_code_valid(ev->code)))) {
+            if (ev->type == EGRESS_WS_EV_CLOSE &&
+                (r->ctl_len == 1 ||
+                 (r->ctl_len >= 2 && !egress_ws_close_code_valid(ev->code)))) {
                 memset(ev, 0, sizeof(*ev));
                 return ws_fail(r, ev, EGRESS_WS_PROTOCOL_ERROR, "bad_close", used);
             }

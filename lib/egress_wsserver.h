@@ -29,7 +29,7 @@
 #define EGRESS_WS_OP_PING   0x9
 #define EGRESS_WS_OP_PONG   0xa
 
-#define EGRESS_WS_CONTROL_MAX   125
+#define EGRESS_WS_CONTROL_MAX    125
 #define EGRESS_WS_SERVER_HDR_MAX 10 /* 2 + 8 length bytes, no mask */
 
 #define EGRESS_WS_PROTOCOL_ERROR 1002
@@ -64,8 +64,8 @@ typedef struct {
     size_t hdr_have;
     int in_payload;
     int opcode, fin;
-    uint64_t left;   /* payload bytes of this frame still to come */
-    uint64_t moff;   /* payload bytes of this frame seen (the mask's phase) */
+    uint64_t left; /* payload bytes of this frame still to come */
+    uint64_t moff; /* payload bytes of this frame seen (the mask's phase) */
     unsigned char key[4];
 
     /* the message being assembled */

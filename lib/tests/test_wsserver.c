@@ -123,11 +123,11 @@ static void test_fragments_with_ping_between(void **state)
     size_t n = 0, used, cap;
 
     (void) state;
-    n += frame(wire + n, 0x01, 1, "{\"ty", 4);    /* text, no FIN */
-    n += frame(wire + n, 0x89, 1, "egrs", 4);     /* ping inside the message */
-    n += frame(wire + n, 0x00, 1, "pe\":", 4);    /* continuation */
-    n += frame(wire + n, 0x80, 1, "1}", 2);       /* last continuation */
-    n += frame(wire + n, 0x8a, 1, "", 0);         /* empty pong */
+    n += frame(wire + n, 0x01, 1, "{\"ty", 4); /* text, no FIN */
+    n += frame(wire + n, 0x89, 1, "egrs", 4);  /* ping inside the message */
+    n += frame(wire + n, 0x00, 1, "pe\":", 4); /* continuation */
+    n += frame(wire + n, 0x80, 1, "1}", 2);    /* last continuation */
+    n += frame(wire + n, 0x8a, 1, "", 0);      /* empty pong */
     egress_ws_reader_init(&r, 1024, HEADROOM);
 
     used = egress_ws_read(&r, wire, n, &ev);
