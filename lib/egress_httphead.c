@@ -64,8 +64,8 @@ static int http_request_line(egress_http_head_t *h, const char *p, size_t n)
             return -1;
         }
     }
-    if ((size_t) (p + n - sp2 - 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
-        sp2[8] < '0' || sp2[8] > '9') {
+    if ((size_t) (p + n - sp2 - 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' ||
+        sp2[8] > '9') {
         return -1;
     }
     h->minor = sp2[8] - '0';

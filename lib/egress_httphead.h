@@ -20,7 +20,7 @@ typedef struct {
 typedef struct {
     const char *method, *target;
     size_t method_len, target_len;
-    int minor; /* HTTP/1.<minor> */
+    int minor;       /* HTTP/1.<minor> */
     size_t head_len; /* bytes up to and with the blank line */
     size_t nfields;
     egress_http_field_t fields[EGRESS_HTTP_HEAD_FIELDS];

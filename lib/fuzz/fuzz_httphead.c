@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         inside(h.fields[i].name, h.fields[i].name_len, data, size);
         inside(h.fields[i].value, h.fields[i].value_len, data, size);
     }
-    if (h.head_len > 1 && egress_http_head_parse(&g, (const char *) data, h.head_len - 1) == 1) {
+    if (h.head_len > 1 &&
+        egress_http_head_parse(&g, (const char *) data, h.head_len - 1) == 1) {
         abort();
     }
     f = egress_http_head_get(&h, "upgrade", &count);

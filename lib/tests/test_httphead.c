@@ -63,11 +63,16 @@ static void test_incomplete(void **state)
 static void test_malformed(void **state)
 {
     static const char *bad[] = {
-        "GET  / HTTP/1.1\r\n\r\n",         "GET / HTTP/2.0\r\n\r\n",
-        "GET / HTTP/1.1 \r\n\r\n",         "G(T / HTTP/1.1\r\n\r\n",
-        "GET /\x01 HTTP/1.1\r\n\r\n",      "GET / HTTP/1.1\r\nHost x\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost : x\r\n\r\n", "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
-        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET / HTTP/1.1 \r\n\r\n",
+        "G(T / HTTP/1.1\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",
         "GET / HTTP/1.1\r\n: b\r\n\r\n",
     };
     egress_http_head_t h;
