@@ -4,12 +4,12 @@
  *
  * A connection starts as a head_t: TLS handshake (with --tls-cert), then
  * the request head is read (looked at with MSG_PEEK on a plain socket), at
- * most FRONT_HEAD_MAX bytes within FRONT_HEAD_MS. A head with an Upgrade header is an agent upgrade: it is
- * answered here and the socket becomes an agent_sock_t. Anything else goes
- * to lws: a plain socket is adopted as it is, the head still unread; a
- * TLS one through a socketpair (pump_t) whose other end we feed from the
- * TLS stream and back, each way through a bounded buffer, while a table by
- * lws's descriptor keeps the client's address for front_peer().
+ * most FRONT_HEAD_MAX bytes within FRONT_HEAD_MS. A head with an Upgrade header is an agent
+ * upgrade: it is answered here and the socket becomes an agent_sock_t. Anything else goes to
+ * lws: a plain socket is adopted as it is, the head still unread; a TLS one through a
+ * socketpair (pump_t) whose other end we feed from the TLS stream and back, each way through a
+ * bounded buffer, while a table by lws's descriptor keeps the client's address for
+ * front_peer().
  */
 
 #include <arpa/inet.h>
@@ -33,13 +33,13 @@
 #include "metrics.h"
 #include "ws_bridge.h"
 
-#define FRONT_HEAD_MAX   8192
-#define FRONT_HEAD_MS    10000 /* the whole head (and TLS handshake) within this */
-#define FRONT_DRAIN_MS   2000  /* a refused connection's leftovers read this long */
-#define FRONT_ACCEPTS    64    /* accepts per readiness event */
-#define FRONT_EVENTS     64
-#define PUMP_BUF         (32 * 1024)
-#define FRONT_FD_TABLE   65536
+#define FRONT_HEAD_MAX 8192
+#define FRONT_HEAD_MS  10000 /* the whole head (and TLS handshake) within this */
+#define FRONT_DRAIN_MS 2000  /* a refused connection's leftovers read this long */
+#define FRONT_ACCEPTS  64    /* accepts per readiness event */
+#define FRONT_EVENTS   64
+#define PUMP_BUF       (32 * 1024)
+#define FRONT_FD_TABLE 65536
 
 typedef struct head_s {
     front_obj_t obj; /* FRONT_HEAD */
@@ -657,7 +657,8 @@ static int front_tls_open(void)
     }
     SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(tls_ctx, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(tls_ctx, coord_cfg.tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(tls_ctx, coord_cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||

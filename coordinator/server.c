@@ -57,7 +57,6 @@ static int http_write_api(struct lws *wsi, const api_response_t *r, const char *
 static int http_refuse_close(struct lws *wsi, int status, const char *error,
                              const char *message)
 {
-    static const char *const close_hdr[] = {"connection:", "close", NULL};
     api_response_t r;
     char ip[64] = "";
 
@@ -66,7 +65,7 @@ static int http_refuse_close(struct lws *wsi, int status, const char *error,
     r.json = json_pack("{s:s, s:s}", "error", error, "message", message);
     front_peer(wsi, ip, sizeof(ip));
     coord_log("http_refused", "addr=%s status=%d reason=\"%s\"", ip, status, message);
-    http_write_api(wsi, &r, close_hdr);
+    http_write_api(wsi, &r, NULL); /* every response closes */
     api_response_free(&r);
     return -1;
 }

@@ -4,8 +4,8 @@
 # over TLS: an unmasked client frame, a ping above 125 bytes and a fragmented
 # ping are closed with 1002, a message whose fragments pass 2 MiB with 1009;
 # a ping is answered with its payload, a close is echoed. The front door:
-# a head that never ends is answered 431, a malformed one 400, an upgrade as
-# the second request of a keep-alive connection 400.
+# a head above 8 KiB is answered 431, a malformed one 400, and requests lws
+# serves end their connection (an upgrade on a kept-alive one would reach lws).
 
 use strict;
 use warnings;
@@ -211,16 +211,14 @@ for my $tls (0, 1) {
     like($buf, qr{^HTTP/1\.1 400}, "$n: a malformed head: 400");
     close $sock;
 
+    # One request per connection: an upgrade on a keep-alive connection
+    # (a proxy's pool) would reach lws, not the front door.
     $sock = connect_raw($s, $tls);
     send_all($sock, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     $buf = '';
-    1 while $buf !~ /"ok":true/ && read_some($sock, \$buf, 5 * $slow) && length($buf) < 65536;
-    like($buf, qr{^HTTP/1\.1 200}, "$n: keep-alive: first request served");
-    send_all($sock, "GET /v1/leases/frames/egress/client HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        . "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    $buf = '';
-    1 while $buf !~ /\r\n\r\n/ && read_some($sock, \$buf, 5 * $slow) && length($buf) < 65536;
-    like($buf, qr{^HTTP/1\.1 400}, "$n: an upgrade as a second request: 400");
+    1 while read_some($sock, \$buf, 5 * $slow) && length($buf) < 65536;
+    like($buf, qr{^HTTP/1\.1 200.*^connection: close\r\n.*"ok":true}ms,
+        "$n: a request is answered with Connection: close, then the connection ends");
     close $sock;
 
     my $log = $t->log_of($n);
