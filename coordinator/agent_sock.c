@@ -419,7 +419,8 @@ static void as_writable(agent_sock_t *s)
 void agent_sock_event(agent_sock_t *s, uint32_t events)
 {
     s->in_event = 1;
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (!s->rx_off || !(events & EPOLLIN))) {
+    /* A hang-up or an error is read even while paused: epoll repeats it. */
+    if ((events & (EPOLLHUP | EPOLLERR)) || ((events & EPOLLIN) && !s->rx_off)) {
         as_read(s);
     }
     if (!s->dead && (events & EPOLLOUT)) {
