@@ -557,7 +557,7 @@ static void pump_start(head_t *h)
     if (sv[1] < FRONT_FD_TABLE) {
         pump_by_fd[sv[1]] = p;
     }
-    wsi = lws_adopt_socket_vhost_readbuf(vhost, sv[1], NULL, 0);
+    wsi = lws_adopt_socket_vhost(vhost, sv[1]);
     if (wsi == NULL) {
         coord_log("adopt_failed", "addr=%s tls=1", p->ip);
         p->lws_fd = -1;
