@@ -645,6 +645,8 @@ void front_tick(void)
         }
     }
     agent_sock_tick();
+    /* reading resumed outside an epoll batch (a session's end, a timer) */
+    agent_sock_after_events();
 }
 
 /* ---- setup ------------------------------------------------------------- */

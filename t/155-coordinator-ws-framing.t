@@ -4,8 +4,9 @@
 # over TLS: an unmasked client frame, a ping above 125 bytes and a fragmented
 # ping are closed with 1002, a message whose fragments pass 2 MiB with 1009;
 # a ping is answered with its payload, a close is echoed. The front door:
-# a head above 8 KiB is answered 431, a malformed one 400, and requests lws
-# serves end their connection (an upgrade on a kept-alive one would reach lws).
+# a head above 8 KiB is answered 431, a malformed one 400, one that never
+# ends is dropped after 10 s, and requests lws serves end their connection
+# (an upgrade on a kept-alive one would reach lws).
 
 use strict;
 use warnings;
@@ -221,10 +222,24 @@ for my $tls (0, 1) {
         "$n: a request is answered with Connection: close, then the connection ends");
     close $sock;
 
+    if (!$tls) {
+        # A head that never ends: the connection is dropped after 10 s.
+        $sock = connect_raw($s, $tls);
+        send_all($sock, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        my $t0 = time;
+        $buf = '';
+        1 while read_some($sock, \$buf, 1) && time - $t0 < 20 * $slow;
+        my $took = time - $t0;
+        ok($took >= 8 && $took < 15 * $slow, sprintf("$n: an unfinished head is dropped after 10 s (%.1f s)", $took));
+        is($buf, '', "$n: ... without an answer");
+        close $sock;
+    }
+
     my $log = $t->log_of($n);
     like($log, qr/frame_rejected .*error=unmasked/, "$n: the unmasked frame is logged");
     like($log, qr/frame_rejected .*error=control_too_big/, "$n: the oversize ping is logged");
     unlike($log, qr/egt_|egr_/, "$n: no ticket or resume secret in the log");
+    like($log, qr/head_timeout addr=127\.0\.0\.1/, "$n: the dropped head is logged") unless $tls;
 }
 
 $t->done;
