@@ -79,6 +79,7 @@ struct pump_s {
     pump_buf_t down; /* lws -> client */
     unsigned tls_eof : 1, sp_eof : 1, dead : 1;
     pump_t *done_next;
+    pump_t *next, *prev; /* every pump, for front_close() */
 };
 
 static int epfd = -1;
@@ -90,6 +91,7 @@ static struct lws_vhost *vhost;
 static struct lws *ep_wsi;
 static head_t *heads;
 static pump_t *pumps_done;
+static pump_t *pumps;
 static pump_t *pump_by_fd[FRONT_FD_TABLE];
 
 /* ---- I/O ------------------------------------------------------------------ */
@@ -439,6 +441,14 @@ static void pump_free(pump_t *p)
     SSL_free(p->ssl);
     close(p->fd);
     close(p->sp);
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        pumps = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
     free(p);
 }
 
@@ -540,6 +550,11 @@ static void pump_start(head_t *h)
         head_free(h, 1);
         return;
     }
+    p->next = pumps;
+    if (pumps != NULL) {
+        pumps->prev = p;
+    }
+    pumps = p;
     p->tls_end.obj.kind = FRONT_PUMP_TLS;
     p->tls_end.p = p;
     p->lws_end.obj.kind = FRONT_PUMP_LWS;
@@ -733,6 +748,9 @@ void front_close(void)
         head_free(heads, 1);
     }
     agent_sock_close_all();
+    while (pumps != NULL) {
+        pump_free(pumps);
+    }
     if (lfd >= 0) {
         close(lfd);
         lfd = -1;
