@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_sock.h"
 #include "conn.h"
+#include "egress_wsserver.h"
 #include "session.h"
 
-/* Largest piece of a message handed to lws_write() at once, and the most
+/* Largest piece of a message written as one frame, and the most
  * bytes written per writable callback so one busy socket cannot starve others. */
 #define WRITE_PIECE  (64 * 1024)
 #define WRITE_BUDGET (512 * 1024)
@@ -22,7 +24,7 @@ const char *role_name(int role)
 
 msg_t *msg_new(size_t cap)
 {
-    msg_t *m = malloc(sizeof(*m) + LWS_PRE + (cap ? cap : 1));
+    msg_t *m = malloc(sizeof(*m) + MSG_PRE + (cap ? cap : 1));
 
     if (m == NULL) {
         return NULL;
@@ -76,7 +78,7 @@ void conn_enqueue(conn_t *c, msg_t *m)
     m->next = NULL;
     m->off = 0;
     c->q_bytes += m->len;
-    lws_callback_on_writable(c->wsi);
+    agent_sock_want_write(c->sock);
     if (m->urgent && c->q_head != NULL) {
         after = conn_urgent_slot(c, m, &waits);
     }
@@ -147,11 +149,11 @@ void conn_close(conn_t *c, int code, const char *reason)
     if (c->close_code == 0) {
         c->close_code = code;
         c->close_reason = reason;
-        /* The close goes out from the writable callback, which an agent that
-         * stopped reading never lets come: lws ends the socket after 5 s. */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        /* The close goes out from the writable event, which an agent that
+         * stopped reading never lets come: the socket ends after 5 s. */
+        agent_sock_close_within(c->sock, 5000);
     }
-    lws_callback_on_writable(c->wsi);
+    agent_sock_want_write(c->sock);
 }
 
 int conn_write(conn_t *c, conn_written_fn on_written)
@@ -159,38 +161,35 @@ int conn_write(conn_t *c, conn_written_fn on_written)
     size_t budget = WRITE_BUDGET;
     msg_t *m;
 
-    if (c->close_code) {
-        lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
-                         (unsigned char *) c->close_reason, strlen(c->close_reason));
-        return -1;
-    }
-    /* A ping goes ahead of queued data, but never inside a fragmented message. */
-    if (c->ping_due && (c->q_head == NULL || c->q_head->off == 0)) {
-        /* lws does not report an empty pong, so the ping carries a payload. */
-        unsigned char ping[LWS_PRE + 4] = {0};
+    if (c->ping_due) {
+        /* A ping may go between the fragments of a message (RFC 6455 5.4). */
+        unsigned char ping[2 + 4];
+        size_t h = egress_ws_server_header(ping, EGRESS_WS_OP_PING, 1, 4);
 
         c->ping_due = 0;
-        memcpy(ping + LWS_PRE, "egrs", 4);
-        if (lws_write(c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0) {
+        memcpy(ping + h, "egrs", 4);
+        if (agent_sock_send(c->sock, ping, h + 4) < 0) {
             return -1;
         }
     }
-    while ((m = c->q_head) != NULL && budget > 0) {
-        size_t piece = m->len - m->off;
-        int flags;
+    while ((m = c->q_head) != NULL && budget > 0 && !agent_sock_busy(c->sock)) {
+        size_t piece = m->len - m->off, h;
+        unsigned char hdr[EGRESS_WS_SERVER_HDR_MAX], *start;
+        int op;
 
         if (piece > WRITE_PIECE) {
             piece = WRITE_PIECE;
         }
-        /* Large messages go out as several fragments; the LWS_PRE bytes lws
-         * writes before a later fragment hold payload that was already sent. */
-        flags = m->off == 0 ? (m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
-                            : LWS_WRITE_CONTINUATION;
-        if (m->off + piece < m->len) {
-            flags |= LWS_WRITE_NO_FIN;
-        }
-        if (lws_write(c->wsi, MSG_DATA(m) + m->off, piece, (enum lws_write_protocol) flags) <
-            (int) piece) {
+        /* Large messages go out as several fragments. The header goes right
+         * before the piece: into the headroom, or over payload bytes of an
+         * earlier piece, which the socket took or copied already. */
+        op = m->off > 0  ? EGRESS_WS_OP_CONT
+             : m->binary ? EGRESS_WS_OP_BINARY
+                         : EGRESS_WS_OP_TEXT;
+        h = egress_ws_server_header(hdr, op, m->off + piece == m->len, piece);
+        start = MSG_DATA(m) + m->off - h;
+        memcpy(start, hdr, h);
+        if (agent_sock_send(c->sock, start, h + piece) < 0) {
             return -1;
         }
         m->off += piece;
@@ -207,12 +206,9 @@ int conn_write(conn_t *c, conn_written_fn on_written)
             on_written(c, m);
             free(m);
         }
-        if (lws_send_pipe_choked(c->wsi)) {
-            break;
-        }
     }
     if (c->q_head != NULL) {
-        lws_callback_on_writable(c->wsi);
+        agent_sock_want_write(c->sock);
     }
     return 0;
 }
@@ -231,6 +227,6 @@ int conn_liveness_tick(conn_t *c)
         return 1;
     }
     c->ping_due = 1;
-    lws_callback_on_writable(c->wsi);
+    agent_sock_want_write(c->sock);
     return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * conn.h: one agent WebSocket (conn_t) and the messages queued on it (msg_t).
  *
- * Ownership: a conn_t belongs to its lws socket (ws_bridge.c allocates it on
- * ESTABLISHED and frees it on CLOSED); sess points at the session it is
+ * Ownership: a conn_t belongs to its agent socket (ws_open() allocates it
+ * after the upgrade, ws_on_gone() frees it when agent_sock.c ends the
+ * socket); sess points at the session it is
  * attached to, or is NULL once detached. A msg_t queued with conn_enqueue()
  * belongs to the conn until written or freed with the queue.
  */
@@ -12,8 +13,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <libwebsockets.h>
 
 #include "coord.h"
 #include "egress.h"
@@ -31,17 +30,21 @@ typedef struct msg_s {
     unsigned binary : 1;
     unsigned urgent : 1;  /* a control frame that may pass queued data */
     unsigned barrier : 1; /* nothing urgent passes it */
-    unsigned char buf[];  /* LWS_PRE headroom, then the payload */
+    unsigned char buf[];  /* MSG_PRE headroom, then the payload */
 } msg_t;
 
-#define MSG_DATA(m) ((m)->buf + LWS_PRE)
+/* Headroom before the payload: room for a frame header (at most 10 bytes),
+ * which conn_write() puts right before the bytes it sends. */
+#define MSG_PRE     16
+#define MSG_DATA(m) ((m)->buf + MSG_PRE)
 
 msg_t *msg_new(size_t cap);
 
 struct session_s;
+struct agent_sock_s;
 
 typedef struct conn_s {
-    struct lws *wsi;
+    struct agent_sock_s *sock;
     struct session_s *sess;
     int role;
     int version;
@@ -79,14 +82,15 @@ void msg_classify(msg_t *m, const egress_frame_t *f);
 /* Encodes f for c's version and queues it. */
 int conn_send_frame(conn_t *c, const egress_frame_t *f);
 
-/* Called for each message once its last byte went to lws (m is freed after). */
+/* Called for each message once its last byte went to the socket (m is freed after). */
 typedef void (*conn_written_fn)(conn_t *c, const msg_t *m);
 
-/* Writes a due ping and queued messages from c's writable callback; returns
- * -1 when the socket must close (a close was asked for, or lws failed). */
+/* Writes a due ping and queued messages from c's writable event; returns
+ * -1 when the socket failed. */
 int conn_write(conn_t *c, conn_written_fn on_written);
 
-/* Asks c's socket to close with code/reason (sent from its writable callback). */
+/* Asks c's socket to close with code/reason (sent from its writable event;
+ * the socket ends within 5 s whatever the agent does). */
 void conn_close(conn_t *c, int code, const char *reason);
 
 void conn_free_queues(conn_t *c);

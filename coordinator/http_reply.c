@@ -23,7 +23,10 @@ int http_write_response_hdrs(struct lws *wsi, int status, const char *ctype,
     ok = lws_add_http_common_headers(wsi, (unsigned int) status, ctype, (lws_filepos_t) len, &p,
                                      end) == 0 &&
          lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:",
-                                     (const unsigned char *) "no-store", 8, &p, end) == 0;
+                                     (const unsigned char *) "no-store", 8, &p, end) == 0 &&
+         /* one request per connection (http_finish) */
+         lws_add_http_header_by_name(wsi, (const unsigned char *) "connection:",
+                                     (const unsigned char *) "close", 5, &p, end) == 0;
     for (; ok && hdrs != NULL && hdrs[0] != NULL; hdrs += 2) {
         ok = lws_add_http_header_by_name(wsi, (const unsigned char *) hdrs[0],
                                          (const unsigned char *) hdrs[1], (int) strlen(hdrs[1]),
@@ -49,8 +52,11 @@ int http_write_response(struct lws *wsi, int status, const char *ctype, const ch
 
 int http_finish(struct lws *wsi, int rc)
 {
-    if (rc < 0 || lws_http_transaction_completed(wsi)) {
-        return -1;
-    }
-    return 0;
+    /* The connection ends after one request (lws flushes what it still
+     * holds first): the next request comes through front.c again, the only
+     * place where agent upgrades are answered. A keep-alive connection
+     * (a proxy's pool) would otherwise bring its upgrade to lws. */
+    (void) wsi;
+    (void) rc;
+    return -1;
 }

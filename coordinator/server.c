@@ -1,7 +1,8 @@
 /*
- * server.c: the lws context (one vhost, plain or TLS), the 1 s timer, and the
- * HTTP glue: the protocol callback reads a request's framing headers and body
- * off the socket, hands /portal/ to portal.c and everything else to
+ * server.c: the lws context (one vhost that listens nowhere: front.c accepts
+ * and hands connections over), the 1 s timer, and the HTTP glue: the
+ * protocol callback reads a request's framing headers and body off the
+ * socket, hands /portal/ to portal.c and everything else to
  * http_api_handle(), and writes the response.
  */
 
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "egress.h"
+#include "front.h"
 #include "portal.h"
 #include "server.h"
 #include "session.h"
@@ -23,7 +25,6 @@
 #include "metrics.h"
 #include "owner.h"
 #include "store.h"
-#include "ws_bridge.h"
 
 static struct lws_context *context;
 static volatile sig_atomic_t stopping;
@@ -57,16 +58,15 @@ static int http_write_api(struct lws *wsi, const api_response_t *r, const char *
 static int http_refuse_close(struct lws *wsi, int status, const char *error,
                              const char *message)
 {
-    static const char *const close_hdr[] = {"connection:", "close", NULL};
     api_response_t r;
     char ip[64] = "";
 
     memset(&r, 0, sizeof(r));
     r.status = status;
     r.json = json_pack("{s:s, s:s}", "error", error, "message", message);
-    lws_get_peer_simple(wsi, ip, sizeof(ip));
+    front_peer(wsi, ip, sizeof(ip));
     coord_log("http_refused", "addr=%s status=%d reason=\"%s\"", ip, status, message);
-    http_write_api(wsi, &r, close_hdr);
+    http_write_api(wsi, &r, NULL); /* every response closes */
     api_response_free(&r);
     return -1;
 }
@@ -190,7 +190,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return ws_confirm_upgrade(wsi, (const char *) in);
+        /* front.c answers upgrades in a connection's first request; a later
+         * one on a keep-alive connection would get lws's framing. */
+        return http_refuse_close(wsi, 400, "bad_request",
+                                 "an upgrade must be the first request on its connection");
 
     case LWS_CALLBACK_HTTP:
         return http_begin(wsi, req, (const char *) in);
@@ -212,8 +215,6 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 
     case LWS_CALLBACK_CLOSED_HTTP:
-        ws_forget_upgrade(wsi);
-        /* fall through */
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (req != NULL) {
             http_req_free(req);
@@ -225,45 +226,33 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 }
 
-/*
- * One callback for every protocol: lws binds new connections to the vhost's
- * default protocol (egress.v1, so that an upgrade without a subprotocol is
- * v1), which then also receives the HTTP and upgrade-confirmation events.
- */
+/* The epoll set of front.c, polled by lws as a raw file. */
+static int front_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                          void *in, size_t len)
+{
+    if (reason == LWS_CALLBACK_RAW_RX_FILE) {
+        front_service();
+    }
+    return 0;
+}
+
 static int any_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
     coord_psd_t *psd = (coord_psd_t *) user;
 
-    switch (reason) {
-    case LWS_CALLBACK_ESTABLISHED:
-    case LWS_CALLBACK_RECEIVE:
-    case LWS_CALLBACK_RECEIVE_PONG:
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-    case LWS_CALLBACK_CLOSED:
-        if (strcmp(lws_get_protocol(wsi)->name, "http") == 0) {
-            return -1; /* a client that asked for subprotocol "http" */
-        }
-        return ws_callback(wsi, reason, psd ? &psd->conn : NULL, in, len);
-    default:
-        return http_callback(wsi, reason, psd ? &psd->req : NULL, in, len);
-    }
+    return http_callback(wsi, reason, psd ? &psd->req : NULL, in, len);
 }
 
 static const struct lws_protocols protocols[] = {
     {"http", any_callback, sizeof(coord_psd_t), 0, 0, NULL, 0},
-    {EGRESS_SUBPROTO_V2, any_callback, sizeof(coord_psd_t), 64 * 1024, 0, NULL, 0},
-    {EGRESS_SUBPROTO_V1, any_callback, sizeof(coord_psd_t), 64 * 1024, 0, NULL, 0},
+    {"egress-front", front_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
-
-/* No Sec-WebSocket-Protocol header at all means v1. */
-static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
-static const struct lws_protocol_vhost_options pvo_v1 = {NULL, &pvo_default, EGRESS_SUBPROTO_V1,
-                                                         ""};
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
     lease_tick();
+    front_tick();
     lws_sul_schedule(context, 0, &tick_sul, tick, 1 * LWS_US_PER_SEC);
 }
 
@@ -366,30 +355,16 @@ int server_run(void)
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     memset(&info, 0, sizeof(info));
-    info.port = port;
-    info.iface = host[0] ? host : NULL;
+    /* lws listens nowhere: front.c accepts, terminates TLS and hands lws
+     * the connections that are not agent upgrades. */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
-    info.pvo = &pvo_v1;
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
-    if (strchr(host, ':') != NULL) {
-        info.options &= ~(uint64_t) LWS_SERVER_OPTION_DISABLE_IPV6;
-        info.options |=
-            LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
-    }
-    if (coord_cfg.tls_cert != NULL) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = coord_cfg.tls_cert;
-        info.ssl_private_key_filepath = coord_cfg.tls_key;
-        /* Upgrades are authorized on HTTP/1.1 only; never negotiate h2. */
-        info.alpn = "http/1.1";
-    }
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 30;
     /* No lws idle pings (info.retry_and_idle_policy): they dropped live sockets
      * when the clock jumped; session_ping_tick() counts ticks instead. */
     info.max_http_header_data = 4096;
-    /* lws reads every socket into this per-thread buffer: its 4 KiB default
-     * meant eight recv() calls per 32 KiB data message. */
-    info.pt_serv_buf_size = COORD_READ_BUF;
+    info.pt_serv_buf_size = 16 * 1024;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -397,9 +372,20 @@ int server_run(void)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    context = lws_create_context(&info);
-    if (context == NULL) {
+    if (front_open(host, port) < 0) {
         coord_log("listen_failed", "listen=%s", coord_cfg.listen);
+        front_close();
+        return 1;
+    }
+    context = lws_create_context(&info);
+    if (context == NULL ||
+        front_attach(lws_get_vhost_by_name(context, "default"), "egress-front") < 0) {
+        coord_log("listen_failed", "listen=%s", coord_cfg.listen);
+        front_close();
+        if (context != NULL) {
+            lws_context_destroy(context);
+            context = NULL;
+        }
         return 1;
     }
     coord_log("listening", "instance=%s listen=%s tls=%s db=%s version=%s", coord_cfg.instance,
@@ -419,6 +405,7 @@ int server_run(void)
     coord_log("stopping", "%s", "graceful=1");
     lws_sul_cancel(&tick_sul);
     lws_sul_cancel(&ping_sul);
+    front_close();
     owner_stop();
     lws_context_destroy(context);
     context = NULL;

@@ -1,6 +1,7 @@
 /*
  * server.h: the lws server (server.c): the context, the HTTP glue (framing,
- * bodies, dispatch to the REST API, the portal and ws_bridge.c) and timers.
+ * bodies, dispatch to the REST API and the portal) and timers; front.c
+ * accepts connections and answers agent upgrades.
  */
 
 #ifndef SERVER_H
@@ -20,11 +21,9 @@ typedef struct {
     unsigned too_big : 1;
 } http_req_t;
 
-/* Per-connection data of every protocol: HTTP request, then the agent socket. */
-struct conn_s;
+/* Per-connection data of the HTTP protocol. */
 typedef struct {
     http_req_t req;
-    struct conn_s *conn;
 } coord_psd_t;
 
 int server_run(void);

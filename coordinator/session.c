@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_sock.h"
 #include "session.h"
 
 session_stats_t session_stats;
@@ -65,12 +66,12 @@ void session_update_flow(session_t *s)
         if (!src->paused && held > coord_cfg.queue_cap) {
             src->paused = 1;
             session_stats.rx_pauses++;
-            lws_rx_flow_control(src->wsi, 0);
+            agent_sock_rx(src->sock, 0);
         } else if (src->paused && held <= coord_cfg.queue_cap / 2) {
             src->paused = 0;
             /* We were not reading (not even pongs): do not count that time. */
             src->quiet_ticks = 0;
-            lws_rx_flow_control(src->wsi, 1);
+            agent_sock_rx(src->sock, 1);
         }
     }
 }
@@ -99,7 +100,7 @@ void session_ping_tick(void)
                       s->lease_id, s->session_id, role_name(c->role), c->peer_addr,
                       CONN_QUIET_TICKS - 1);
             session_stats.sockets_silent++;
-            /* The peer hears at once; conn_close() gives lws a deadline to end
+            /* The peer hears at once; conn_close() gives the socket a deadline to end
              * the socket whatever the silent agent does. */
             session_detach(c);
             conn_close(c, EGRESS_CLOSE_GOING_AWAY, "no answer to pings");
@@ -169,13 +170,13 @@ void session_end(const char *lease_id, int code, const char *reason)
     for (r = 0; r < 2; r++) {
         conn_t *c = s->conn[r];
         if (c != NULL) {
-            /* The socket lives until lws closes it; it no longer belongs here. */
+            /* The socket lives until it has closed; it no longer belongs here. */
             c->sess = NULL;
             s->conn[r] = NULL;
             session_stats.sockets_live[r]--;
             if (c->paused) {
                 c->paused = 0;
-                lws_rx_flow_control(c->wsi, 1);
+                agent_sock_rx(c->sock, 1);
             }
             conn_close(c, code, reason);
         }
@@ -267,7 +268,7 @@ static void session_unplug(conn_t *c)
         send_peer(peer, 0);
         if (peer->paused) {
             peer->paused = 0;
-            lws_rx_flow_control(peer->wsi, 1);
+            agent_sock_rx(peer->sock, 1);
         }
     }
 }

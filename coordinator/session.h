@@ -3,13 +3,13 @@
  *
  * A session_t exists in memory while at least one of its sockets is open
  * (the durable part lives in store.c). Each conn_t is one agent WebSocket.
- * Messages are assembled once into a msg_t (with LWS_PRE headroom) and, when
+ * Messages are assembled once into a msg_t (with MSG_PRE headroom) and, when
  * both sides speak the same protocol version, that same buffer is queued on
- * the peer: one copy per message, from the lws rx buffer into ours.
+ * the peer: one copy per message, unmasked from the read buffer into ours.
  *
  * Memory bounds: each conn's outbound queue (plus bytes the coordinator
  * holds back for lack of v2 credit) is capped by coord_cfg.queue_cap; above
- * it the source socket's rx is paused with lws_rx_flow_control(), below half
+ * it the source socket's rx is paused with agent_sock_rx(), below half
  * of it reading resumes.
  */
 

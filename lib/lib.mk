@@ -3,7 +3,7 @@
 LIB_SRCS  := lib/egress_error.c lib/egress_base64.c lib/egress_host.c lib/egress_allow.c \
              lib/egress_psl.c lib/egress_frame.c lib/egress_flow.c lib/egress_crypto.c \
              lib/egress_upgrade.c lib/egress_state.c lib/egress_wsframe.c \
-             lib/egress_idmap.c
+             lib/egress_idmap.c lib/egress_wsserver.c lib/egress_httphead.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBEGRESS := $(BUILD)/libegress.a
 LIB_LIBS  := -ljansson -lcrypto

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "egress.h"
+#include "front.h"
 #include "portal.h"
 #include "portal_form.h"
 #include "metrics.h"
@@ -181,7 +182,7 @@ static int portal_origin_ok(portal_req_t *px)
     if (n < 0 || lws_hdr_copy(px->wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0) {
         return 0;
     }
-    snprintf(want, sizeof(want), "%s://%s", lws_is_ssl(px->wsi) ? "https" : "http", host);
+    snprintf(want, sizeof(want), "%s://%s", front_is_tls(px->wsi) ? "https" : "http", host);
     return strcmp(origin, want) == 0;
 }
 
@@ -208,7 +209,7 @@ static void portal_cookie_header(portal_req_t *px, char *out, size_t cap, const 
                                  int max_age)
 {
     snprintf(out, cap, "%s=%s; Path=/portal; Max-Age=%d; HttpOnly; SameSite=Strict%s",
-             PORTAL_COOKIE, value, max_age, lws_is_ssl(px->wsi) ? "; Secure" : "");
+             PORTAL_COOKIE, value, max_age, front_is_tls(px->wsi) ? "; Secure" : "");
 }
 
 static int portal_login_page(portal_req_t *px, int status, const char *error)
@@ -227,7 +228,7 @@ static int portal_login(portal_req_t *px)
     store_token_t tok;
     int n;
 
-    lws_get_peer_simple(px->wsi, ip, sizeof(ip));
+    front_peer(px->wsi, ip, sizeof(ip));
     snprintf(key, sizeof(key), "portal:login:%s", ip);
     if (!ratelimit_peek(key, PORTAL_LOGIN_RATE, PORTAL_LOGIN_BURST)) {
         api_stats.rate_limited++;
