@@ -380,7 +380,8 @@ int ws_upgrade(ws_upgrade_t *up)
             return rc;
         }
         if (!owned) { /* a credential invalid a moment ago cannot be spent now */
-            return refuse(up, l.id, role, 503, "lease_moving", "lease ownership changed; retry");
+            return refuse(up, l.id, role, 503, "lease_moving",
+                          "lease ownership changed; retry");
         }
         if (ws_accept(up, l.id, t.session_id, role_id, named) < 0) {
             return refuse(up, l.id, role, 400, "bad_request", "Sec-WebSocket-Key is malformed");
