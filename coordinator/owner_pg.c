@@ -32,20 +32,11 @@ static owner_hb_e hb_answer;
 
 static void op_log_error(const char *what, const char *msg)
 {
-    char line[512];
-    size_t i, n = 0;
+    char op[64];
 
-    for (i = 0; msg != NULL && msg[i] != '\0' && n + 1 < sizeof(line); i++) {
-        char ch = msg[i];
-        line[n++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch == '"' ? '\'' : ch;
-    }
-    while (n > 0 && line[n - 1] == ' ') {
-        n--;
-    }
-    line[n] = '\0';
-    coord_log("store_error", "op=owner_%s backend=postgresql error=\"%s\"", what, line);
+    snprintf(op, sizeof(op), "owner_%s", what);
+    pg_log_error(op, msg);
 }
-
 static int op_setup(void)
 {
     PGresult *res;

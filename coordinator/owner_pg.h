@@ -81,4 +81,8 @@ int owner_pg_mine(const char *name, int64_t epoch, owner_pg_lease_cb cb, void *a
 /* Forgets records of leases no longer active. */
 int owner_pg_purge(void);
 
+/* Logs a libpq error as one store_error line (libpq's messages span lines
+ * and may quote); defined in store_pg.c, shared by both connections. */
+void pg_log_error(const char *what, const char *msg);
+
 #endif /* OWNER_PG_H */

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "owner_pg.h"
 #include "store_backend.h"
 
 /* Advisory lock key (any constant): serializes migrations of instances starting at once. */
@@ -97,8 +98,7 @@ static const char *const migrations[] = {
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
 
-/* libpq's messages span lines and may quote; logs want one line. */
-static void pg_log_error(const char *what, const char *msg)
+void pg_log_error(const char *what, const char *msg)
 {
     char line[512];
     size_t i, n = 0;
