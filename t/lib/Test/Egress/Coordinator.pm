@@ -47,6 +47,7 @@ sub start {
 sub start_again {
     my ($self) = @_;
     my $t = $self->{t};
+    my $before = () = ($self->log // '') =~ /^\S+ listening /mg;
     $t->spawn(
         $self->{name},
         cmd => [ $t->bin('egress-coordinator'), '--listen', "127.0.0.1:$self->{port}",
@@ -54,6 +55,11 @@ sub start_again {
         env       => { $t->san_env, %{ $self->{env} } },
         wait_port => $self->{port},
     );
+    # The port opens a moment before the start is logged (and, on PostgreSQL,
+    # before ownership is set up): ready is when this start's line is there.
+    Test::Egress::wait_until(sub { (() = ($self->log // '') =~ /^\S+ listening /mg) > $before },
+        $t->timeout(10))
+        or Carp::croak("$self->{name} did not log its start:\n" . ($self->log // ''));
     return $self;
 }
 
