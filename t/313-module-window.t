@@ -80,25 +80,6 @@ $t->spawn('agent', cmd => [ $t->bin('egress'), 'host', '--id', $lid, '--session'
     wait_log => qr/connected: lease=/, timeout => 20);
 ok($m->wait_log(qr/egress bridge: host agent connected/, $t->timeout(20)), 'host agent up');
 
-# stream id => [windows the module logged]
-sub module_windows {
-    my %w;
-    my $log = $m->error_log;
-    while ($log =~ /egress stream (\d+): receive window (\d+) \(was (\d+)/g) {
-        push @{ $w{$1} }, [ $3, $2 ];
-    }
-    return \%w;
-}
-
-sub access_id {
-    my ($bytes_min, $bytes_max) = @_;
-    for my $l (split /\n/, $m->access_log) {
-        my ($id, $b) = $l =~ /id=(\d+) .* bytes=(\d+)/ or next;
-        return $id if $b >= $bytes_min && $b <= $bytes_max;
-    }
-    return undef;
-}
-
 # ---- one bulk download: the module's window grows ------------------------------------
 my $BIG = 24 * 1024 * 1024 + 3;
 my ($rc, $out) = $t->run([ 'curl', '-sS', '--max-time', '180', '-p', '--proxy',
@@ -110,9 +91,9 @@ is(length($got), $BIG, 'download length');
 ok($got eq Test::Egress::Origin::pattern($BIG), 'download content intact');
 undef $got;
 
-ok(wait_until(sub { defined access_id($BIG, $BIG + 1000) }, $t->timeout(10)), 'access log written');
-my $bid = access_id($BIG, $BIG + 1000);
-my $w   = module_windows()->{ $bid // 0 } // [];
+ok(wait_until(sub { defined $m->access_stream_id($BIG, $BIG + 1000) }, $t->timeout(10)), 'access log written');
+my $bid = $m->access_stream_id($BIG, $BIG + 1000);
+my $w   = $m->stream_windows->{ $bid // 0 } // [];
 my ($peak) = sort { $b <=> $a } map { $_->[1] } @$w;
 ok(@$w && $w->[0][0] == $START, "the window started at 256 KiB ("
     . join(' ', map { "$_->[0]->$_->[1]" } @$w) . ')');
@@ -176,11 +157,11 @@ my ($sbody) = $slow =~ /\r\n\r\n(.*)$/s;
 ok(defined $sbody && length($sbody) == $SLOW && $sbody eq Test::Egress::Origin::pattern($SLOW),
     'slow download intact');
 
-ok(wait_until(sub { defined access_id($FAST, $FAST + 1000) && defined access_id($SLOW, $SLOW + 1000) },
+ok(wait_until(sub { defined $m->access_stream_id($FAST, $FAST + 1000) && defined $m->access_stream_id($SLOW, $SLOW + 1000) },
         $t->timeout(10)), 'access log written');
-my $fid = access_id($FAST, $FAST + 1000);
-my $sid = access_id($SLOW, $SLOW + 1000);
-$w = module_windows();
+my $fid = $m->access_stream_id($FAST, $FAST + 1000);
+my $sid = $m->access_stream_id($SLOW, $SLOW + 1000);
+$w = $m->stream_windows;
 ok(@{ $w->{ $fid // 0 } // [] }, 'the fast stream grew its window ('
     . join(' ', map { "$_->[0]->$_->[1]" } @{ $w->{ $fid // 0 } // [] }) . ')');
 is_deeply($w->{ $sid // 0 } // [], [], 'the slow stream kept its 256 KiB window');

@@ -66,24 +66,6 @@ $t->spawn('agent', cmd => [ $t->bin('egress'), 'host', '--id', $lid, '--session'
     wait_log => qr/connected: lease=/, timeout => 20);
 ok($m->wait_log(qr/egress bridge: host agent connected/, $t->timeout(20)), 'host agent up');
 
-sub module_windows {
-    my %w;
-    my $log = $m->error_log;
-    while ($log =~ /egress stream (\d+): receive window (\d+) \(was (\d+)/g) {
-        push @{ $w{$1} }, [ $3, $2 ];
-    }
-    return \%w;
-}
-
-sub access_id {
-    my ($bytes_min, $bytes_max) = @_;
-    for my $l (split /\n/, $m->access_log) {
-        my ($id, $b) = $l =~ /id=(\d+) .* bytes=(\d+)/ or next;
-        return $id if $b >= $bytes_min && $b <= $bytes_max;
-    }
-    return undef;
-}
-
 # ---- a bulk download through the slow hop, a small request beside it ------------------
 my $BIG   = 10 * 1024 * 1024 + 3;    # about 2.5 s at 4 MiB/s
 my $SMALL = 20000 + 7;
@@ -115,9 +97,9 @@ is(length($got), $BIG, 'download length');
 ok($got eq Test::Egress::Origin::pattern($BIG), 'download content intact');
 undef $got;
 
-ok(wait_until(sub { defined access_id($BIG, $BIG + 1000) }, $t->timeout(10)), 'access log written');
-my $bid = access_id($BIG, $BIG + 1000);
-my $w   = module_windows()->{ $bid // 0 } // [];
+ok(wait_until(sub { defined $m->access_stream_id($BIG, $BIG + 1000) }, $t->timeout(10)), 'access log written');
+my $bid = $m->access_stream_id($BIG, $BIG + 1000);
+my $w   = $m->stream_windows->{ $bid // 0 } // [];
 my ($peak) = sort { $b <=> $a } map { $_->[1] } @$w;
 $peak //= $START;
 my $changes = join(' ', map { "$_->[0]->$_->[1]" } @$w) || 'none';

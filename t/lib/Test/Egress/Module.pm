@@ -93,6 +93,29 @@ sub error_log {
     return $self->{t}->nginx_error_log($self->{name});
 }
 
+# Stream id => [[old, new] receive window] for every window change the
+# module logged (info level).
+sub stream_windows {
+    my ($self) = @_;
+    my %w;
+    my $log = $self->error_log;
+    while ($log =~ /egress stream (\d+): receive window (\d+) \(was (\d+)/g) {
+        push @{ $w{$1} }, [ $3, $2 ];
+    }
+    return \%w;
+}
+
+# The stream id of the first access-log line whose byte count is in
+# [min, max] (the test's bodies have distinct sizes), or undef.
+sub access_stream_id {
+    my ($self, $bytes_min, $bytes_max) = @_;
+    for my $l (split /\n/, $self->access_log) {
+        my ($id, $b) = $l =~ /id=(\d+) .* bytes=(\d+)/ or next;
+        return $id if $b >= $bytes_min && $b <= $bytes_max;
+    }
+    return undef;
+}
+
 # Waits until the error log matches (the bridge logs its state changes).
 sub wait_log {
     my ($self, $re, $timeout) = @_;
