@@ -65,6 +65,7 @@ test: deps
 	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) check-unit check-fuzz check-t
+	$(MAKE) check-pg
 	$(MAKE) check-san
 
 check: all
