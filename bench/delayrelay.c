@@ -5,22 +5,32 @@
  *   delayrelay --listen 127.0.0.1:L --connect 127.0.0.1:C --delay-ms D [--rate-kib R]
  *
  * Every TCP connection accepted on L gets its own connection to C. Each
- * direction reads as fast as the sender writes, stamps every chunk with the
+ * direction reads as fast as the sender writes, stamps every read with the
  * time it arrived, queues it without limit, and writes it onward D ms later
  * (a link with latency D and no bandwidth limit: the sender's own TCP never
  * sees the delay, only the application's windows do). A half-close travels
  * the same way, delayed like the bytes before it. A reset or error on either
  * side closes both at once. One thread, epoll, a timerfd for the next due
- * chunk, non-blocking sockets, TCP_NODELAY on both sides.
+ * read, non-blocking sockets, TCP_NODELAY on both sides.
  *
- * With --rate-kib R each direction is also a link of R KiB/s: a chunk leaves
- * once the chunks before it have (len / R each), then travels D ms. The
+ * With --rate-kib R each direction is also a link of R KiB/s: a read leaves
+ * once the reads before it have (len / R each), then travels D ms. The
  * queue in front of that link is unbounded, like a router's on a slow hop:
  * what a sender keeps in flight beyond the bandwidth-delay product waits
  * there, in front of every later byte.
+ *
+ * The relay stands in for a network, which costs the two hosts nothing, so
+ * it moves the bytes with splice(2) through pipes instead of copying them
+ * through user space: a read splices the socket's pages into the tail pipe
+ * of the direction and records (length, due time); a due record is spliced
+ * from its pipe into the onward socket. A direction chains as many pipes as
+ * its queue needs (still without limit); drained pipes are reused. Copying
+ * cost the relays more CPU than nginx, the coordinator and the agent
+ * together on two cores, and the egress path has two relays to ssh's one.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -29,21 +39,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#define READ_MAX       (256 * 1024)
-#define READS_PER_WAKE 64 /* then let the other sockets have a turn */
+#define READ_MAX       (1024 * 1024)
+#define READS_PER_WAKE 64          /* then let the other sockets have a turn */
+#define PIPE_SIZE      (1024 * 1024) /* asked for; the kernel may give less */
 
-typedef struct chunk {
-    struct chunk *next;
+/* A pipe holding queued bytes of one direction, oldest first. */
+typedef struct pipe_buf {
+    struct pipe_buf *next; /* in the direction's chain, or the free list */
+    int r, w;
+    size_t fill; /* bytes in it */
+    int full;    /* a splice into it found no room: the chain goes on in a new pipe */
+} pipe_buf_t;
+
+/* One read: len bytes at the head of pipe pb, to be written at due_ns. */
+typedef struct seg {
+    struct seg *next;
+    pipe_buf_t *pb;
     uint64_t due_ns;
-    size_t len, off;
-    int eof; /* the sender half-closed here */
-    unsigned char data[];
-} chunk_t;
+    size_t len;
+    int eof; /* the sender half-closed here (len 0, no pipe) */
+} seg_t;
 
 struct pair;
 
@@ -57,7 +79,8 @@ typedef struct end {
 /* One direction: bytes read from `from`, written to `to` once due. */
 typedef struct dir {
     end_t *from, *to;
-    chunk_t *head, *tail;
+    seg_t *head, *tail;
+    pipe_buf_t *pipes, *pipes_tail; /* the chain the segments live in */
     int read_eof;          /* from sent FIN: stop reading */
     int blocked;           /* to's send buffer is full */
     int shut_done;         /* the FIN reached to */
@@ -77,7 +100,7 @@ static uint64_t delay_ns;
 static uint64_t rate_bps; /* bytes per second each way; 0: no limit */
 static struct sockaddr_in to_addr;
 static pair_t *pairs;
-static unsigned char rbuf[READ_MAX];
+static pipe_buf_t *pipes_free;
 
 static uint64_t now_ns(void)
 {
@@ -95,14 +118,54 @@ static void end_set(end_t *e, uint32_t ev)
     epoll_ctl(epfd, EPOLL_CTL_MOD, e->fd, &x);
 }
 
-static void dir_free_chunks(dir_t *d)
+static pipe_buf_t *pipe_get(void)
+{
+    pipe_buf_t *pb = pipes_free;
+    int fds[2];
+
+    if (pb != NULL) {
+        pipes_free = pb->next;
+    } else {
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 || (pb = malloc(sizeof *pb)) == NULL)
+            return NULL;
+        (void) fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE); /* less is fine, only slower */
+        pb->r = fds[0];
+        pb->w = fds[1];
+    }
+    pb->next = NULL;
+    pb->fill = 0;
+    pb->full = 0;
+    return pb;
+}
+
+/* An empty pipe goes back to the free list; one with bytes left (a killed
+ * pair) is closed, since nothing reads those bytes out. */
+static void pipe_put(pipe_buf_t *pb)
+{
+    if (pb->fill != 0) {
+        close(pb->r);
+        close(pb->w);
+        free(pb);
+        return;
+    }
+    pb->next = pipes_free;
+    pipes_free = pb;
+}
+
+static void dir_free_queue(dir_t *d)
 {
     while (d->head) {
-        chunk_t *c = d->head;
+        seg_t *c = d->head;
         d->head = c->next;
         free(c);
     }
     d->tail = NULL;
+    while (d->pipes) {
+        pipe_buf_t *pb = d->pipes;
+        d->pipes = pb->next;
+        pipe_put(pb);
+    }
+    d->pipes_tail = NULL;
 }
 
 /* Closes both sides now (pending bytes are dropped, as a reset drops them);
@@ -114,8 +177,8 @@ static void pair_kill(pair_t *p)
     p->dead = 1;
     close(p->a.fd);
     close(p->b.fd);
-    dir_free_chunks(&p->ab);
-    dir_free_chunks(&p->ba);
+    dir_free_queue(&p->ab);
+    dir_free_queue(&p->ba);
 }
 
 static void pair_reap(void)
@@ -152,12 +215,13 @@ static void pair_update(pair_t *p)
     end_set(&p->b, b);
 }
 
-static int dir_push(dir_t *d, const unsigned char *buf, size_t n, int eof)
+static int dir_push(dir_t *d, pipe_buf_t *pb, size_t n, int eof)
 {
-    chunk_t *c = malloc(sizeof *c + n);
+    seg_t *c = malloc(sizeof *c);
     if (!c)
         return -1;
     c->next = NULL;
+    c->pb = pb;
     c->due_ns = now_ns();
     if (rate_bps) {
         if (d->link_free_ns < c->due_ns)
@@ -167,10 +231,9 @@ static int dir_push(dir_t *d, const unsigned char *buf, size_t n, int eof)
     }
     c->due_ns += delay_ns;
     c->len = n;
-    c->off = 0;
     c->eof = eof;
-    if (n)
-        memcpy(c->data, buf, n);
+    if (pb)
+        pb->fill += n;
     if (d->tail)
         d->tail->next = c;
     else
@@ -179,13 +242,36 @@ static int dir_push(dir_t *d, const unsigned char *buf, size_t n, int eof)
     return 0;
 }
 
+/* The pipe new bytes go into: the chain's tail unless it is full. */
+static pipe_buf_t *dir_tail_pipe(dir_t *d)
+{
+    pipe_buf_t *pb = d->pipes_tail;
+    if (pb && pb->full && pb->fill == 0)
+        pb->full = 0; /* drained since: room again */
+    if (pb && !pb->full)
+        return pb;
+    if ((pb = pipe_get()) == NULL)
+        return NULL;
+    if (d->pipes_tail)
+        d->pipes_tail->next = pb;
+    else
+        d->pipes = pb;
+    d->pipes_tail = pb;
+    return pb;
+}
+
 /* Reads what the sender has (bounded per wake-up); -1 kills the pair. */
 static int dir_read(dir_t *d)
 {
     for (int i = 0; i < READS_PER_WAKE && !d->read_eof; i++) {
-        ssize_t n = read(d->from->fd, rbuf, sizeof rbuf);
+        pipe_buf_t *pb = dir_tail_pipe(d);
+        ssize_t n;
+        int avail = 0;
+        if (!pb)
+            return -1;
+        n = splice(d->from->fd, NULL, pb->w, NULL, READ_MAX, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
-            if (dir_push(d, rbuf, (size_t) n, 0) < 0)
+            if (dir_push(d, pb, (size_t) n, 0) < 0)
                 return -1;
             continue;
         }
@@ -193,24 +279,30 @@ static int dir_read(dir_t *d)
             d->read_eof = 1;
             return dir_push(d, NULL, 0, 1);
         }
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -1;
+        /* EAGAIN: the socket is empty, or the pipe has no free slot */
+        if (pb->fill == 0 || ioctl(d->from->fd, FIONREAD, &avail) < 0 || avail <= 0)
             return 0;
-        return -1;
+        pb->full = 1;
     }
     return 0;
 }
 
-/* Writes every chunk that is due; -1 kills the pair. */
+/* Writes every segment that is due; -1 kills the pair. */
 static int dir_flush(dir_t *d, uint64_t now)
 {
     while (d->head && d->head->due_ns <= now) {
-        chunk_t *c = d->head;
+        seg_t *c = d->head;
         if (c->eof) {
             shutdown(d->to->fd, SHUT_WR);
             d->shut_done = 1;
         } else {
-            while (c->off < c->len) {
-                ssize_t n = send(d->to->fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+            while (c->len > 0) {
+                ssize_t n = splice(c->pb->r, NULL, d->to->fd, NULL, c->len,
+                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0) {
                     if (errno == EINTR)
                         continue;
@@ -220,7 +312,15 @@ static int dir_flush(dir_t *d, uint64_t now)
                     }
                     return -1;
                 }
-                c->off += (size_t) n;
+                if (n == 0)
+                    return -1; /* the pipe holds less than recorded: cannot happen */
+                c->len -= (size_t) n;
+                c->pb->fill -= (size_t) n;
+            }
+            /* a drained pipe that is not being filled any more is done */
+            if (c->pb->fill == 0 && c->pb != d->pipes_tail) {
+                d->pipes = c->pb->next;
+                pipe_put(c->pb);
             }
         }
         d->head = c->next;
@@ -244,7 +344,7 @@ static void pair_flush(pair_t *p, uint64_t now)
         pair_kill(p); /* both FINs delivered: nothing left to carry */
 }
 
-/* Arms the timer for the earliest due chunk that can be written. */
+/* Arms the timer for the earliest due segment that can be written. */
 static void timer_arm(void)
 {
     uint64_t next = 0;
@@ -382,6 +482,14 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    {
+        /* two descriptors per queued pipe: the queue is unbounded, let fds be too */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(lfd, (struct sockaddr *) &la, sizeof la) < 0 || listen(lfd, 1024) < 0) {
