@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #define READ_MAX       (1024 * 1024)
-#define READS_PER_WAKE 64          /* then let the other sockets have a turn */
+#define READS_PER_WAKE 64            /* then let the other sockets have a turn */
 #define PIPE_SIZE      (1024 * 1024) /* asked for; the kernel may give less */
 
 /* A pipe holding queued bytes of one direction, oldest first. */
@@ -81,10 +81,10 @@ typedef struct dir {
     end_t *from, *to;
     seg_t *head, *tail;
     pipe_buf_t *pipes, *pipes_tail; /* the chain the segments live in */
-    int read_eof;          /* from sent FIN: stop reading */
-    int blocked;           /* to's send buffer is full */
-    int shut_done;         /* the FIN reached to */
-    uint64_t link_free_ns; /* with a rate: when the link has sent what it holds */
+    int read_eof;                   /* from sent FIN: stop reading */
+    int blocked;                    /* to's send buffer is full */
+    int shut_done;                  /* the FIN reached to */
+    uint64_t link_free_ns;          /* with a rate: when the link has sent what it holds */
 } dir_t;
 
 typedef struct pair {
