@@ -212,6 +212,31 @@ static uint64_t window_bdp(const egress_flow_t *fl)
 }
 
 /*
+ * Streams that share a queue see the same round trips, so shrinking each in
+ * proportion and growing each by a part of itself would keep whatever split
+ * they started with: the stream that grew first would keep the path. So, as
+ * TCP's additive increase and multiplicative decrease converge, a stream
+ * holding more than the average of the pool's members probes by a fixed
+ * step (half the start window) while the others probe by an eighth of
+ * themselves, and on a standing queue it gives back the most an epoch
+ * allows, with no floor.
+ */
+static int window_above_average(const egress_flow_t *fl)
+{
+    const egress_window_pool_t *pool = fl->pool;
+
+    return pool->members > 1 && (uint64_t) (fl->recv_window - fl->recv_base) * pool->members >
+                                    pool->used + pool->used / 8;
+}
+
+static uint32_t window_step(const egress_flow_t *fl)
+{
+    uint32_t part = fl->recv_window / 8;
+
+    return window_above_average(fl) || part < fl->recv_base / 2 ? fl->recv_base / 2 : part;
+}
+
+/*
  * Judged once per window drained (an epoch), like quic-go's auto-tuning: a
  * reader that took a whole window within four round trips (half a window
  * per two) shows that the sender is held back by the window, not by the link
@@ -276,10 +301,13 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
              * At most a quarter per epoch, and never below what the fastest
              * recent epoch moved per base round trip: a round trip that one
              * busy moment stretched must not take the pipe's own bytes away.
+             * A stream above the average gives back the whole quarter.
              */
             want = (uint64_t) w * (fl->rtt_base_ms + tol / 2) / fl->rtt_fresh_ms;
             floor = (uint64_t) w - w / 4;
-            if (floor < window_bdp(fl)) {
+            if (window_above_average(fl)) {
+                want = floor;
+            } else if (floor < window_bdp(fl)) {
                 floor = window_bdp(fl) < w ? window_bdp(fl) : w;
             }
             if (want < floor) {
@@ -303,7 +331,7 @@ static void window_adjust(egress_flow_t *fl, uint64_t backlog, uint64_t now_ms)
             fl->steady = 0;
             fl->calm = 0;
         }
-        want = (uint64_t) w + (fl->steady ? w / 8 : w);
+        want = (uint64_t) w + (fl->steady ? window_step(fl) : w);
         if (want > fl->recv_max) {
             want = fl->recv_max;
         }
@@ -370,10 +398,12 @@ static void window_rtt_sample(egress_flow_t *fl, uint32_t rtt, uint64_t now_ms)
 
 /*
  * Batch: one window frame per half window drained, not one per chunk. A
- * grown window grants every eighth of itself (never less than half the start
- * window): a sender that waited for credit sends all of a grant at once, so
- * a grant is also the burst that lands in the path's queue, in front of the
- * other streams' bytes.
+ * tuned window grants every eighth of itself (never less than a quarter of
+ * the start window): a sender that waited for credit sends all of a grant at
+ * once, so a grant is also the burst that lands in the path's queue, in
+ * front of the other streams' bytes; and a window at its start size that
+ * granted by halves would keep only half of itself moving, a quarter of
+ * what a slightly larger one sharing the queue moves.
  */
 static uint64_t window_grant_threshold(const egress_flow_t *fl)
 {
@@ -381,7 +411,7 @@ static uint64_t window_grant_threshold(const egress_flow_t *fl)
 
     if (fl->pool) {
         part =
-            fl->recv_window / 8 > fl->recv_base / 2 ? fl->recv_window / 8 : fl->recv_base / 2;
+            fl->recv_window / 8 > fl->recv_base / 4 ? fl->recv_window / 8 : fl->recv_base / 4;
         if (part < threshold) {
             threshold = part;
         }
