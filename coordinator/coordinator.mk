@@ -114,3 +114,9 @@ build/fuzz/fuzz_destinations: coordinator/fuzz/fuzz_destinations.c coordinator/d
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ coordinator/fuzz/fuzz_destinations.c \
 	    coordinator/destinations.c coordinator/traffic.c
+
+$(BUILD)/tests/coord_test_ratelimit: coordinator/tests/test_ratelimit.c coordinator/ratelimit.c \
+                                     coordinator/ratelimit.h coordinator/ratelimit_pg.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_ratelimit.c \
+	    coordinator/ratelimit.c $(LDFLAGS) -lcmocka

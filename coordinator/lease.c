@@ -10,6 +10,7 @@
 #include "egress.h"
 #include "lease.h"
 #include "owner.h"
+#include "ratelimit.h"
 #include "session.h"
 #include "view.h"
 
@@ -222,4 +223,5 @@ void lease_tick(void)
         store_ticket_purge(now - 3600);
         store_portal_purge(now);
     }
+    ratelimit_tick();
 }
