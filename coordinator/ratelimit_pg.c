@@ -24,6 +24,9 @@
 #define RL_LEVEL(rate, burst)                                                                  \
     "least(" burst "::float8, b.tokens + greatest(0, extract(epoch FROM clock_timestamp() - "  \
     "b.updated)::float8) * " rate "::float8)"
+/* The same in the take ($2 rate, $3 burst) and the peek ($1, $2). */
+#define RL_TAKE_LEVEL RL_LEVEL("$2", "$3")
+#define RL_PEEK_LEVEL RL_LEVEL("$1", "$2")
 
 int ratelimit_pg_enabled(void)
 {
@@ -39,19 +42,16 @@ int ratelimit_pg_take(const char *key, double rate, double burst)
 
     snprintf(r, sizeof(r), "%.17g", rate);
     snprintf(b, sizeof(b), "%.17g", burst);
-    res = store_pg_exec(
-        "ratelimit_take",
-        "INSERT INTO ratelimits AS b (key, tokens, updated, full_at) "
-        "VALUES ($1, $3::float8 - 1, clock_timestamp(), "
-        "clock_timestamp() + make_interval(secs => 1 / $2::float8)) "
-        "ON CONFLICT (key) DO UPDATE SET tokens = " RL_LEVEL(
-            "$2", "$3") " - 1, "
+    res = store_pg_exec("ratelimit_take",
+                        "INSERT INTO ratelimits AS b (key, tokens, updated, full_at) "
+                        "VALUES ($1, $3::float8 - 1, clock_timestamp(), "
+                        "clock_timestamp() + make_interval(secs => 1 / $2::float8)) "
+                        "ON CONFLICT (key) DO UPDATE SET tokens = " RL_TAKE_LEVEL " - 1, "
                         "updated = clock_timestamp(), "
                         "full_at = clock_timestamp() + make_interval(secs => "
-                        "($3::float8 - (" RL_LEVEL(
-                            "$2", "$3") " - 1)) / $2::float8) "
-                                        "WHERE " RL_LEVEL("$2", "$3") " >= 1 RETURNING 1",
-        3, v);
+                        "($3::float8 - (" RL_TAKE_LEVEL " - 1)) / $2::float8) "
+                        "WHERE " RL_TAKE_LEVEL " >= 1 RETURNING 1",
+                        3, v);
     if (res == NULL) {
         return -1;
     }
@@ -75,9 +75,9 @@ int ratelimit_pg_peek(const char *const *keys, size_t n, double rate, double bur
     snprintf(b, sizeof(b), "%.17g", burst);
     v[0] = r;
     v[1] = b;
-    len = (size_t) snprintf(
-        sql, sizeof(sql),
-        "SELECT count(*) FROM ratelimits b WHERE " RL_LEVEL("$1", "$2") " < 1 AND key IN ($3");
+    len = (size_t) snprintf(sql, sizeof(sql),
+                            "SELECT count(*) FROM ratelimits b WHERE " RL_PEEK_LEVEL
+                            " < 1 AND key IN ($3");
     for (i = 0; i < n; i++) {
         v[2 + i] = keys[i];
         if (i > 0) {
