@@ -221,10 +221,10 @@ int owner_pg_register(const char *name, int64_t *epoch)
     return *epoch > 0 ? 0 : -1;
 }
 
-int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms)
+int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms, const char *relays)
 {
     char e[24], lapse[24];
-    const char *v[3] = {name, e, lapse};
+    const char *v[4] = {name, e, lapse, relays};
 
     if (hb_inflight) {
         return 1;
@@ -235,14 +235,16 @@ int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms)
     I64(e, epoch);
     I64(lapse, lapse_ms);
     /* Answers whether the previous beat had lapsed (then others may have
-     * taken our leases); no row when our epoch is gone. */
+     * taken our leases); no row when our epoch is gone. The live counters
+     * ride along: one statement, one round trip a beat. */
     if (!PQsendQueryParams(oc,
                            "WITH old AS (SELECT heartbeat FROM instances WHERE name=$1 AND "
                            "epoch=$2::bigint) "
-                           "UPDATE instances SET heartbeat=clock_timestamp() FROM old "
+                           "UPDATE instances SET heartbeat=clock_timestamp(), "
+                           "relays=$4::jsonb FROM old "
                            "WHERE name=$1 AND epoch=$2::bigint "
                            "RETURNING old.heartbeat < " AGO("$3"),
-                           3, NULL, v, NULL, NULL, 0)) {
+                           4, NULL, v, NULL, NULL, 0)) {
         op_log_error("heartbeat", PQerrorMessage(oc));
         return -1;
     }
@@ -381,15 +383,14 @@ int owner_pg_release_all(const char *name, int64_t epoch)
         return -1;
     }
     return op_rows("release",
-                   "UPDATE instances SET heartbeat='-infinity' WHERE name=$1 AND "
+                   "UPDATE instances SET heartbeat='-infinity', relays=NULL WHERE name=$1 AND "
                    "epoch=$2::bigint",
                    2, v) < 0
                ? -1
                : 0;
 }
 
-int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, int64_t *epoch,
-                    int *live)
+int owner_pg_lookup(const char *lease, int lapse_ms, owner_pg_record_t *out)
 {
     char lapse[24];
     const char *v[2] = {lease, lapse};
@@ -397,20 +398,39 @@ int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, in
     int rc;
 
     I64(lapse, lapse_ms);
-    res = op_exec("lookup",
-                  "SELECT o.instance, o.epoch, EXISTS (SELECT 1 FROM instances i WHERE "
-                  "i.name=o.instance AND i.epoch=o.epoch AND i.heartbeat > " AGO(
-                      "$2") ") "
-                            "FROM lease_owners o WHERE o.lease_id=$1",
-                  2, v);
+    /* The counters, their time and age only from a live owner (a dead
+     * one's are not live, and a clean stop's '-infinity' has no age). */
+    res =
+        op_exec("lookup",
+                "SELECT o.instance, o.epoch, f.live, f.live AND i.relays IS NOT NULL, "
+                "CASE WHEN f.live THEN coalesce((i.relays->>'truncated')::boolean, false) "
+                "END, CASE WHEN f.live THEN coalesce((i.relays->'leases'->$1)::text, '') END, "
+                "CASE WHEN f.live THEN to_char(i.heartbeat AT TIME ZONE 'UTC', "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END, "
+                "CASE WHEN f.live THEN (extract(epoch FROM clock_timestamp() - i.heartbeat) "
+                "* 1000)::bigint END "
+                "FROM lease_owners o LEFT JOIN instances i ON i.name=o.instance AND "
+                "i.epoch=o.epoch CROSS JOIN LATERAL (SELECT coalesce(i.heartbeat > " AGO(
+                    "$2") ", false) AS live) f WHERE o.lease_id=$1",
+                2, v);
     if (res == NULL) {
         return -1;
     }
     rc = PQntuples(res) == 1 ? 0 : 1;
+    memset(out, 0, sizeof(*out));
     if (rc == 0) {
-        snprintf(owner, cap, "%s", PQgetvalue(res, 0, 0));
-        *epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        *live = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        snprintf(out->instance, sizeof(out->instance), "%s", PQgetvalue(res, 0, 0));
+        out->epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        out->live = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        out->published = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        out->truncated = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        if (PQgetlength(res, 0, 5) < (int) sizeof(out->counters)) {
+            memcpy(out->counters, PQgetvalue(res, 0, 5), (size_t) PQgetlength(res, 0, 5) + 1);
+        } else {
+            snprintf(out->counters, sizeof(out->counters), "?"); /* not ours: malformed */
+        }
+        snprintf(out->at, sizeof(out->at), "%s", PQgetvalue(res, 0, 6));
+        out->age_ms = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
     }
     PQclear(res);
     return rc;

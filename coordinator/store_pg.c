@@ -102,6 +102,9 @@ static const char *const migrations[] = {
     "  key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
     "  updated TIMESTAMPTZ NOT NULL, full_at TIMESTAMPTZ NOT NULL);"
     "CREATE INDEX IF NOT EXISTS ratelimits_full ON ratelimits(full_at);",
+    /* 4 -> 5: the live counters of the leases an instance relays, written
+     * with its heartbeat (owner.c), read by the others for status. */
+    "ALTER TABLE instances ADD COLUMN IF NOT EXISTS relays JSONB;",
 };
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
