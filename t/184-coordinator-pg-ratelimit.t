@@ -116,21 +116,29 @@ my $one = 0;
 for my $r (1 .. $ROUNDS) {
     my $tok = $c[0]->token(owner => "race$r", org => 'acme');
     my @ls = map { $c[0]->lease($tok, ttlSeconds => 600)->{id} } 1 .. 6;
-    pipe(my $rd, my $wr) or die "pipe: $!";
+    pipe(my $rd, my $wr) or die "pipe: $!";          # the start signal: closed by the parent
+    pipe(my $ready_rd, my $ready_wr) or die "pipe: $!";  # a byte from each child, waiting
     my @kids;
     for my $i (0 .. $#ls) {
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             close $wr;
-            sysread($rd, my $x, 1);    # the start signal: the parent closes the pipe
+            close $ready_rd;
+            syswrite($ready_wr, 'r');
+            sysread($rd, my $x, 1);
             my $st = mint($c[ $i % 3 ], $tok, $ls[$i]);
             POSIX::_exit($st =~ /^20[01]$/ ? 0 : $st == 429 ? 1 : 2);
         }
         push @kids, $pid;
     }
     close $rd;
-    sleep 0.1;    # every child has its request built and waits on the pipe
-    close $wr;
+    close $ready_wr;
+    my $ready = '';
+    while (length($ready) < @kids) {
+        sysread($ready_rd, $ready, 16, length $ready) or last;
+    }
+    close $ready_rd;
+    close $wr;    # all go
     my %by;
     for my $pid (@kids) {
         waitpid($pid, 0);
