@@ -49,6 +49,13 @@ static int op_setup(void)
         op_log_error("setup", PQerrorMessage(oc));
     }
     PQclear(res);
+    /* The heartbeat (with its counters, up to some 150 KB) is queued in
+     * libpq and flushed as the socket takes it, never waiting on a server
+     * that stopped reading; PQexec* calls still wait, as they always do. */
+    if (ok && PQsetnonblocking(oc, 1) != 0) {
+        op_log_error("setup", PQerrorMessage(oc));
+        ok = 0;
+    }
     return ok ? 0 : -1;
 }
 
@@ -249,6 +256,11 @@ int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms, const
         return -1;
     }
     hb_inflight = 1;
+    /* What the socket does not take now, owner_pg_poll() sends later. */
+    if (PQflush(oc) < 0) {
+        op_log_error("heartbeat", PQerrorMessage(oc));
+        return -1;
+    }
     return 0;
 }
 
@@ -265,8 +277,9 @@ owner_hb_e owner_pg_poll(owner_pg_notify_cb cb, void *arg, int *reconnected)
     if (ready == 1) {
         *reconnected = 1;
     }
-    /* Reads what arrived; libpq's socket is non-blocking, so this never waits. */
-    if (!PQconsumeInput(oc)) {
+    /* Sends what is left of the heartbeat and reads what arrived; the
+     * connection is non-blocking, so neither waits. */
+    if (PQflush(oc) < 0 || !PQconsumeInput(oc)) {
         op_log_error("poll", PQerrorMessage(oc));
         return OWNER_HB_NONE;
     }
