@@ -136,10 +136,23 @@ int ratelimit_take(const char *key, double rate, double burst)
 {
     int n;
 
-    if (global_on() && (n = global_result(ratelimit_pg_take(key, rate, burst))) >= 0) {
-        return n;
+    if (global_on() && (n = global_result(ratelimit_pg_take(&key, 1, rate, burst))) >= 0) {
+        return n > 0;
     }
     return local_take(key, rate, burst);
+}
+
+void ratelimit_charge(const char *const *keys, size_t n, double rate, double burst)
+{
+    size_t i;
+
+    if (n <= RATELIMIT_PG_KEYS_MAX && global_on() &&
+        global_result(ratelimit_pg_take(keys, n, rate, burst)) >= 0) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        local_take(keys[i], rate, burst);
+    }
 }
 
 int ratelimit_peek_all(const char *const *keys, size_t n, double rate, double burst)
@@ -147,7 +160,7 @@ int ratelimit_peek_all(const char *const *keys, size_t n, double rate, double bu
     size_t i;
     int ok;
 
-    if (n <= RATELIMIT_PG_PEEK_MAX && global_on() &&
+    if (n <= RATELIMIT_PG_KEYS_MAX && global_on() &&
         (ok = global_result(ratelimit_pg_peek(keys, n, rate, burst))) >= 0) {
         return ok;
     }

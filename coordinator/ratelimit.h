@@ -15,6 +15,9 @@
 
 /* 1 = allowed (a token taken), 0 = limited. */
 int ratelimit_take(const char *key, double rate, double burst);
+/* Takes a token from each of the n distinct keys (at most 4) that has one,
+ * in one round trip: charges a failure to several buckets. */
+void ratelimit_charge(const char *const *keys, size_t n, double rate, double burst);
 /* 1 when the key has at least one token left (nothing taken). */
 int ratelimit_peek(const char *key, double rate, double burst);
 /* 1 when each of the n keys (at most 4) has a token left: one round trip. */

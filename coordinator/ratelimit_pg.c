@@ -19,43 +19,76 @@
 #include "ratelimit_pg.h"
 #include "store_pg.h"
 
-/* Tokens in bucket row b now: what was left, plus the refill since, capped
- * at the burst (rate and burst: parameter numbers). */
-#define RL_LEVEL(rate, burst)                                                                  \
-    "least(" burst "::float8, b.tokens + greatest(0, extract(epoch FROM clock_timestamp() - "  \
-    "b.updated)::float8) * " rate "::float8)"
-/* The same in the take ($2 rate, $3 burst) and the peek ($1, $2). */
-#define RL_TAKE_LEVEL RL_LEVEL("$2", "$3")
-#define RL_PEEK_LEVEL RL_LEVEL("$1", "$2")
+/* Tokens in bucket row b now: what was left, plus the refill since
+ * updated, capped at the burst ($1 rate, $2 burst). */
+#define RL_LEVEL                                                                               \
+    "least($2::float8, b.tokens + greatest(0, extract(epoch FROM clock_timestamp() - "         \
+    "b.updated)::float8) * $1::float8)"
 
 int ratelimit_pg_enabled(void)
 {
     return store_pg_in_use();
 }
 
-int ratelimit_pg_take(const char *key, double rate, double burst)
+/*
+ * Statement text around the keys $3.. (one each, joined by ", "; each as
+ * fmt formats its parameter number), and the parameters: rate, burst,
+ * keys. 0, or -1 when there are too many keys.
+ */
+static int rl_statement(char *sql, size_t cap, const char *head, const char *key_fmt,
+                        const char *tail, const char **v, char *r, char *b, size_t rb_cap,
+                        const char *const *keys, size_t n, double rate, double burst)
 {
-    char r[32], b[32];
-    const char *v[3] = {key, r, b};
+    size_t i, len;
+
+    if (n == 0 || n > RATELIMIT_PG_KEYS_MAX) {
+        return -1;
+    }
+    snprintf(r, rb_cap, "%.17g", rate);
+    snprintf(b, rb_cap, "%.17g", burst);
+    v[0] = r;
+    v[1] = b;
+    len = (size_t) snprintf(sql, cap, "%s", head);
+    for (i = 0; i < n && len < cap; i++) {
+        v[2 + i] = keys[i];
+        if (i > 0) {
+            len += (size_t) snprintf(sql + len, cap - len, ", ");
+        }
+        len += (size_t) snprintf(sql + len, cap - len, key_fmt, (int) i + 3);
+    }
+    if (len >= cap || (size_t) snprintf(sql + len, cap - len, "%s", tail) >= cap - len) {
+        return -1;
+    }
+    return 0;
+}
+
+int ratelimit_pg_take(const char *const *keys, size_t n, double rate, double burst)
+{
+    char r[32], b[32], sql[1024];
+    const char *v[2 + RATELIMIT_PG_KEYS_MAX];
     PGresult *res;
     int taken;
 
-    snprintf(r, sizeof(r), "%.17g", rate);
-    snprintf(b, sizeof(b), "%.17g", burst);
-    res = store_pg_exec("ratelimit_take",
-                        "INSERT INTO ratelimits AS b (key, tokens, updated, full_at) "
-                        "VALUES ($1, $3::float8 - 1, clock_timestamp(), "
-                        "clock_timestamp() + make_interval(secs => 1 / $2::float8)) "
-                        "ON CONFLICT (key) DO UPDATE SET tokens = " RL_TAKE_LEVEL " - 1, "
-                        "updated = clock_timestamp(), "
-                        "full_at = clock_timestamp() + make_interval(secs => "
-                        "($3::float8 - (" RL_TAKE_LEVEL " - 1)) / $2::float8) "
-                        "WHERE " RL_TAKE_LEVEL " >= 1 RETURNING 1",
-                        3, v);
+    if (rl_statement(sql, sizeof(sql),
+                     "INSERT INTO ratelimits AS b (key, tokens, updated, full_at) "
+                     "SELECT k, $2::float8 - 1, clock_timestamp(), "
+                     "clock_timestamp() + make_interval(secs => 1 / $1::float8) "
+                     "FROM (VALUES ",
+                     "($%d::text)",
+                     ") AS new(k) "
+                     "ON CONFLICT (key) DO UPDATE SET tokens = " RL_LEVEL " - 1, "
+                     "updated = clock_timestamp(), "
+                     "full_at = clock_timestamp() + make_interval(secs => "
+                     "($2::float8 - (" RL_LEVEL " - 1)) / $1::float8) "
+                     "WHERE " RL_LEVEL " >= 1 RETURNING 1",
+                     v, r, b, sizeof(r), keys, n, rate, burst) < 0) {
+        return -1;
+    }
+    res = store_pg_exec("ratelimit_take", sql, (int) (2 + n), v);
     if (res == NULL) {
         return -1;
     }
-    taken = PQntuples(res) == 1;
+    taken = PQntuples(res);
     PQclear(res);
     return taken;
 }
@@ -63,28 +96,15 @@ int ratelimit_pg_take(const char *key, double rate, double burst)
 int ratelimit_pg_peek(const char *const *keys, size_t n, double rate, double burst)
 {
     char r[32], b[32], sql[512];
-    const char *v[2 + RATELIMIT_PG_PEEK_MAX];
+    const char *v[2 + RATELIMIT_PG_KEYS_MAX];
     PGresult *res;
-    size_t i, len;
     int ok;
 
-    if (n == 0 || n > RATELIMIT_PG_PEEK_MAX) {
-        return n == 0 ? 1 : -1;
+    if (rl_statement(sql, sizeof(sql),
+                     "SELECT count(*) FROM ratelimits b WHERE " RL_LEVEL " < 1 AND key IN (",
+                     "$%d", ")", v, r, b, sizeof(r), keys, n, rate, burst) < 0) {
+        return -1;
     }
-    snprintf(r, sizeof(r), "%.17g", rate);
-    snprintf(b, sizeof(b), "%.17g", burst);
-    v[0] = r;
-    v[1] = b;
-    len = (size_t) snprintf(sql, sizeof(sql),
-                            "SELECT count(*) FROM ratelimits b WHERE " RL_PEEK_LEVEL
-                            " < 1 AND key IN ($3");
-    for (i = 0; i < n; i++) {
-        v[2 + i] = keys[i];
-        if (i > 0) {
-            len += (size_t) snprintf(sql + len, sizeof(sql) - len, ", $%zu", i + 3);
-        }
-    }
-    snprintf(sql + len, sizeof(sql) - len, ")");
     res = store_pg_exec("ratelimit_peek", sql, (int) (2 + n), v);
     if (res == NULL) {
         return -1;

@@ -12,14 +12,15 @@
 
 #include <stddef.h>
 
-/* At most this many keys in one ratelimit_pg_peek(). */
-#define RATELIMIT_PG_PEEK_MAX 4
+/* At most this many keys in one call. */
+#define RATELIMIT_PG_KEYS_MAX 4
 
 /* 1 when the store is PostgreSQL: the buckets live there. */
 int ratelimit_pg_enabled(void);
 
-/* Takes a token from key's bucket: 1 taken, 0 limited, -1 error. */
-int ratelimit_pg_take(const char *key, double rate, double burst);
+/* Takes a token from the bucket of each of the n keys (distinct) that has
+ * one: how many were taken (1 or 0 for one key), or -1. */
+int ratelimit_pg_take(const char *const *keys, size_t n, double rate, double burst);
 
 /* 1 when each of the n keys has a token left (nothing taken), 0 when one
  * has none, -1 error. */

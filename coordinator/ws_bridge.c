@@ -59,7 +59,8 @@ static const char *ws_status_text(int status)
 static int refuse_to(ws_upgrade_t *up, const char *lease, const char *bucket, const char *role,
                      int status, const char *error, const char *message)
 {
-    char key[160], *text;
+    char key[160], lkey[160], *text;
+    const char *keys[2] = {key, lkey};
     json_t *j;
     int n;
 
@@ -67,14 +68,14 @@ static int refuse_to(ws_upgrade_t *up, const char *lease, const char *bucket, co
     if (status == 429) {
         api_stats.rate_limited++;
     } else if (status != 400 && status != 503) {
-        /* Failed attempts (not a lease moving between instances) feed the per-lease and
-         * per-address limits. */
-        if (bucket != NULL) {
-            snprintf(key, sizeof(key), "fail:lease:%s", bucket);
-            ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
-        }
+        /* Failed attempts (not a lease moving between instances) feed the per-address and
+         * per-lease limits (one round trip with PostgreSQL). */
         snprintf(key, sizeof(key), "fail:addr:%s", up->ip);
-        ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
+        if (bucket != NULL) {
+            snprintf(lkey, sizeof(lkey), "fail:lease:%s", bucket);
+        }
+        ratelimit_charge(keys, bucket != NULL ? 2 : 1, coord_cfg.fail_rate,
+                         coord_cfg.fail_burst);
     }
     coord_log("upgrade_refused", "lease=%s role=%s addr=%s status=%d error=%s reason=\"%s\"",
               lease, role, up->ip, status, error, message);

@@ -96,13 +96,19 @@ diag(sprintf('refilled after %.1f s', $waited));
 is(mint($c[0], $bob, $bob_leases[1]), 429, '... one token, not a full bucket');
 
 # ---- failed upgrades: the limit follows the address across instances --------------------------
-# Unknown lease names charge only the address (fail:addr:127.0.0.1).
+# Unknown lease names charge only the address (fail:addr:127.0.0.1); a bad
+# ticket for a real lease charges the address and the lease, in one statement.
 my @fail = map {
-    my (undef, $s) = $c[ $_ % 2 ]->ws("lease_nosuch$_", 'host', ticket => 'egt_bogus');
+    my (undef, $s) = $c[ $_ % 2 ]->ws($_ < 2 ? "lease_nosuch$_" : $leases[1], 'host',
+        ticket => 'egt_bogus');
     $s;
 } 0 .. 2;
-is_deeply(\@fail, [ 404, 404, 404 ], 'three failed upgrades on c1 and c2 (unknown lease)')
+is_deeply(\@fail, [ 404, 404, 401 ], 'three failed upgrades on c1 and c2 (two unknown leases, a bad ticket)')
     or diag("statuses: @fail");
+my (undef, $rows) = $pg->psql('egress_rl',
+    "SELECT key || ' ' || round(tokens) FROM ratelimits WHERE key LIKE 'fail:%' ORDER BY key");
+is($rows // '', "fail:addr:127.0.0.1 0\nfail:lease:$leases[1] 2\n",
+    'the address paid three times, the lease once');
 my $h = $c[0]->ticket($alice, $leases[0], role => 'host');
 my ($w, $s) = $c[2]->ws($leases[0], 'host', ticket => $h->{ticket});
 is($s, 429, 'c3, which saw none of them, refuses the address with 429');

@@ -46,11 +46,11 @@ int ratelimit_pg_enabled(void)
     return pg_on;
 }
 
-int ratelimit_pg_take(const char *key, double rate, double burst)
+int ratelimit_pg_take(const char *const *keys, size_t n, double rate, double burst)
 {
-    (void) key, (void) rate, (void) burst;
+    (void) keys, (void) rate, (void) burst;
     pg_takes++;
-    return pg_fail ? -1 : pg_take_answer;
+    return pg_fail ? -1 : pg_take_answer ? (int) n : 0;
 }
 
 int ratelimit_pg_peek(const char *const *keys, size_t n, double rate, double burst)
@@ -175,6 +175,31 @@ static void test_fallback(void **state)
     assert_int_equal(logs, 3);
 }
 
+static void test_charge(void **state)
+{
+    const char *keys[2] = {"fail:addr:192.0.2.3", "fail:lease:L3"};
+
+    (void) state;
+    /* locally: each bucket pays, and one that is empty stays empty */
+    ratelimit_charge(keys, 2, 1, 2);
+    assert_int_equal(ratelimit_peek_all(keys, 2, 1, 2), 1);
+    ratelimit_charge(keys, 1, 1, 2);
+    assert_int_equal(ratelimit_peek(keys[0], 1, 2), 0);
+    assert_int_equal(ratelimit_peek(keys[1], 1, 2), 1);
+    ratelimit_charge(keys, 2, 1, 2);
+    assert_int_equal(ratelimit_peek(keys[1], 1, 2), 0);
+    /* globally: one call for both */
+    pg_on = 1;
+    ratelimit_charge(keys, 2, 1, 2);
+    assert_int_equal(pg_takes, 1);
+    /* the database failing: the local buckets pay */
+    pg_fail = 1;
+    keys[0] = "fail:addr:192.0.2.4";
+    ratelimit_charge(keys, 1, 1, 1);
+    assert_int_equal(pg_takes, 2);
+    assert_int_equal(ratelimit_peek(keys[0], 1, 1), 0);
+}
+
 static void test_sqlite(void **state)
 {
     (void) state;
@@ -207,6 +232,7 @@ int main(void)
         cmocka_unit_test_setup(test_peek_all_local, setup),
         cmocka_unit_test_setup(test_global, setup),
         cmocka_unit_test_setup(test_fallback, setup),
+        cmocka_unit_test_setup(test_charge, setup),
         cmocka_unit_test_setup(test_sqlite, setup),
         cmocka_unit_test_setup(test_purge, setup),
     };
