@@ -115,3 +115,25 @@ build/fuzz/fuzz_destinations: coordinator/fuzz/fuzz_destinations.c coordinator/d
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $(COORD_INC) -o $@ coordinator/fuzz/fuzz_destinations.c \
 	    coordinator/destinations.c coordinator/traffic.c
+
+$(BUILD)/tests/coord_test_ratelimit: coordinator/tests/test_ratelimit.c coordinator/ratelimit.c \
+                                     coordinator/ratelimit.h coordinator/ratelimit_pg.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icoordinator -o $@ coordinator/tests/test_ratelimit.c \
+	    coordinator/ratelimit.c $(LDFLAGS) -lcmocka
+
+$(BUILD)/tests/coord_test_owner_counters: coordinator/tests/test_owner_counters.c \
+                                          coordinator/owner_counters.c \
+                                          coordinator/owner_counters.h coordinator/util.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ilib -Icoordinator -o $@ coordinator/tests/test_owner_counters.c \
+	    coordinator/owner_counters.c coordinator/util.c $(LDFLAGS) -lcmocka -ljansson
+
+# libFuzzer target for the live counters another instance publishes.
+FUZZ_TARGETS += build/fuzz/fuzz_owner_counters
+build/fuzz/fuzz_owner_counters: coordinator/fuzz/fuzz_owner_counters.c \
+                                coordinator/owner_counters.c coordinator/owner_counters.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Ilib $(COORD_INC) -o $@ \
+	    coordinator/fuzz/fuzz_owner_counters.c coordinator/owner_counters.c -ljansson

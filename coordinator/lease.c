@@ -10,6 +10,7 @@
 #include "egress.h"
 #include "lease.h"
 #include "owner.h"
+#include "ratelimit.h"
 #include "session.h"
 #include "view.h"
 
@@ -60,30 +61,30 @@ int lease_release(const store_lease_t *l)
     return 0;
 }
 
-static json_t *proto_json(const conn_t *c)
+void lease_counters_here(const session_t *live, owner_counters_t *out)
 {
-    if (c == NULL) {
-        return json_null();
-    }
-    return json_string(c->version == EGRESS_PROTO_V2 ? EGRESS_SUBPROTO_V2 : EGRESS_SUBPROTO_V1);
-}
+    int role;
 
-/* When a role last connected or disconnected, while the session is in memory. */
-static json_t *since_json(const session_t *live, int role)
-{
-    char ts[32];
-
-    if (live == NULL || live->since[role] == 0) {
-        return json_null();
+    memset(out, 0, sizeof(*out));
+    if (live == NULL) {
+        return;
     }
-    coord_time_format(ts, sizeof(ts), live->since[role]);
-    return json_string(ts);
+    snprintf(out->session_id, sizeof(out->session_id), "%s", live->session_id);
+    for (role = ROLE_HOST; role <= ROLE_CLIENT; role++) {
+        out->connected[role] = live->conn[role] != NULL;
+        out->since[role] = live->since[role];
+        out->version[role] = live->conn[role] != NULL ? live->conn[role]->version : 0;
+    }
+    out->streams = live->nstreams;
+    out->bytes_up = live->bytes_up;
+    out->bytes_down = live->bytes_down;
 }
 
 int lease_status_json(const store_lease_t *l, json_t **out)
 {
     store_session_t s;
     session_t *live;
+    owner_counters_t here;
     json_t *allow;
     char created[32], updated[32];
     int n = store_session_get(l->id, &s);
@@ -103,25 +104,24 @@ int lease_status_json(const store_lease_t *l, json_t **out)
     active = s.state == SESSION_ACTIVE && lease_effective_state(l) == LEASE_ACTIVE;
     coord_time_format(created, sizeof(created), s.created_at);
     coord_time_format(updated, sizeof(updated), s.updated_at);
-    *out = json_pack(
-        "{s:s, s:s, s:s, s:o, s:b, s:b, s:o, s:o, s:s, s:s, s:s, s:{s:o, s:o}, s:I, s:I, s:I}",
-        "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow", allow,
-        "hostConnected", live && live->conn[ROLE_HOST], "clientConnected",
-        live && live->conn[ROLE_CLIENT], "hostSince", since_json(live, ROLE_HOST),
-        "clientSince", since_json(live, ROLE_CLIENT), "createdAt", created, "updatedAt",
-        updated, "state", active ? "active" : "stopped", "protocol", "host",
-        proto_json(live ? live->conn[ROLE_HOST] : NULL), "client",
-        proto_json(live ? live->conn[ROLE_CLIENT] : NULL), "streams",
-        (json_int_t) (live ? live->nstreams : 0), "bytesUp",
-        (json_int_t) (live ? live->bytes_up : 0), "bytesDown",
-        (json_int_t) (live ? live->bytes_down : 0));
-    /* crabbox's status names are a subset of ours: its CLI reads this too */
-    if (*out != NULL) {
-        json_object_set_new(*out, "slug", json_string(l->slug));
-        json_object_set_new(*out, "active", json_boolean(active));
+    /* The live members (null here) are set in this order by owner_counters_status(). */
+    *out =
+        json_pack("{s:s, s:s, s:s, s:o, s:n, s:n, s:n, s:n, s:s, s:s, s:s, s:n, s:n, s:n, "
+                  "s:n, s:s, s:b}",
+                  "leaseID", l->id, "sessionID", s.session_id, "profile", s.profile, "allow",
+                  allow, "hostConnected", "clientConnected", "hostSince", "clientSince",
+                  "createdAt", created, "updatedAt", updated, "state",
+                  active ? "active" : "stopped", "protocol", "streams", "bytesUp", "bytesDown",
+                  /* crabbox's status names are a subset of ours: its CLI reads this too */
+                  "slug", l->slug, "active", active);
+    if (*out == NULL) {
+        return -1;
     }
-    if (*out != NULL && (view_status_add(*out, l->id, live, coord_now()) < 0 ||
-                         owner_status_add(*out, l->id) < 0)) {
+    lease_counters_here(live, &here);
+    /* Another instance's counters replace these when it relays the lease. */
+    if (owner_counters_status(*out, live != NULL ? &here : NULL) < 0 ||
+        view_status_add(*out, l->id, live, coord_now()) < 0 ||
+        owner_status_add(*out, l->id, s.session_id) < 0) {
         json_decref(*out);
         *out = NULL;
     }
@@ -222,4 +222,5 @@ void lease_tick(void)
         store_ticket_purge(now - 3600);
         store_portal_purge(now);
     }
+    ratelimit_tick();
 }

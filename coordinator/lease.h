@@ -11,7 +11,10 @@
 
 #include <jansson.h>
 
+#include "owner_counters.h"
 #include "store.h"
+
+struct session_s;
 
 /* What a token may do with a lease. */
 typedef enum { ACCESS_NONE = 0, ACCESS_READ, ACCESS_MANAGE } access_e;
@@ -30,6 +33,8 @@ lease_state_e lease_effective_state(const store_lease_t *l);
 int lease_release(const store_lease_t *l);
 /* Stops the lease's egress session (s receives it): 0, 1 none, -1 database error. */
 int lease_stop_session(const store_lease_t *l, store_session_t *s);
+/* The live counters of this instance's session of a lease (live NULL: none). */
+void lease_counters_here(const struct session_s *live, owner_counters_t *out);
 /* The GET .../egress/status document: 0 (*out set, owned), 1 no session, -1 error. */
 int lease_status_json(const store_lease_t *l, json_t **out);
 /* Ends the lease's egress: closes both sockets with code/reason and forgets

@@ -17,7 +17,9 @@
 #include <string.h>
 
 #include "egress.h"
+#include "lease.h"
 #include "owner.h"
+#include "owner_counters.h"
 #include "owner_notify.h"
 #include "owner_pg.h"
 #include "session.h"
@@ -30,7 +32,7 @@
 
 static struct lws_context *ctx;
 static lws_sorted_usec_list_t poll_sul, beat_sul;
-static int enabled, fenced;
+static int enabled, fenced, truncated_logged;
 static int64_t epoch, last_purge;
 
 /*
@@ -158,13 +160,58 @@ static int beat_interval_ms(void)
     return third < OWNER_BEAT_MS ? third : OWNER_BEAT_MS;
 }
 
+/*
+ * The live counters of every lease relayed here, for the heartbeat:
+ * {"truncated": bool, "leases": {LEASE: owner_counters_pack(), ...}}, at
+ * most OWNER_COUNTERS_MAX leases (then truncated is true). NULL when out
+ * of memory (the heartbeat then says nothing about counters).
+ */
+static char *relays_json(void)
+{
+    owner_counters_t c;
+    session_t *s;
+    json_t *doc, *leases = json_object(), *one;
+    size_t n = 0;
+    int truncated = 0;
+    char *text;
+
+    for (s = session_list(); s != NULL && leases != NULL; s = s->next) {
+        if (n == OWNER_COUNTERS_MAX) {
+            truncated = 1;
+            break;
+        }
+        lease_counters_here(s, &c);
+        one = owner_counters_pack(&c);
+        if (one == NULL || json_object_set_new(leases, s->lease_id, one) < 0) {
+            json_decref(leases);
+            return NULL;
+        }
+        n++;
+    }
+    doc = json_pack("{s:b, s:o}", "truncated", truncated, "leases", leases);
+    if (doc == NULL) {
+        return NULL;
+    }
+    if (truncated && !truncated_logged) {
+        truncated_logged = 1;
+        coord_log("owner_counters_truncated", "instance=%s published=%d", coord_cfg.instance,
+                  OWNER_COUNTERS_MAX);
+    }
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}
+
 static void beat_tick(lws_sorted_usec_list_t *sul)
 {
     int64_t now = coord_mono_ms();
+    char *relays;
 
     (void) sul;
     if (!fenced) {
-        owner_pg_heartbeat_send(coord_cfg.instance, epoch, coord_cfg.owner_lapse_ms);
+        relays = relays_json();
+        owner_pg_heartbeat_send(coord_cfg.instance, epoch, coord_cfg.owner_lapse_ms, relays);
+        free(relays);
         if (now - last_purge >= OWNER_PURGE_MS) {
             last_purge = now;
             owner_pg_purge();
@@ -261,25 +308,69 @@ owner_verdict_e owner_admit(const char *lease_id, const char *role, const char *
 
 /* ---- status ------------------------------------------------------------ */
 
-int owner_status_add(json_t *doc, const char *lease_id)
+/*
+ * The live members of a status answered by an instance that does not
+ * relay the lease: the owner's, from its last heartbeat, when it is live
+ * and published them; else false and zero. 1 when the owner's are known
+ * (a lease missing from a complete list means it has no socket of it;
+ * entries of an older session of the lease say nothing of this one), 0
+ * when not, -1 out of memory.
+ */
+static int status_from_owner(json_t *doc, const owner_pg_record_t *rec, const char *session_id)
 {
-    char name[COORD_INSTANCE_MAX];
-    int64_t e = 0;
-    int live = 0, n;
+    owner_counters_t c;
+    const owner_counters_t *use = NULL;
+    int known = 0;
+
+    if (rec->published && rec->counters[0] == '\0') {
+        known = !rec->truncated;
+    } else if (rec->published &&
+               owner_counters_parse(rec->counters, strlen(rec->counters), &c) == 0) {
+        known = 1;
+        use = strcmp(c.session_id, session_id) == 0 ? &c : NULL;
+    }
+    return owner_counters_status(doc, use) < 0 ? -1 : known;
+}
+
+/*
+ * "relay" says which instance relays the lease and where the live members
+ * come from ("counters"): "here" (this instance's own), "owner" (the live
+ * owner's, from its last heartbeat, countersAt / countersAgeMs old) or
+ * "none" (no live owner, or it did not publish this lease: nothing live
+ * is known, the members say false and zero).
+ */
+int owner_status_add(json_t *doc, const char *lease_id, const char *session_id)
+{
+    owner_pg_record_t rec;
+    const char *from = "here";
+    int n, here, known = 0;
     json_t *relay;
 
     if (!enabled) {
-        relay =
-            json_pack("{s:s?, s:b, s:b}", "instance", coord_cfg.instance, "live", 1, "here", 1);
+        relay = json_pack("{s:s?, s:b, s:b, s:s}", "instance", coord_cfg.instance, "live", 1,
+                          "here", 1, "counters", from);
     } else {
-        n = owner_pg_lookup(lease_id, coord_cfg.owner_lapse_ms, name, sizeof(name), &e, &live);
+        n = owner_pg_lookup(lease_id, coord_cfg.owner_lapse_ms, &rec);
         if (n < 0) {
             return -1;
         }
-        relay = n == 1 ? json_pack("{s:n, s:b, s:b}", "instance", "live", 0, "here", 0)
-                       : json_pack("{s:s, s:I, s:b, s:b}", "instance", name, "epoch",
-                                   (json_int_t) e, "live", live, "here",
-                                   strcmp(name, coord_cfg.instance) == 0 && e == epoch);
+        here = n == 0 && strcmp(rec.instance, coord_cfg.instance) == 0 && rec.epoch == epoch;
+        if (!here) {
+            known = status_from_owner(doc, &rec, session_id);
+            if (known < 0) {
+                return -1;
+            }
+            from = known ? "owner" : "none";
+        }
+        relay = n == 1 ? json_pack("{s:n, s:b, s:b, s:s}", "instance", "live", 0, "here", 0,
+                                   "counters", from)
+                       : json_pack("{s:s, s:I, s:b, s:b, s:s}", "instance", rec.instance,
+                                   "epoch", (json_int_t) rec.epoch, "live", rec.live, "here",
+                                   here, "counters", from);
+        if (relay != NULL && known) {
+            json_object_set_new(relay, "countersAt", json_string(rec.at));
+            json_object_set_new(relay, "countersAgeMs", json_integer((json_int_t) rec.age_ms));
+        }
     }
     if (relay == NULL) {
         return -1;

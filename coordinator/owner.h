@@ -39,7 +39,13 @@ void owner_stop(void);
 owner_verdict_e owner_admit(const char *lease_id, const char *role, const char *hash,
                             int via_resume, char *owner, size_t cap);
 
-/* Adds "relay": {"instance", "epoch", "live", "here"} to a status document. */
-int owner_status_add(json_t *doc, const char *lease_id);
+/*
+ * Adds "relay": {"instance", "epoch", "live", "here", "counters", and
+ * "countersAt", "countersAgeMs" when they are the owner's} to the status
+ * document of session_id; on an instance that does not relay the lease,
+ * the live members are replaced by the owner's published counters (or
+ * false and zero when none are known).
+ */
+int owner_status_add(json_t *doc, const char *lease_id, const char *session_id);
 
 #endif /* OWNER_H */

@@ -49,6 +49,13 @@ static int op_setup(void)
         op_log_error("setup", PQerrorMessage(oc));
     }
     PQclear(res);
+    /* The heartbeat (with its counters, up to some 150 KB) is queued in
+     * libpq and flushed as the socket takes it, never waiting on a server
+     * that stopped reading; PQexec* calls still wait, as they always do. */
+    if (ok && PQsetnonblocking(oc, 1) != 0) {
+        op_log_error("setup", PQerrorMessage(oc));
+        ok = 0;
+    }
     return ok ? 0 : -1;
 }
 
@@ -221,10 +228,10 @@ int owner_pg_register(const char *name, int64_t *epoch)
     return *epoch > 0 ? 0 : -1;
 }
 
-int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms)
+int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms, const char *relays)
 {
     char e[24], lapse[24];
-    const char *v[3] = {name, e, lapse};
+    const char *v[4] = {name, e, lapse, relays};
 
     if (hb_inflight) {
         return 1;
@@ -235,18 +242,25 @@ int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms)
     I64(e, epoch);
     I64(lapse, lapse_ms);
     /* Answers whether the previous beat had lapsed (then others may have
-     * taken our leases); no row when our epoch is gone. */
+     * taken our leases); no row when our epoch is gone. The live counters
+     * ride along: one statement, one round trip a beat. */
     if (!PQsendQueryParams(oc,
                            "WITH old AS (SELECT heartbeat FROM instances WHERE name=$1 AND "
                            "epoch=$2::bigint) "
-                           "UPDATE instances SET heartbeat=clock_timestamp() FROM old "
+                           "UPDATE instances SET heartbeat=clock_timestamp(), "
+                           "relays=$4::jsonb FROM old "
                            "WHERE name=$1 AND epoch=$2::bigint "
                            "RETURNING old.heartbeat < " AGO("$3"),
-                           3, NULL, v, NULL, NULL, 0)) {
+                           4, NULL, v, NULL, NULL, 0)) {
         op_log_error("heartbeat", PQerrorMessage(oc));
         return -1;
     }
     hb_inflight = 1;
+    /* What the socket does not take now, owner_pg_poll() sends later. */
+    if (PQflush(oc) < 0) {
+        op_log_error("heartbeat", PQerrorMessage(oc));
+        return -1;
+    }
     return 0;
 }
 
@@ -263,8 +277,9 @@ owner_hb_e owner_pg_poll(owner_pg_notify_cb cb, void *arg, int *reconnected)
     if (ready == 1) {
         *reconnected = 1;
     }
-    /* Reads what arrived; libpq's socket is non-blocking, so this never waits. */
-    if (!PQconsumeInput(oc)) {
+    /* Sends what is left of the heartbeat and reads what arrived; the
+     * connection is non-blocking, so neither waits. */
+    if (PQflush(oc) < 0 || !PQconsumeInput(oc)) {
         op_log_error("poll", PQerrorMessage(oc));
         return OWNER_HB_NONE;
     }
@@ -381,15 +396,14 @@ int owner_pg_release_all(const char *name, int64_t epoch)
         return -1;
     }
     return op_rows("release",
-                   "UPDATE instances SET heartbeat='-infinity' WHERE name=$1 AND "
+                   "UPDATE instances SET heartbeat='-infinity', relays=NULL WHERE name=$1 AND "
                    "epoch=$2::bigint",
                    2, v) < 0
                ? -1
                : 0;
 }
 
-int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, int64_t *epoch,
-                    int *live)
+int owner_pg_lookup(const char *lease, int lapse_ms, owner_pg_record_t *out)
 {
     char lapse[24];
     const char *v[2] = {lease, lapse};
@@ -397,20 +411,39 @@ int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, in
     int rc;
 
     I64(lapse, lapse_ms);
-    res = op_exec("lookup",
-                  "SELECT o.instance, o.epoch, EXISTS (SELECT 1 FROM instances i WHERE "
-                  "i.name=o.instance AND i.epoch=o.epoch AND i.heartbeat > " AGO(
-                      "$2") ") "
-                            "FROM lease_owners o WHERE o.lease_id=$1",
-                  2, v);
+    /* The counters, their time and age only from a live owner (a dead
+     * one's are not live, and a clean stop's '-infinity' has no age). */
+    res =
+        op_exec("lookup",
+                "SELECT o.instance, o.epoch, f.live, f.live AND i.relays IS NOT NULL, "
+                "CASE WHEN f.live THEN coalesce((i.relays->>'truncated')::boolean, false) "
+                "END, CASE WHEN f.live THEN coalesce((i.relays->'leases'->$1)::text, '') END, "
+                "CASE WHEN f.live THEN to_char(i.heartbeat AT TIME ZONE 'UTC', "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END, "
+                "CASE WHEN f.live THEN (extract(epoch FROM clock_timestamp() - i.heartbeat) "
+                "* 1000)::bigint END "
+                "FROM lease_owners o LEFT JOIN instances i ON i.name=o.instance AND "
+                "i.epoch=o.epoch CROSS JOIN LATERAL (SELECT coalesce(i.heartbeat > " AGO(
+                    "$2") ", false) AS live) f WHERE o.lease_id=$1",
+                2, v);
     if (res == NULL) {
         return -1;
     }
     rc = PQntuples(res) == 1 ? 0 : 1;
+    memset(out, 0, sizeof(*out));
     if (rc == 0) {
-        snprintf(owner, cap, "%s", PQgetvalue(res, 0, 0));
-        *epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        *live = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        snprintf(out->instance, sizeof(out->instance), "%s", PQgetvalue(res, 0, 0));
+        out->epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        out->live = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        out->published = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        out->truncated = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        if (PQgetlength(res, 0, 5) < (int) sizeof(out->counters)) {
+            memcpy(out->counters, PQgetvalue(res, 0, 5), (size_t) PQgetlength(res, 0, 5) + 1);
+        } else {
+            snprintf(out->counters, sizeof(out->counters), "?"); /* not ours: malformed */
+        }
+        snprintf(out->at, sizeof(out->at), "%s", PQgetvalue(res, 0, 6));
+        out->age_ms = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
     }
     PQclear(res);
     return rc;

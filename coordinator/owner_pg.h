@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coord.h"
+
 /* The channel an instance LISTENs on; a payload is "INSTANCE EPOCH LEASE VERSION". */
 #define OWNER_PG_CHANNEL "egress_owner"
 
@@ -25,8 +27,10 @@ void owner_pg_close(void);
  * connection LISTENs from owner_pg_open() on (and again after a reconnect). */
 int owner_pg_register(const char *name, int64_t *epoch);
 
-/* Sends the heartbeat (not waiting). 1 when the previous one is unanswered. */
-int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms);
+/* Sends the heartbeat (not waiting) with the live counters of the leases
+ * relayed here (relays: a JSON document, or NULL for none; see owner.c).
+ * 1 when the previous one is unanswered. */
+int owner_pg_heartbeat_send(const char *name, int64_t epoch, int lapse_ms, const char *relays);
 
 typedef enum {
     OWNER_HB_NONE = 0, /* no answer read this time */
@@ -70,9 +74,20 @@ int owner_pg_release(const char *lease, const char *name, int64_t epoch, const c
 /* At a clean stop: every record of ours goes, and the heartbeat is marked dead. */
 int owner_pg_release_all(const char *name, int64_t epoch);
 
-/* Who owns lease: 0 and the fields filled, 1 nobody. live: heartbeat fresh. */
-int owner_pg_lookup(const char *lease, int lapse_ms, char *owner, size_t cap, int64_t *epoch,
-                    int *live);
+/* What the database says about the instance relaying a lease. */
+typedef struct {
+    char instance[COORD_INSTANCE_MAX];
+    int64_t epoch;
+    int live;            /* its heartbeat is fresh (within the lapse) */
+    int published;       /* live, and its last heartbeat carried counters */
+    int truncated;       /* ... but not of every lease it relays */
+    char counters[1024]; /* the lease's entry in them (owner_counters.h), or "" */
+    char at[40];         /* when that heartbeat was written (database clock, RFC 3339, ms) */
+    int64_t age_ms;      /* how long ago */
+} owner_pg_record_t;
+
+/* Who owns lease: 0 and out filled, 1 nobody. */
+int owner_pg_lookup(const char *lease, int lapse_ms, owner_pg_record_t *out);
 
 /* Calls cb for every lease (name, epoch) owns. */
 typedef void (*owner_pg_lease_cb)(const char *lease, void *arg);

@@ -26,6 +26,7 @@
 
 #include "owner_pg.h"
 #include "store_backend.h"
+#include "store_pg.h"
 
 /* Advisory lock key (any constant): serializes migrations of instances starting at once. */
 #define PG_MIGRATE_LOCK "6645677265737300"
@@ -94,6 +95,16 @@ static const char *const migrations[] = {
     "  lease_id TEXT PRIMARY KEY, instance TEXT NOT NULL, epoch BIGINT NOT NULL,"
     "  since BIGINT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS lease_owners_instance ON lease_owners(instance, epoch);",
+    /* 3 -> 4: rate-limit buckets shared by every instance (ratelimit_pg.c):
+     * tokens left at `updated` (the database's clock), and when the bucket
+     * is full again (a full bucket's row is garbage, purged by full_at). */
+    "CREATE TABLE IF NOT EXISTS ratelimits ("
+    "  key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
+    "  updated TIMESTAMPTZ NOT NULL, full_at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS ratelimits_full ON ratelimits(full_at);",
+    /* 4 -> 5: the live counters of the leases an instance relays, written
+     * with its heartbeat (owner.c), read by the others for status. */
+    "ALTER TABLE instances ADD COLUMN IF NOT EXISTS relays JSONB;",
 };
 
 #define PG_SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
@@ -420,6 +431,16 @@ static PGresult *pg_exec(const char *what, const char *sql, int n, const char *c
                          int *unique)
 {
     return pg_exec_ms(what, sql, n, vals, unique, PG_CALL_MS);
+}
+
+PGresult *store_pg_exec(const char *what, const char *sql, int n, const char *const *vals)
+{
+    return conn_uri != NULL ? pg_exec(what, sql, n, vals, NULL) : NULL;
+}
+
+int store_pg_in_use(void)
+{
+    return conn_uri != NULL;
 }
 
 /* A statement without rows: 0, or -1. */

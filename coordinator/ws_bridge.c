@@ -59,7 +59,8 @@ static const char *ws_status_text(int status)
 static int refuse_to(ws_upgrade_t *up, const char *lease, const char *bucket, const char *role,
                      int status, const char *error, const char *message)
 {
-    char key[160], *text;
+    char key[160], lkey[160], *text;
+    const char *keys[2] = {key, lkey};
     json_t *j;
     int n;
 
@@ -67,14 +68,14 @@ static int refuse_to(ws_upgrade_t *up, const char *lease, const char *bucket, co
     if (status == 429) {
         api_stats.rate_limited++;
     } else if (status != 400 && status != 503) {
-        /* Failed attempts (not a lease moving between instances) feed the per-lease and
-         * per-address limits. */
-        if (bucket != NULL) {
-            snprintf(key, sizeof(key), "fail:lease:%s", bucket);
-            ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
-        }
+        /* Failed attempts (not a lease moving between instances) feed the per-address and
+         * per-lease limits (one round trip with PostgreSQL). */
         snprintf(key, sizeof(key), "fail:addr:%s", up->ip);
-        ratelimit_take(key, coord_cfg.fail_rate, coord_cfg.fail_burst);
+        if (bucket != NULL) {
+            snprintf(lkey, sizeof(lkey), "fail:lease:%s", bucket);
+        }
+        ratelimit_charge(keys, bucket != NULL ? 2 : 1, coord_cfg.fail_rate,
+                         coord_cfg.fail_burst);
     }
     coord_log("upgrade_refused", "lease=%s role=%s addr=%s status=%d error=%s reason=\"%s\"",
               lease, role, up->ip, status, error, message);
@@ -239,14 +240,14 @@ static int ws_request_ok(const ws_upgrade_t *up, const char **message)
 
 int ws_upgrade(ws_upgrade_t *up)
 {
-    char uri[256], ref[COORD_ID_MAX + 2], key[160], upgrade[64];
+    char uri[256], ref[COORD_ID_MAX + 2], key[160], lkey[160], upgrade[64];
     char auth[512], cred[512], hash[EGRESS_SHA256_HEX_LEN + 1], other[COORD_INSTANCE_MAX];
     const char *p, *slash, *role, *message;
     const egress_http_head_t *h = up->head;
     store_lease_t l;
     store_ticket_t t;
     store_resume_t r;
-    const char *bucket;
+    const char *bucket, *keys[2];
     int role_id, n, rc, via_resume, named, owned;
     size_t len;
 
@@ -290,15 +291,15 @@ int ws_upgrade(ws_upgrade_t *up)
         return refuse_to(up, ref, NULL, role, 500, "internal", "database error");
     }
     bucket = n == 0 ? l.id : NULL;
-    if (bucket != NULL) {
-        snprintf(key, sizeof(key), "fail:lease:%s", bucket);
-        if (!ratelimit_peek(key, coord_cfg.fail_rate, coord_cfg.fail_burst)) {
-            return refuse_to(up, ref, bucket, role, 429, "rate_limited",
-                             "too many failed upgrades");
-        }
-    }
+    /* Both buckets in one look (one round trip with PostgreSQL). */
     snprintf(key, sizeof(key), "fail:addr:%s", up->ip);
-    if (!ratelimit_peek(key, coord_cfg.fail_rate, coord_cfg.fail_burst)) {
+    keys[0] = key;
+    if (bucket != NULL) {
+        snprintf(lkey, sizeof(lkey), "fail:lease:%s", bucket);
+        keys[1] = lkey;
+    }
+    if (!ratelimit_peek_all(keys, bucket != NULL ? 2 : 1, coord_cfg.fail_rate,
+                            coord_cfg.fail_burst)) {
         return refuse_to(up, ref, bucket, role, 429, "rate_limited",
                          "too many failed upgrades");
     }
