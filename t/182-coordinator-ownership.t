@@ -318,7 +318,7 @@ ok(wait_until(sub {
     my (undef, $out) = $pg->psql('egress_own',
         "SELECT clock_timestamp() - heartbeat > interval '3.2 s' FROM instances WHERE name='$yn'");
     return ($out // '') =~ /^t/m;
-}, 10), "$yn's heartbeat lapsed");
+}, 10), "${yn}'s heartbeat lapsed");
 kill 'CONT', $t->pid($yn);
 ok(wait_until(sub { $Y->log =~ /owner_lost lease=\Q$L\E instance=\Q$yn\E why=heartbeat_lapsed/ }, 10),
     'thawed, it finds the lease no longer its own');
