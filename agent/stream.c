@@ -693,6 +693,15 @@ static void stream_dial_next(stream_t *s)
         stream_fail_connect(s);
 }
 
+/* Dials the addresses of res in turn; s owns res from here (freed with the stream). */
+static void stream_dial(stream_t *s, struct addrinfo *res)
+{
+    s->ai = s->next_ai = res;
+    s->state = ST_CONNECTING;
+    s->last_err = UV_EHOSTUNREACH;
+    stream_dial_next(s);
+}
+
 static void stream_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     stream_t *s = req->data;
@@ -710,10 +719,7 @@ static void stream_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
                     status == UV_EAI_NONAME ? "no such host" : uv_strerror(status));
         return;
     }
-    s->ai = s->next_ai = res;
-    s->state = ST_CONNECTING;
-    s->last_err = UV_EHOSTUNREACH;
-    stream_dial_next(s);
+    stream_dial(s, res);
 }
 
 static void stream_on_timeout(uv_timer_t *t)
@@ -732,7 +738,7 @@ static void stream_on_open(agent_t *ag, const egress_frame_t *f)
 {
     host_opts_t *o = ag->o;
     stream_t *s;
-    struct addrinfo hints;
+    struct addrinfo hints, *res;
     char port[8];
     int rc;
 
@@ -787,6 +793,18 @@ static void stream_on_open(agent_t *ag, const egress_frame_t *f)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     snprintf(port, sizeof(port), "%u", s->port);
+    /*
+     * An address literal needs no lookup: getaddrinfo() with AI_NUMERICHOST
+     * never touches the network, so dial at once instead of taking a round
+     * trip through libuv's thread pool (a wake-up, and on a new thread a
+     * fresh malloc arena) on the new connection's first-byte path.
+     */
+    hints.ai_flags = AI_NUMERICHOST;
+    if (getaddrinfo(s->host, port, &hints, &res) == 0) {
+        stream_dial(s, res);
+        return;
+    }
+    hints.ai_flags = 0;
     s->gai.data = s;
     rc = uv_getaddrinfo(&ag->loop, &s->gai, stream_on_resolved, s->host, port, &hints);
     if (rc < 0) {
