@@ -61,6 +61,12 @@ static ngx_int_t ngx_stream_egress_bridge_queue(ngx_stream_egress_bridge_t *b,
 static ngx_stream_egress_out_t *ngx_stream_egress_bridge_wrap(
     ngx_stream_egress_bridge_t *b, uint32_t id, ngx_uint_t binary,
     const u_char *head, size_t head_len, const u_char *body, size_t body_len);
+static ngx_int_t ngx_stream_egress_bridge_write_direct(
+    ngx_stream_egress_bridge_t *b, const u_char *head, size_t head_len,
+    const u_char *body, size_t body_len);
+static u_char *ngx_stream_egress_bridge_mask_frame(u_char *p,
+    ngx_uint_t binary, const u_char *head, size_t head_len,
+    const u_char *body, size_t body_len);
 static ngx_int_t ngx_stream_egress_bridge_enqueue(
     ngx_stream_egress_bridge_t *b, ngx_stream_egress_out_t *out,
     ngx_uint_t urgent);
@@ -376,6 +382,18 @@ ngx_stream_egress_bridge_send_data(ngx_stream_egress_ctx_t *ctx,
         /* [id][bytes], masked straight from the caller's buffer */
         egress_frame_data_header(head, ctx->id);
 
+        switch (ngx_stream_egress_bridge_write_direct(b, head,
+                                                      EGRESS_V2_DATA_HEADER,
+                                                      data, len))
+        {
+        case NGX_OK:
+            return NGX_OK;
+        case NGX_ERROR:
+            return NGX_ERROR;
+        default: /* NGX_DECLINED: others wait, or no room */
+            break;
+        }
+
         out = ngx_stream_egress_bridge_wrap(b, ctx->id, 1, head,
                                             EGRESS_V2_DATA_HEADER, data, len);
         if (out == NULL) {
@@ -482,7 +500,7 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
     ngx_uint_t binary, const u_char *head, size_t head_len,
     const u_char *body, size_t body_len)
 {
-    u_char                    key[4], *p;
+    u_char                   *last;
     ngx_stream_egress_out_t  *out;
 
     out = ngx_alloc(offsetof(ngx_stream_egress_out_t, data)
@@ -491,12 +509,66 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
         return NULL;
     }
 
-    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+    last = ngx_stream_egress_bridge_mask_frame(out->data, binary, head,
+                                               head_len, body, body_len);
+    if (last == NULL) {
         ngx_free(out);
         return NULL;
     }
 
-    p = out->data;
+    out->len = last - out->data;
+    out->id = id;
+
+    return out;
+}
+
+
+/*
+ * With nothing queued and a socket that keeps up, a data frame is masked
+ * straight into the output buffer: no allocation, no second copy. Nothing
+ * waits ahead of it, so the send order stays what stage() would give.
+ */
+
+static ngx_int_t
+ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
+    const u_char *head, size_t head_len, const u_char *body, size_t body_len)
+{
+    u_char  *last;
+
+    if (!ngx_queue_empty(&b->urgent) || !ngx_queue_empty(&b->ready)
+        || (size_t) (b->out.last - b->out.pos) >= NGX_STREAM_EGRESS_STAGE
+        || (size_t) (b->out.end - b->out.last)
+           < EGRESS_WS_HEADER_MAX + head_len + body_len)
+    {
+        return NGX_DECLINED;
+    }
+
+    last = ngx_stream_egress_bridge_mask_frame(b->out.last, 1, head,
+                                               head_len, body, body_len);
+    if (last == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->out.last = last;
+
+    ngx_stream_egress_bridge_kick(b);
+
+    return NGX_OK;
+}
+
+
+/* writes one final masked frame of head and body at p; returns its end */
+
+static u_char *
+ngx_stream_egress_bridge_mask_frame(u_char *p, ngx_uint_t binary,
+    const u_char *head, size_t head_len, const u_char *body, size_t body_len)
+{
+    u_char  key[4];
+
+    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+        return NULL;
+    }
+
     p += egress_ws_frame_header(p, binary ? 1 : 0, head_len + body_len, key);
 
     egress_ws_mask(p, head, head_len, key, 0);
@@ -505,10 +577,7 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
         egress_ws_mask(p + head_len, body, body_len, key, head_len);
     }
 
-    out->len = (p - out->data) + head_len + body_len;
-    out->id = id;
-
-    return out;
+    return p + head_len + body_len;
 }
 
 
