@@ -524,9 +524,10 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
 
 
 /*
- * With nothing queued and a socket that keeps up, a data frame is masked
- * straight into the output buffer: no allocation, no second copy. Nothing
- * waits ahead of it, so the send order stays what stage() would give.
+ * With nothing queued (no frame of ours, none of wslay's) and a socket that
+ * keeps up, a data frame is masked straight into the output buffer: no
+ * allocation, no second copy. Nothing waits ahead of it, so the send order
+ * stays what ngx_stream_egress_bridge_send() would give.
  */
 
 static ngx_int_t
@@ -535,7 +536,7 @@ ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
 {
     u_char  *last;
 
-    if (!ngx_queue_empty(&b->urgent) || !ngx_queue_empty(&b->ready)
+    if (b->queued || wslay_event_want_write(b->ws)
         || (size_t) (b->out.last - b->out.pos) >= NGX_STREAM_EGRESS_STAGE
         || (size_t) (b->out.end - b->out.last)
            < EGRESS_WS_HEADER_MAX + head_len + body_len)
