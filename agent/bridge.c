@@ -369,20 +369,10 @@ static void bridge_close_socket(agent_t *ag)
     ag->bridge.hlen = 0;
 }
 
-/* Mask keys come from a RAND_bytes pool: one CSPRNG call per 1024 frames. */
+/* Mask keys come from a pool: one CSPRNG call per EGRESS_RANDOM_POOL / 4 frames. */
 static int bridge_mask_key(agent_t *ag, unsigned char *buf, size_t len)
 {
-    if (len > sizeof(ag->tx.maskpool))
-        return -1;
-    if (ag->tx.maskoff + len > sizeof(ag->tx.maskpool)) {
-        if (RAND_bytes(ag->tx.maskpool, sizeof(ag->tx.maskpool)) != 1)
-            return -1;
-        ag->tx.maskoff = 0;
-    }
-    memcpy(buf, ag->tx.maskpool + ag->tx.maskoff, len);
-    explicit_bzero(ag->tx.maskpool + ag->tx.maskoff, len);
-    ag->tx.maskoff += len;
-    return 0;
+    return egress_random_pool_take(&ag->tx.keys, buf, len, NULL);
 }
 
 /*
@@ -1044,7 +1034,7 @@ int bridge_init(agent_t *ag, const bridge_ops_t *ops)
     ag->bridge.pump_idle.data = ag;
     uv_timer_init(&ag->loop, &ag->bridge.ping_timer);
     ag->bridge.ping_timer.data = ag;
-    ag->tx.maskoff = sizeof(ag->tx.maskpool); /* empty: the first frame fills it */
+    egress_random_pool_empty(&ag->tx.keys); /* the first frame fills it */
     if (ag->o->url.tls && (ag->bridge.tls = ws_sock_tls_ctx()) == NULL) {
         agent_log("cannot create the TLS context: %s",
                   ERR_reason_error_string(ERR_get_error()));

@@ -17,6 +17,7 @@
 #include <wslay/wslay.h>
 
 #include "agent.h"
+#include "egress_crypto.h"
 #include "egress_flow.h"
 #include "egress_idmap.h"
 #include "egress_upgrade.h"
@@ -222,9 +223,8 @@ struct agent_s {
 
     /* outgoing frames: bridge.c (masking keys, the data frame being staged) */
     struct {
-        unsigned char maskpool[4096]; /* RAND_bytes in batches, 4 bytes per frame */
-        size_t maskoff;
-        wsmsg_t *m; /* the data frame being written into the staging buffer */
+        egress_random_pool_t keys; /* masking keys, 4 bytes per frame */
+        wsmsg_t *m;                /* the data frame being written into the staging buffer */
         size_t off;
         unsigned char key[4];
     } tx;

@@ -33,6 +33,33 @@ int egress_random_bytes(void *buf, size_t n, egress_error_t *err)
     return 0;
 }
 
+void egress_random_pool_empty(egress_random_pool_t *pool)
+{
+    OPENSSL_cleanse(pool->bytes, sizeof(pool->bytes));
+    pool->avail = 0;
+}
+
+int egress_random_pool_take(egress_random_pool_t *pool, void *buf, size_t n,
+                            egress_error_t *err)
+{
+    unsigned char *p;
+
+    if (n > sizeof(pool->bytes)) {
+        return egress_error_set(err, EGRESS_ERR_NO_SPACE, "random pool: %zu bytes asked", n);
+    }
+    if (pool->avail < n) {
+        if (egress_random_bytes(pool->bytes, sizeof(pool->bytes), err) != 0) {
+            return -1;
+        }
+        pool->avail = sizeof(pool->bytes);
+    }
+    p = pool->bytes + sizeof(pool->bytes) - pool->avail;
+    memcpy(buf, p, n);
+    OPENSSL_cleanse(p, n);
+    pool->avail -= n;
+    return 0;
+}
+
 int egress_token_new(char *out, size_t cap, const char *prefix, size_t nbytes,
                      egress_error_t *err)
 {

@@ -17,6 +17,26 @@
 int egress_random_bytes(void *buf, size_t n, egress_error_t *err);
 
 /*
+ * CSPRNG bytes handed out a few at a time (WebSocket mask keys): one
+ * RAND_bytes call per EGRESS_RANDOM_POOL bytes instead of one per frame
+ * (OpenSSL's fork check makes each call a getpid() system call). Bytes
+ * handed out are wiped from the pool. A zeroed pool is empty; empty one in
+ * a child process after fork() so that two processes never share bytes.
+ */
+#define EGRESS_RANDOM_POOL 4096
+
+typedef struct {
+    unsigned char bytes[EGRESS_RANDOM_POOL];
+    size_t avail; /* unused bytes, at the end of bytes[] */
+} egress_random_pool_t;
+
+void egress_random_pool_empty(egress_random_pool_t *pool);
+
+/* n <= EGRESS_RANDOM_POOL. Returns 0 or -1 (EGRESS_ERR_SYSTEM / EGRESS_ERR_NO_SPACE). */
+int egress_random_pool_take(egress_random_pool_t *pool, void *buf, size_t n,
+                            egress_error_t *err);
+
+/*
  * Writes a fresh secret of nbytes random bytes as unpadded base64url, with an
  * optional prefix ("egt_" for tickets, ...), NUL-terminated, into out (cap bytes).
  * Returns the length, or -1 (EGRESS_ERR_NO_SPACE / EGRESS_ERR_SYSTEM).

@@ -69,6 +69,8 @@ typedef struct {
     ngx_queue_t                     ready;      /* lanes with frames, in
                                                    round-robin order */
     size_t                          queued;     /* bytes in urgent + lanes */
+    ngx_queue_t                     spare;      /* freed data frames, reused */
+    ngx_uint_t                      nspare;
     size_t                          recv_budget;
 
     ngx_event_t                     reconnect;
@@ -90,6 +92,9 @@ typedef struct {
 
     u_char                         *frame;      /* encode buffer */
     size_t                          frame_cap;
+
+    /* masking keys; zeroed (empty) in each worker's bridge */
+    egress_random_pool_t            keys;
 
     u_char                          reason[NGX_STREAM_EGRESS_REASON_MAX];
     size_t                          reason_len;

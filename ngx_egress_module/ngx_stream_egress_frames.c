@@ -38,8 +38,22 @@ typedef struct {
     ngx_queue_t                 queue;
     size_t                      len;
     uint32_t                    id;
+    ngx_uint_t                  spare;      /* NGX_STREAM_EGRESS_SPARE_DATA
+                                               bytes of data, reusable */
     u_char                      data[1];
 } ngx_stream_egress_out_t;
+
+
+/*
+ * Data frames that wait in the queue are allocated and freed at the rate of
+ * the data: a few freed ones are kept for the next, because malloc hands
+ * the top of its heap back to the kernel (brk) as soon as they are gone and
+ * takes it back, zeroed page by page, for the next one.
+ */
+#define NGX_STREAM_EGRESS_SPARE_DATA                                         \
+    (EGRESS_WS_HEADER_MAX + EGRESS_V2_DATA_HEADER + EGRESS_DATA_CHUNK)
+#define NGX_STREAM_EGRESS_SPARE_MIN         (4 * 1024)
+#define NGX_STREAM_EGRESS_SPARE_MAX         32
 
 
 /* the frames of one stream id, in order */
@@ -64,8 +78,12 @@ static ngx_stream_egress_out_t *ngx_stream_egress_bridge_wrap(
 static ngx_int_t ngx_stream_egress_bridge_write_direct(
     ngx_stream_egress_bridge_t *b, const u_char *head, size_t head_len,
     const u_char *body, size_t body_len);
-static u_char *ngx_stream_egress_bridge_mask_frame(u_char *p,
-    ngx_uint_t binary, const u_char *head, size_t head_len,
+static ngx_stream_egress_out_t *ngx_stream_egress_bridge_out_alloc(
+    ngx_stream_egress_bridge_t *b, size_t size);
+static void ngx_stream_egress_bridge_out_free(ngx_stream_egress_bridge_t *b,
+    ngx_stream_egress_out_t *out);
+static u_char *ngx_stream_egress_bridge_mask_frame(
+    ngx_stream_egress_bridge_t *b, u_char *p, ngx_uint_t binary, const u_char *head, size_t head_len,
     const u_char *body, size_t body_len);
 static ngx_int_t ngx_stream_egress_bridge_enqueue(
     ngx_stream_egress_bridge_t *b, ngx_stream_egress_out_t *out,
@@ -107,6 +125,8 @@ ngx_stream_egress_bridge_ws_create(ngx_stream_egress_bridge_t *b)
     ngx_queue_init(&b->ready);
     ngx_rbtree_init(&b->lanes, &b->lane_sentinel, ngx_rbtree_insert_value);
     b->queued = 0;
+    ngx_queue_init(&b->spare);
+    b->nspare = 0;
 
     ngx_memzero(&cb, sizeof(struct wslay_event_callbacks));
 
@@ -176,6 +196,14 @@ ngx_stream_egress_bridge_ws_free(ngx_stream_egress_bridge_t *b)
     }
 
     b->queued = 0;
+
+    while (!ngx_queue_empty(&b->spare)) {
+        q = ngx_queue_head(&b->spare);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_stream_egress_out_t, queue));
+    }
+
+    b->nspare = 0;
 }
 
 
@@ -503,16 +531,16 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
     u_char                   *last;
     ngx_stream_egress_out_t  *out;
 
-    out = ngx_alloc(offsetof(ngx_stream_egress_out_t, data)
-                    + EGRESS_WS_HEADER_MAX + head_len + body_len, b->log);
+    out = ngx_stream_egress_bridge_out_alloc(b, EGRESS_WS_HEADER_MAX
+                                                 + head_len + body_len);
     if (out == NULL) {
         return NULL;
     }
 
-    last = ngx_stream_egress_bridge_mask_frame(out->data, binary, head,
+    last = ngx_stream_egress_bridge_mask_frame(b, out->data, binary, head,
                                                head_len, body, body_len);
     if (last == NULL) {
-        ngx_free(out);
+        ngx_stream_egress_bridge_out_free(b, out);
         return NULL;
     }
 
@@ -530,6 +558,56 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
  * stays what ngx_stream_egress_bridge_send() would give.
  */
 
+static ngx_stream_egress_out_t *
+ngx_stream_egress_bridge_out_alloc(ngx_stream_egress_bridge_t *b, size_t size)
+{
+    ngx_queue_t              *q;
+    ngx_stream_egress_out_t  *out;
+
+    if (size < NGX_STREAM_EGRESS_SPARE_MIN
+        || size > NGX_STREAM_EGRESS_SPARE_DATA)
+    {
+        out = ngx_alloc(offsetof(ngx_stream_egress_out_t, data) + size,
+                        b->log);
+        if (out != NULL) {
+            out->spare = 0;
+        }
+
+        return out;
+    }
+
+    if (!ngx_queue_empty(&b->spare)) {
+        q = ngx_queue_head(&b->spare);
+        ngx_queue_remove(q);
+        b->nspare--;
+
+        return ngx_queue_data(q, ngx_stream_egress_out_t, queue);
+    }
+
+    out = ngx_alloc(offsetof(ngx_stream_egress_out_t, data)
+                    + NGX_STREAM_EGRESS_SPARE_DATA, b->log);
+    if (out != NULL) {
+        out->spare = 1;
+    }
+
+    return out;
+}
+
+
+static void
+ngx_stream_egress_bridge_out_free(ngx_stream_egress_bridge_t *b,
+    ngx_stream_egress_out_t *out)
+{
+    if (out->spare && b->nspare < NGX_STREAM_EGRESS_SPARE_MAX) {
+        ngx_queue_insert_head(&b->spare, &out->queue);
+        b->nspare++;
+        return;
+    }
+
+    ngx_free(out);
+}
+
+
 static ngx_int_t
 ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
     const u_char *head, size_t head_len, const u_char *body, size_t body_len)
@@ -544,7 +622,7 @@ ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
         return NGX_DECLINED;
     }
 
-    last = ngx_stream_egress_bridge_mask_frame(b->out.last, 1, head,
+    last = ngx_stream_egress_bridge_mask_frame(b, b->out.last, 1, head,
                                                head_len, body, body_len);
     if (last == NULL) {
         return NGX_ERROR;
@@ -561,12 +639,13 @@ ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
 /* writes one final masked frame of head and body at p; returns its end */
 
 static u_char *
-ngx_stream_egress_bridge_mask_frame(u_char *p, ngx_uint_t binary,
-    const u_char *head, size_t head_len, const u_char *body, size_t body_len)
+ngx_stream_egress_bridge_mask_frame(ngx_stream_egress_bridge_t *b, u_char *p,
+    ngx_uint_t binary, const u_char *head, size_t head_len, const u_char *body,
+    size_t body_len)
 {
     u_char  key[4];
 
-    if (egress_random_bytes(key, sizeof(key), NULL) != 0) {
+    if (egress_random_pool_take(&b->keys, key, sizeof(key), NULL) != 0) {
         return NULL;
     }
 
@@ -603,7 +682,7 @@ ngx_stream_egress_bridge_enqueue(ngx_stream_egress_bridge_t *b,
     if (lane == NULL) {
         lane = ngx_alloc(sizeof(ngx_stream_egress_lane_t), b->log);
         if (lane == NULL) {
-            ngx_free(out);
+            ngx_stream_egress_bridge_out_free(b, out);
             return NGX_ERROR;
         }
 
@@ -713,7 +792,7 @@ ngx_stream_egress_bridge_stage(ngx_stream_egress_bridge_t *b)
         staged = 1;
 
         ngx_queue_remove(q);
-        ngx_free(out);
+        ngx_stream_egress_bridge_out_free(b, out);
 
         if (lane == NULL) {
             continue;
@@ -1150,7 +1229,9 @@ static int
 ngx_stream_egress_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
     size_t len, void *user_data)
 {
-    if (egress_random_bytes(buf, len, NULL) != 0) {
+    ngx_stream_egress_bridge_t *b = user_data;
+
+    if (egress_random_pool_take(&b->keys, buf, len, NULL) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }

@@ -82,6 +82,34 @@ static void test_random(void **state)
     assert_int_equal(egress_random_bytes(a, 0, &err), 0);
 }
 
+/* Keys from the pool: fresh bytes across refills, wiped once handed out, never too many. */
+static void test_random_pool(void **state)
+{
+    static egress_random_pool_t pool; /* zeroed: empty */
+    uint8_t key[4], prev[4], zero[4] = {0}, big[EGRESS_RANDOM_POOL + 1];
+    size_t i, same = 0, before;
+    egress_error_t err;
+
+    (void) state;
+    assert_int_equal(pool.avail, 0);
+    memset(prev, 0, sizeof(prev));
+    /* three refills' worth */
+    for (i = 0; i < 3 * EGRESS_RANDOM_POOL / sizeof(key); i++) {
+        before = pool.avail;
+        assert_int_equal(egress_random_pool_take(&pool, key, sizeof(key), &err), 0);
+        assert_int_equal(pool.avail, (before < sizeof(key) ? EGRESS_RANDOM_POOL : before) - 4);
+        /* the bytes just handed out are gone from the pool */
+        assert_memory_equal(pool.bytes + EGRESS_RANDOM_POOL - pool.avail - 4, zero, 4);
+        same += memcmp(key, prev, sizeof(key)) == 0;
+        memcpy(prev, key, sizeof(key));
+    }
+    assert_true(same <= 1);
+    assert_int_equal(egress_random_pool_take(&pool, big, sizeof(big), &err), -1);
+    assert_int_equal(err.code, EGRESS_ERR_NO_SPACE);
+    egress_random_pool_empty(&pool);
+    assert_int_equal(pool.avail, 0);
+}
+
 static void test_token(void **state)
 {
     char t1[64], t2[64];
@@ -114,8 +142,9 @@ static void test_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256), cmocka_unit_test(test_hmac),  cmocka_unit_test(test_ct),
-        cmocka_unit_test(test_random), cmocka_unit_test(test_token),
+        cmocka_unit_test(test_sha256),      cmocka_unit_test(test_hmac),
+        cmocka_unit_test(test_ct),          cmocka_unit_test(test_random),
+        cmocka_unit_test(test_random_pool), cmocka_unit_test(test_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
