@@ -400,8 +400,10 @@ static void stream_on_write(uv_write_t *req, int status)
         if (status < 0) {
             stream_end(s, 1, NULL, "reset");
         } else {
-            uint32_t inc =
-                egress_flow_on_drained_at(&s->flow, n, stream_unsent(s), agent_now_ms(ag));
+            /* the kernel is asked only when a grant is due: not an ioctl per write */
+            size_t backlog = egress_flow_wants_backlog(&s->flow, n) ? stream_unsent(s)
+                                                                    : s->tcp.write_queue_size;
+            uint32_t inc = egress_flow_on_drained_at(&s->flow, n, backlog, agent_now_ms(ag));
             if (inc && !s->wr_half) {
                 egress_frame_t f = {0};
                 f.type = EGRESS_FRAME_WINDOW;

@@ -419,6 +419,17 @@ static uint64_t window_grant_threshold(const egress_flow_t *fl)
     return threshold ? threshold : 1;
 }
 
+int egress_flow_wants_backlog(const egress_flow_t *fl, size_t n)
+{
+    uint64_t pay;
+
+    if (fl->unlimited || fl->pool == NULL) {
+        return 0;
+    }
+    pay = n < fl->recv_debt ? n : fl->recv_debt;
+    return fl->recv_drained + (n - pay) >= window_grant_threshold(fl);
+}
+
 uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog, uint64_t now_ms)
 {
     uint64_t threshold, room, grant, pay;

@@ -138,6 +138,15 @@ void egress_flow_tune(egress_flow_t *fl, egress_window_pool_t *pool, uint32_t ma
 uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog,
                                    uint64_t now_ms);
 
+/*
+ * Whether egress_flow_on_drained_at() with these n bytes will grant or judge
+ * the window, and so needs the true backlog. Where learning it costs a
+ * system call (SIOCOUTQNSD), a caller may pass 0 when this says no: a
+ * reader that backs up is still seen at the next grant, an eighth of the
+ * window later.
+ */
+int egress_flow_wants_backlog(const egress_flow_t *fl, size_t n);
+
 /* The stream is over: gives its share back to the pool. Safe to call twice. */
 void egress_flow_release(egress_flow_t *fl);
 

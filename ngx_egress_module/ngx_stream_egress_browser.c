@@ -134,10 +134,14 @@ ngx_stream_egress_grant(ngx_stream_egress_ctx_t *ctx, size_t n)
 
     /*
      * what still waits for the browser, here and in the kernel: a slow
-     * reader shows there, however fast its socket buffer took the first bytes
+     * reader shows there, however fast its socket buffer took the first
+     * bytes (the kernel is asked only when a grant is due: an ioctl a write)
      */
-    backlog = ctx->out_bytes
-              + ngx_stream_egress_unsent(ctx->session->connection);
+    backlog = ctx->out_bytes;
+
+    if (egress_flow_wants_backlog(&ctx->flow, n)) {
+        backlog += ngx_stream_egress_unsent(ctx->session->connection);
+    }
 
     inc = egress_flow_on_drained_at(&ctx->flow, n, backlog, ngx_current_msec);
 
