@@ -41,7 +41,7 @@ struct agent_sock_s {
     unsigned char pong[EGRESS_WS_SERVER_HDR_MAX + EGRESS_WS_CONTROL_MAX];
     size_t pong_len;
     int64_t deadline; /* monotonic ms; 0: none */
-    struct agent_sock_s *next, *prev, *kick_next;
+    struct agent_sock_s *next, *prev, *kick_next, *write_next;
     unsigned rx_off : 1;
     unsigned want_out : 1;
     unsigned close_sent : 1;
@@ -49,10 +49,16 @@ struct agent_sock_s {
     unsigned write_shut : 1;
     unsigned dead : 1;
     unsigned kicked : 1;
+    unsigned write_queued : 1; /* in writers */
     unsigned in_event : 1;
 };
 
-static agent_sock_t *socks, *kicks;
+/*
+ * kicks: to read outside an epoll batch; writers: to write outside one (a
+ * frame relayed from another socket goes out in the loop turn it came in,
+ * not a turn later after two epoll_ctl calls to ask for EPOLLOUT).
+ */
+static agent_sock_t *socks, *kicks, *writers;
 static unsigned char rbuf[COORD_READ_BUF];
 
 static void as_update(agent_sock_t *s)
@@ -119,6 +125,19 @@ static void as_unkick(agent_sock_t *s)
     }
 }
 
+static void as_unqueue_write(agent_sock_t *s)
+{
+    agent_sock_t **pp;
+
+    for (pp = &writers; *pp != NULL; pp = &(*pp)->write_next) {
+        if (*pp == s) {
+            *pp = s->write_next;
+            break;
+        }
+    }
+    s->write_queued = 0;
+}
+
 void agent_sock_destroy(agent_sock_t *s)
 {
     if (s->conn != NULL) {
@@ -127,6 +146,9 @@ void agent_sock_destroy(agent_sock_t *s)
     }
     if (s->kicked) {
         as_unkick(s);
+    }
+    if (s->write_queued) {
+        as_unqueue_write(s);
     }
     front_watch(s->fd, &s->obj, &s->events, 0);
     if (s->ssl != NULL) {
@@ -226,8 +248,11 @@ void agent_sock_want_write(agent_sock_t *s)
 {
     if (!s->want_out) {
         s->want_out = 1;
-        if (!s->in_event) {
-            as_update(s);
+        /* in its own event, agent_sock_event() asks for EPOLLOUT if still needed */
+        if (!s->in_event && !s->write_queued) {
+            s->write_queued = 1;
+            s->write_next = writers;
+            writers = s;
         }
     }
 }
@@ -436,14 +461,23 @@ void agent_sock_event(agent_sock_t *s, uint32_t events)
 
 void agent_sock_after_events(void)
 {
-    while (kicks != NULL) {
-        agent_sock_t *s = kicks;
+    while (kicks != NULL || writers != NULL) {
+        agent_sock_t *s;
 
-        kicks = s->kick_next;
-        s->kicked = 0;
-        if (!s->rx_off) {
-            agent_sock_event(s, EPOLLIN);
+        if (kicks != NULL) {
+            s = kicks;
+            kicks = s->kick_next;
+            s->kicked = 0;
+            if (!s->rx_off) {
+                agent_sock_event(s, EPOLLIN);
+            }
+            continue;
         }
+        /* as if writable: what the socket does not take waits for EPOLLOUT */
+        s = writers;
+        writers = s->write_next;
+        s->write_queued = 0;
+        agent_sock_event(s, EPOLLOUT);
     }
 }
 

@@ -38,7 +38,10 @@ void agent_sock_close_within(agent_sock_t *s, int ms);
 void agent_sock_feed(agent_sock_t *s, const unsigned char *p, size_t n);
 
 /* From front.c: epoll events for s; then the sockets whose reading resumed
- * with TLS bytes already decrypted (epoll cannot see those). */
+ * with TLS bytes already decrypted (epoll cannot see those), and those that
+ * got something to send outside their own event (written at once; epoll is
+ * asked for EPOLLOUT only for what the socket does not take). Also called
+ * after every lws_service() turn. */
 void agent_sock_event(agent_sock_t *s, uint32_t events);
 void agent_sock_after_events(void);
 /* Ends sockets past their close deadline; at shutdown every socket. */

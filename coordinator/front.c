@@ -645,6 +645,11 @@ void front_service(void)
     agent_sock_after_events();
 }
 
+void front_after_turn(void)
+{
+    agent_sock_after_events();
+}
+
 void front_tick(void)
 {
     int64_t now = coord_mono_ms();

@@ -36,6 +36,9 @@ void front_close(void);
 
 /* The epoll set is readable: handles what is ready (from lws's callback). */
 void front_service(void);
+/* After each lws_service() turn: what lws's callbacks and timers queued for
+ * agent sockets is written now, not after the next poll. */
+void front_after_turn(void);
 /* Once a second: heads, drains and closing sockets past their deadline. */
 void front_tick(void);
 

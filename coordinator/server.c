@@ -401,6 +401,8 @@ int server_run(void)
 
     while (!stopping && n >= 0) {
         n = lws_service(context, 0);
+        /* frames queued by lws's callbacks and timers go out before the next poll */
+        front_after_turn();
     }
     coord_log("stopping", "%s", "graceful=1");
     lws_sul_cancel(&tick_sul);
