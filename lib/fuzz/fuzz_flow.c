@@ -100,7 +100,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t v = rd32(data + i + 1);
         size_t room = egress_flow_send_room(fl);
         uint32_t inc;
-        switch (data[i] & (tuned ? 7 : 3)) {
+        unsigned op = data[i] & (tuned ? 7 : 3);
+
+        switch (op) {
         case 0:
             egress_flow_on_sent(fl, v < room ? v : room);
             break;
@@ -120,7 +122,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             z->drained += v;
             if (tuned) {
-                inc = egress_flow_on_drained_at(fl, v, (data[i] & 0x78) << 12, now);
+                /* case 5 passes the backlog only where it is asked for, as callers do */
+                int wants = egress_flow_wants_backlog(fl, v);
+                size_t backlog = op == 5 && !wants ? 0 : (size_t) (data[i] & 0x78) << 12;
+
+                inc = egress_flow_on_drained_at(fl, v, backlog, now);
+                if (inc != 0 && !wants && fl->pool != NULL) {
+                    abort(); /* a grant from a drain that said it would not grant */
+                }
             } else {
                 inc = egress_flow_on_drained(fl, v);
             }
