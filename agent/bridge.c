@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include <openssl/err.h>
-#include <openssl/rand.h>
 
 #include "bridge.h"
 #include "resume.h"
@@ -369,12 +368,6 @@ static void bridge_close_socket(agent_t *ag)
     ag->bridge.hlen = 0;
 }
 
-/* Mask keys come from a pool: one CSPRNG call per EGRESS_RANDOM_POOL / 4 frames. */
-static int bridge_mask_key(agent_t *ag, unsigned char *buf, size_t len)
-{
-    return egress_random_pool_take(&ag->tx.keys, buf, len, NULL);
-}
-
 /*
  * Our FIFOs straight into the socket's staging buffer as masked frames, one
  * pass over each byte, the urgent one first; a frame larger than the room
@@ -393,7 +386,7 @@ static int bridge_write_frames(agent_t *ag, int start)
             wsmsg_t *m = *head;
             if (!m || !start || room < EGRESS_WS_HEADER_MAX)
                 return 0;
-            if (bridge_mask_key(ag, ag->tx.key, sizeof(ag->tx.key)) < 0)
+            if (egress_random_pool_take(&ag->tx.keys, ag->tx.key, sizeof(ag->tx.key), NULL) < 0)
                 return -1;
             *head = m->next;
             if (!*head)
@@ -553,7 +546,10 @@ static ssize_t bridge_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, 
 
 static int bridge_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
 {
-    if (bridge_mask_key(user, buf, len) < 0) {
+    agent_t *ag = user;
+
+    /* mask keys come from a pool: one CSPRNG call per EGRESS_RANDOM_POOL / 4 frames */
+    if (egress_random_pool_take(&ag->tx.keys, buf, len, NULL) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }

@@ -83,8 +83,8 @@ static ngx_stream_egress_out_t *ngx_stream_egress_bridge_out_alloc(
 static void ngx_stream_egress_bridge_out_free(ngx_stream_egress_bridge_t *b,
     ngx_stream_egress_out_t *out);
 static u_char *ngx_stream_egress_bridge_mask_frame(
-    ngx_stream_egress_bridge_t *b, u_char *p, ngx_uint_t binary, const u_char *head, size_t head_len,
-    const u_char *body, size_t body_len);
+    ngx_stream_egress_bridge_t *b, u_char *p, ngx_uint_t binary,
+    const u_char *head, size_t head_len, const u_char *body, size_t body_len);
 static ngx_int_t ngx_stream_egress_bridge_enqueue(
     ngx_stream_egress_bridge_t *b, ngx_stream_egress_out_t *out,
     ngx_uint_t urgent);
@@ -551,12 +551,7 @@ ngx_stream_egress_bridge_wrap(ngx_stream_egress_bridge_t *b, uint32_t id,
 }
 
 
-/*
- * With nothing queued (no frame of ours, none of wslay's) and a socket that
- * keeps up, a data frame is masked straight into the output buffer: no
- * allocation, no second copy. Nothing waits ahead of it, so the send order
- * stays what ngx_stream_egress_bridge_send() would give.
- */
+/* a frame of size bytes; a data frame reuses a spare */
 
 static ngx_stream_egress_out_t *
 ngx_stream_egress_bridge_out_alloc(ngx_stream_egress_bridge_t *b, size_t size)
@@ -607,6 +602,13 @@ ngx_stream_egress_bridge_out_free(ngx_stream_egress_bridge_t *b,
     ngx_free(out);
 }
 
+
+/*
+ * With nothing queued (no frame of ours, none of wslay's) and a socket that
+ * keeps up, a data frame is masked straight into the output buffer: no
+ * allocation, no second copy. Nothing waits ahead of it, so the send order
+ * stays what ngx_stream_egress_bridge_send() would give.
+ */
 
 static ngx_int_t
 ngx_stream_egress_bridge_write_direct(ngx_stream_egress_bridge_t *b,
