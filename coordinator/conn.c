@@ -17,6 +17,14 @@
 #define WRITE_PIECE  (64 * 1024)
 #define WRITE_BUDGET (512 * 1024)
 
+/* Messages up to WRITE_SMALL are copied together and leave in one send: an
+ * open and the request behind it, or a burst of window frames, wake the
+ * peer once instead of once each. */
+#define WRITE_SMALL (4 * 1024)
+#define WRITE_BATCH (16 * 1024)
+
+static unsigned char batch[WRITE_BATCH];
+
 const char *role_name(int role)
 {
     return role == ROLE_HOST ? "host" : "client";
@@ -158,7 +166,7 @@ void conn_close(conn_t *c, int code, const char *reason)
 
 int conn_write(conn_t *c, conn_written_fn on_written)
 {
-    size_t budget = WRITE_BUDGET;
+    size_t budget = WRITE_BUDGET, blen = 0;
     msg_t *m;
 
     if (c->ping_due) {
@@ -187,10 +195,23 @@ int conn_write(conn_t *c, conn_written_fn on_written)
              : m->binary ? EGRESS_WS_OP_BINARY
                          : EGRESS_WS_OP_TEXT;
         h = egress_ws_server_header(hdr, op, m->off + piece == m->len, piece);
-        start = MSG_DATA(m) + m->off - h;
-        memcpy(start, hdr, h);
-        if (agent_sock_send(c->sock, start, h + piece) < 0) {
-            return -1;
+        if (m->off == 0 && m->len <= WRITE_SMALL && blen + h + m->len <= WRITE_BATCH) {
+            memcpy(batch + blen, hdr, h);
+            memcpy(batch + blen + h, MSG_DATA(m), m->len);
+            blen += h + m->len;
+        } else if (blen > 0) {
+            /* what is batched goes first; then m, if the socket took it all */
+            if (agent_sock_send(c->sock, batch, blen) < 0) {
+                return -1;
+            }
+            blen = 0;
+            continue;
+        } else {
+            start = MSG_DATA(m) + m->off - h;
+            memcpy(start, hdr, h);
+            if (agent_sock_send(c->sock, start, h + piece) < 0) {
+                return -1;
+            }
         }
         m->off += piece;
         budget = budget > piece ? budget - piece : 0;
@@ -206,6 +227,9 @@ int conn_write(conn_t *c, conn_written_fn on_written)
             on_written(c, m);
             free(m);
         }
+    }
+    if (blen > 0 && agent_sock_send(c->sock, batch, blen) < 0) {
+        return -1;
     }
     if (c->q_head != NULL) {
         agent_sock_want_write(c->sock);

@@ -893,6 +893,33 @@ ngx_stream_egress_bridge_kick(ngx_stream_egress_bridge_t *b)
 }
 
 
+/*
+ * Moves a posted bridge write behind the events posted so far: what they
+ * queue leaves in the same send as what is queued already (an open and the
+ * request behind it reach the coordinator as one segment, one wake-up).
+ */
+
+void
+ngx_stream_egress_bridge_send_later(void)
+{
+    ngx_event_t                 *wev;
+    ngx_stream_egress_bridge_t  *b;
+
+    b = ngx_stream_egress_bridge;
+
+    if (b == NULL || b->connection == NULL) {
+        return;
+    }
+
+    wev = b->connection->write;
+
+    if (wev->posted) {
+        ngx_delete_posted_event(wev);
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
 ngx_int_t
 ngx_stream_egress_bridge_flush(ngx_stream_egress_bridge_t *b)
 {

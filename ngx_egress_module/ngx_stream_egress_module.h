@@ -254,6 +254,7 @@ int ngx_stream_egress_bridge_version(void);
 ngx_int_t ngx_stream_egress_bridge_open(ngx_stream_egress_ctx_t *ctx,
     ngx_stream_egress_stream_ops_t *ops);
 void ngx_stream_egress_bridge_forget(ngx_stream_egress_ctx_t *ctx);
+void ngx_stream_egress_bridge_send_later(void);
 size_t ngx_stream_egress_bridge_room(void);
 void ngx_stream_egress_bridge_wait(ngx_stream_egress_ctx_t *ctx);
 void ngx_stream_egress_bridge_unwait(ngx_stream_egress_ctx_t *ctx);

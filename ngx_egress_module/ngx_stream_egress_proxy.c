@@ -485,6 +485,9 @@ ngx_stream_egress_start_early(ngx_stream_egress_ctx_t *ctx)
     }
 
     ngx_post_event(c->read, &ngx_posted_events);
+
+    /* the open waits for the request bytes: one segment, not two */
+    ngx_stream_egress_bridge_send_later();
 }
 
 
