@@ -403,7 +403,7 @@ static void stream_on_write(uv_write_t *req, int status)
             /* the kernel is asked only when a grant is due: not an ioctl per write */
             size_t backlog = egress_flow_wants_backlog(&s->flow, n) ? stream_unsent(s)
                                                                     : s->tcp.write_queue_size;
-            uint32_t inc = egress_flow_on_drained_at(&s->flow, n, backlog, agent_now_ms(ag));
+            uint32_t inc = egress_flow_on_drained_at(&s->flow, n, backlog, agent_clock_ms());
             if (inc && !s->wr_half) {
                 egress_frame_t f = {0};
                 f.type = EGRESS_FRAME_WINDOW;
