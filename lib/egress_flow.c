@@ -185,7 +185,10 @@ static void window_resize(egress_flow_t *fl, uint32_t w)
 /*
  * Queueing delay allowed on the path: a quarter of the smallest round trip
  * (what a new stream's first byte may lose behind this one), never below
- * what a millisecond clock and a few event loops can tell apart.
+ * one tick of the millisecond clock the callers time round trips with.
+ * The floor was 2 ms while the callers read their event loops' cached
+ * clocks, whose staleness made samples jitter; it only matters where the
+ * round trip is under 8 ms (a LAN, loopback).
  */
 static uint32_t window_queue_tolerance(const egress_flow_t *fl)
 {

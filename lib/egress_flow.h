@@ -45,7 +45,7 @@ typedef struct {
 #ifndef EGRESS_WINDOW_QUEUE_DIV
 #define EGRESS_WINDOW_QUEUE_DIV 4 /* queueing delay a window may keep: round trip / this */
 #endif
-#define EGRESS_WINDOW_QUEUE_MIN_MS  2     /* ... and at least this */
+#define EGRESS_WINDOW_QUEUE_MIN_MS  1     /* ... and at least this: one clock tick */
 #define EGRESS_WINDOW_RTT_PERIOD_MS 10000 /* the smallest round trip is that of 10-20 s */
 #define EGRESS_WINDOW_CALM_STEPS    4 /* eighth-steps without a queue before doubling again */
 
