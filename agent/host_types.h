@@ -260,16 +260,4 @@ static inline uint64_t agent_now_ms(agent_t *ag)
     return uv_now(&ag->loop);
 }
 
-/*
- * Now on uv_now()'s clock, read afresh. uv_now() is when the loop last
- * polled, and late in a busy iteration it is milliseconds old (7-19 ms seen
- * in an upload at 8 ms): a credit round trip timed with it once came out at
- * 6 ms on a 12.6 ms path, and the window then read the path's own delay as
- * a queue and stayed small for the rest of the transfer.
- */
-static inline uint64_t agent_clock_ms(void)
-{
-    return uv_hrtime() / 1000000;
-}
-
 #endif /* EGRESS_AGENT_HOST_TYPES_H */

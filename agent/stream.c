@@ -403,7 +403,8 @@ static void stream_on_write(uv_write_t *req, int status)
             /* the kernel is asked only when a grant is due: not an ioctl per write */
             size_t backlog = egress_flow_wants_backlog(&s->flow, n) ? stream_unsent(s)
                                                                     : s->tcp.write_queue_size;
-            uint32_t inc = egress_flow_on_drained_at(&s->flow, n, backlog, agent_clock_ms());
+            uint32_t inc =
+                egress_flow_on_drained_at(&s->flow, n, backlog, egress_flow_clock_ms());
             if (inc && !s->wr_half) {
                 egress_frame_t f = {0};
                 f.type = EGRESS_FRAME_WINDOW;
@@ -767,7 +768,7 @@ static void stream_on_open(agent_t *ag, const egress_frame_t *f)
         egress_flow_init(&s->flow, f->window ? f->window : EGRESS_INITIAL_WINDOW,
                          EGRESS_INITIAL_WINDOW);
         ag->streams.windows.budget = o->window_budget;
-        egress_flow_tune(&s->flow, &ag->streams.windows, o->window_max, agent_now_ms(ag));
+        egress_flow_tune(&s->flow, &ag->streams.windows, o->window_max, egress_flow_clock_ms());
     } else
         egress_flow_init_unlimited(&s->flow);
     if (stream_table_add(ag, s) < 0) {

@@ -4,9 +4,18 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "egress_flow.h"
 #include "egress_frame.h"
+
+uint64_t egress_flow_clock_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 void egress_flow_init(egress_flow_t *fl, uint32_t send_window, uint32_t recv_window)
 {

@@ -139,6 +139,16 @@ uint32_t egress_flow_on_drained_at(egress_flow_t *fl, size_t n, size_t backlog,
                                    uint64_t now_ms);
 
 /*
+ * The clock for now_ms above and for egress_flow_tune(): CLOCK_MONOTONIC in
+ * ms, read afresh. Not an event loop's cached time (uv_now(),
+ * ngx_current_msec): that is when the loop last polled, up to 19 ms old
+ * late in a busy iteration, and a round trip timed with it once came out at
+ * 6 ms on a 12.6 ms path; as the base round trip it made every true one look
+ * queued and held the window small for the rest of the transfer.
+ */
+uint64_t egress_flow_clock_ms(void);
+
+/*
  * Whether egress_flow_on_drained_at() with these n bytes will grant or judge
  * the window, and so needs the true backlog. Where learning it costs a
  * system call (SIOCOUTQNSD), a caller may pass 0 when this says no: a

@@ -15,7 +15,6 @@
 
 
 static size_t ngx_stream_egress_unsent(ngx_connection_t *c);
-static ngx_msec_t ngx_stream_egress_clock_ms(void);
 
 
 #define NGX_STREAM_EGRESS_IDLE_TIMEOUT   600000
@@ -145,7 +144,7 @@ ngx_stream_egress_grant(ngx_stream_egress_ctx_t *ctx, size_t n)
     }
 
     inc = egress_flow_on_drained_at(&ctx->flow, n, backlog,
-                                    ngx_stream_egress_clock_ms());
+                                    egress_flow_clock_ms());
 
     if (ctx->flow.recv_window != window) {
         ngx_log_error(NGX_LOG_INFO, ctx->session->connection->log, 0,
@@ -159,29 +158,6 @@ ngx_stream_egress_grant(ngx_stream_egress_ctx_t *ctx, size_t n)
     if (inc) {
         (void) ngx_stream_egress_bridge_send_window(ctx->id, inc);
     }
-}
-
-
-/*
- * Now on ngx_current_msec's clock, read afresh for the window's round trip
- * samples: ngx_current_msec is when the worker's last epoll_wait() returned,
- * and late in a busy batch of events it is milliseconds old; a grant or a
- * byte timed with it makes a credit round trip look shorter than the path
- * is, and the window then reads the path's own delay as a queue.
- */
-
-static ngx_msec_t
-ngx_stream_egress_clock_ms(void)
-{
-#if (NGX_HAVE_CLOCK_MONOTONIC)
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
-        return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
-#endif
-
-    return ngx_current_msec;
 }
 
 

@@ -99,7 +99,7 @@ ngx_stream_egress_relay_open_ok(ngx_stream_egress_ctx_t *ctx,
                                                ngx_stream_egress_module);
         ngx_stream_egress_windows.budget = emcf->window_budget;
         egress_flow_tune(&ctx->flow, &ngx_stream_egress_windows,
-                         (uint32_t) emcf->window_max, ngx_current_msec);
+                         (uint32_t) emcf->window_max, egress_flow_clock_ms());
 
     } else {
         egress_flow_init_unlimited(&ctx->flow);

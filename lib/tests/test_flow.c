@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -633,6 +634,20 @@ static void test_window_wants_backlog(void **state)
     egress_flow_release(&a);
 }
 
+/* The receivers' clock is read afresh: it moves with real time between two calls. */
+static void test_flow_clock(void **state)
+{
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    uint64_t a, b;
+
+    (void) state;
+    a = egress_flow_clock_ms();
+    assert_int_equal(nanosleep(&pause, NULL), 0);
+    b = egress_flow_clock_ms();
+    assert_true(b >= a + 19); /* 20 ms slept, less the rounding to whole ms */
+    assert_true(b - a < 60 * 1000);
+}
+
 static void test_window_untuned(void **state)
 {
     egress_window_pool_t pool;
@@ -691,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_window_fair),
         cmocka_unit_test(test_window_untuned),
         cmocka_unit_test(test_window_wants_backlog),
+        cmocka_unit_test(test_flow_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
