@@ -454,6 +454,48 @@ static void test_window_bdp(void **state)
 }
 
 /*
+ * A LAN: a round trip of 2-4 ms, where the allowed queue is its floor (a
+ * quarter of the round trip is under one clock tick). The floor is what a
+ * new stream's first byte waits behind a download there: one tick, so the
+ * queue stays near 1 ms on average while the path stays busy.
+ */
+static void test_window_lan_queue(void **state)
+{
+    static const unsigned owds[] = {1, 2};
+    egress_window_pool_t pool;
+    sim_stream_t *ss = calloc(1, sizeof(*ss));
+    uint64_t t, at_start, rate = 400 * 1024 * 1024 / 1000, qsum, n;
+    size_t k;
+
+    (void) state;
+    egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
+    for (k = 0; k < sizeof(owds) / sizeof(owds[0]); k++) {
+        unsigned owd = owds[k];
+        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+        ss->link_rate = rate;
+        for (t = 0; t < 2000; t++) {
+            sim_step(ss, t, owd);
+        }
+        at_start = ss->delivered;
+        qsum = n = 0;
+        for (; t < 6000; t++, n++) {
+            sim_step(ss, t, owd);
+            qsum += ss->link_queue;
+        }
+        print_message("owd %u ms: window %u, queue avg %.2f ms, %.1f%% of the path\n", owd,
+                      ss->rcv.recv_window, (double) qsum / n / rate,
+                      100.0 * (ss->delivered - at_start) / (rate * n));
+        /* about one tick of queue (1.25-1.4 ms here; a 2 ms floor gave 2.3-2.8) */
+        assert_true(qsum / n <= rate * 7 / 4);
+        /* and the path still carries nearly all it can */
+        assert_true(ss->delivered - at_start >= rate * n * 95 / 100);
+        egress_flow_release(&ss->rcv);
+        assert_int_equal(pool.used, 0);
+    }
+    free(ss);
+}
+
+/*
  * The path's base delay grows mid-stream (a route change): every round trip
  * now looks queued against the old minimum, so the window first shrinks,
  * but the minimum is only that of the last 10-20 s; once it follows, the
@@ -707,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_window_untuned),
         cmocka_unit_test(test_window_wants_backlog),
         cmocka_unit_test(test_flow_clock),
+        cmocka_unit_test(test_window_lan_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
