@@ -396,6 +396,44 @@ static void test_window_budget(void **state)
     free(ss);
 }
 
+/* One stream alone on a path of rate bytes per ms and one-way delay owd. */
+typedef struct {
+    uint32_t warm_window;   /* the window once warmed up */
+    uint64_t qsum, qmax, n; /* the path's queue over the n measured ms */
+    uint64_t delivered;     /* bytes read in the measured ms */
+} sim_path_t;
+
+/*
+ * Runs the stream for warm ms, then measures it until end; wmax, when not 0,
+ * is a window it must never pass while measured.
+ */
+static void sim_path_run(sim_stream_t *ss, egress_window_pool_t *pool, uint64_t rate,
+                         unsigned owd, uint64_t warm, uint64_t end, uint64_t wmax,
+                         sim_path_t *r)
+{
+    uint64_t t, at_start;
+
+    sim_init(ss, pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
+    ss->link_rate = rate;
+    for (t = 0; t < warm; t++) {
+        sim_step(ss, t, owd);
+    }
+    r->warm_window = ss->rcv.recv_window;
+    at_start = ss->delivered;
+    r->qsum = r->qmax = r->n = 0;
+    for (; t < end; t++, r->n++) {
+        sim_step(ss, t, owd);
+        r->qsum += ss->link_queue;
+        if (r->qmax < ss->link_queue) {
+            r->qmax = ss->link_queue;
+        }
+        if (wmax) {
+            assert_true(ss->rcv.recv_window <= wmax);
+        }
+    }
+    r->delivered = ss->delivered - at_start;
+}
+
 /*
  * A path slower than the window: 60 MiB/s (a CPU-bound relay chain, or a
  * bottleneck link), so a window above the bandwidth-delay product only
@@ -408,45 +446,33 @@ static void test_window_bdp(void **state)
     static const unsigned owds[] = {5, 20, 50};
     egress_window_pool_t pool;
     sim_stream_t *ss = calloc(1, sizeof(*ss));
-    uint64_t t, at_start, rate = 60 * 1024 * 1024 / 1000, bdp, qmax, qsum, n;
+    uint64_t rate = 60 * 1024 * 1024 / 1000, bdp;
+    sim_path_t r;
     size_t k;
 
     (void) state;
     egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
     for (k = 0; k < sizeof(owds) / sizeof(owds[0]); k++) {
         unsigned owd = owds[k];
-        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
-        ss->link_rate = rate;
         bdp = rate * 2 * owd;
-        for (t = 0; t < 1000 + 40 * owd; t++) {
-            sim_step(ss, t, owd);
-        }
+        /* ... never to the cap the pace test alone would reach (checked at every ms) */
+        sim_path_run(ss, &pool, rate, owd, 1000 + 40 * owd, 4000 + 40 * owd,
+                     2 * bdp + EGRESS_INITIAL_WINDOW, &r);
         /* It grew past the start window towards the product... */
-        assert_true(ss->rcv.recv_window > EGRESS_INITIAL_WINDOW || bdp < EGRESS_INITIAL_WINDOW);
-        at_start = ss->delivered;
-        qmax = qsum = n = 0;
-        for (; t < 4000 + 40 * owd; t++, n++) {
-            sim_step(ss, t, owd);
-            qsum += ss->link_queue;
-            if (qmax < ss->link_queue) {
-                qmax = ss->link_queue;
-            }
-            /* ... but never to the cap the pace test alone would reach. */
-            assert_true(ss->rcv.recv_window <= 2 * bdp + EGRESS_INITIAL_WINDOW);
-        }
+        assert_true(r.warm_window > EGRESS_INITIAL_WINDOW || bdp < EGRESS_INITIAL_WINDOW);
         print_message("owd %u ms: window %u (bdp %llu), queue avg %.1f ms max %.1f ms, "
                       "%.1f%% of the path\n",
                       owd, ss->rcv.recv_window, (unsigned long long) bdp,
-                      (double) qsum / n / rate, (double) qmax / rate,
-                      100.0 * (ss->delivered - at_start) / (rate * n));
+                      (double) r.qsum / r.n / rate, (double) r.qmax / rate,
+                      100.0 * r.delivered / (rate * r.n));
         /*
          * The queue a new stream would wait behind: at most a third of a
          * round trip on average (the allowance, a quarter, plus half a grant's
          * burst; the pace test alone let it grow to the cap, 16 MiB: 270 ms).
          */
-        assert_true(qsum / n <= rate * 2 * owd / 3 + rate * EGRESS_WINDOW_QUEUE_MIN_MS);
+        assert_true(r.qsum / r.n <= rate * 2 * owd / 3 + rate * EGRESS_WINDOW_QUEUE_MIN_MS);
         /* and the path still carries nearly all it can */
-        assert_true(ss->delivered - at_start >= rate * n * 85 / 100);
+        assert_true(r.delivered >= rate * r.n * 85 / 100);
         egress_flow_release(&ss->rcv);
         assert_int_equal(pool.used, 0);
     }
@@ -464,31 +490,22 @@ static void test_window_lan_queue(void **state)
     static const unsigned owds[] = {1, 2};
     egress_window_pool_t pool;
     sim_stream_t *ss = calloc(1, sizeof(*ss));
-    uint64_t t, at_start, rate = 400 * 1024 * 1024 / 1000, qsum, n;
+    uint64_t rate = 400 * 1024 * 1024 / 1000;
+    sim_path_t r;
     size_t k;
 
     (void) state;
     egress_window_pool_init(&pool, EGRESS_WINDOW_BUDGET_DEFAULT);
     for (k = 0; k < sizeof(owds) / sizeof(owds[0]); k++) {
         unsigned owd = owds[k];
-        sim_init(ss, &pool, EGRESS_WINDOW_MAX_DEFAULT, UINT64_MAX);
-        ss->link_rate = rate;
-        for (t = 0; t < 2000; t++) {
-            sim_step(ss, t, owd);
-        }
-        at_start = ss->delivered;
-        qsum = n = 0;
-        for (; t < 6000; t++, n++) {
-            sim_step(ss, t, owd);
-            qsum += ss->link_queue;
-        }
+        sim_path_run(ss, &pool, rate, owd, 2000, 6000, 0, &r);
         print_message("owd %u ms: window %u, queue avg %.2f ms, %.1f%% of the path\n", owd,
-                      ss->rcv.recv_window, (double) qsum / n / rate,
-                      100.0 * (ss->delivered - at_start) / (rate * n));
+                      ss->rcv.recv_window, (double) r.qsum / r.n / rate,
+                      100.0 * r.delivered / (rate * r.n));
         /* about one tick of queue (1.25-1.4 ms here; a 2 ms floor gave 2.3-2.8) */
-        assert_true(qsum / n <= rate * 7 / 4);
+        assert_true(r.qsum / r.n <= rate * 7 / 4);
         /* and the path still carries nearly all it can */
-        assert_true(ss->delivered - at_start >= rate * n * 95 / 100);
+        assert_true(r.delivered >= rate * r.n * 95 / 100);
         egress_flow_release(&ss->rcv);
         assert_int_equal(pool.used, 0);
     }
